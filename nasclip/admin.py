@@ -1,0 +1,146 @@
+"""nasclip: the admin tool (status, scan, failed photos, config check/show).
+
+Commands that ask the running daemon go through its socket; config commands
+work on the file alone. Exit codes as nasclip-query: 0 ok, 1 problem found or
+request refused, 2 daemon not running, 3 socket not accessible, 64 usage,
+78 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from . import __version__
+from .client import DEFAULT_CONFIG, call, resolve_socket
+from .config import load_config, missing_paths
+from .errors import ConfigError, NasclipError
+from .schema import to_plain
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        self.print_usage(sys.stderr)
+        self.exit(64, f"{self.prog}: {message}\n")
+
+
+def _group(n: int) -> str:
+    return f"{n:,}".replace(",", " ")
+
+
+def print_status(status: dict) -> None:
+    photos = status["photos"]
+    model = status["model"]
+    print(f"nasclipd {status['version']}, up {status['uptime'] / 3600:.1f} h, "
+          f"{'healthy' if status['healthy'] else 'NOT HEALTHY'}")
+    print(f"model    {model['id']} on {model['backend']}")
+    print(f"photos   {_group(photos['indexed'])} indexed, {_group(photos['pending'])} pending, "
+          f"{_group(photos['failed'])} failed, {_group(photos['gone'])} deleted (kept briefly)")
+    eta = status.get("eta_seconds")
+    rate = f"{status['rate']:.1f} photos/s" + (f", about {eta / 60:.0f} min left" if eta else "")
+    print(f"encoded  {_group(status['encoded']['run'])} this run ({rate}), "
+          f"{_group(status['encoded']['total'])} in total; {_group(status['reused'])} vectors reused")
+    index = status["index"]
+    print(f"index    {index['type']}, {_group(index['vectors'])} vectors, "
+          f"{index['bytes_on_disk'] / 1e6:.1f} MB on disk")
+    for share in status["shares"]:
+        scan = share.get("last_scan")
+        scanned = f", last scan {scan['files']} files in {scan['seconds']:.1f} s" if scan else ""
+        print(f"share    {share['name']}: {share['path']} ({share['watch']}{scanned})")
+    if status["recent_failures"]:
+        print("recent failures:")
+        for failure in status["recent_failures"][:5]:
+            print(f"  {failure['path']}: {failure['error']}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    reply = call(resolve_socket(args.socket, args.config), op="status")
+    if args.json:
+        json.dump(reply["status"], sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    else:
+        print_status(reply["status"])
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    request = {"op": "scan"}
+    if args.share:
+        request["share"] = args.share
+    reply = call(resolve_socket(args.socket, args.config), **request)
+    print("scan requested for " + ", ".join(reply["scanning"]))
+    return 0
+
+
+def cmd_failed(args: argparse.Namespace) -> int:
+    reply = call(resolve_socket(args.socket, args.config), op="failed")
+    for failure in reply["failed"]:
+        print(f"{failure['path']}\t{failure['error']}")
+    if not reply["failed"]:
+        print("no failed photos", file=sys.stderr)
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = args.file or args.config or str(DEFAULT_CONFIG)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    problems = missing_paths(config)
+    for problem in problems:
+        print(f"{path}: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{path}: ok ({len(config.shares)} shares, model {config.model})")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    config = load_config(args.file or args.config or DEFAULT_CONFIG)
+    print(f"# effective configuration of {config.source}, defaults filled in")
+    print(yaml.safe_dump(to_plain(config), sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nasclip", description="Administer nasclip, the NAS photo search daemon.")
+    parser.add_argument("--version", action="version", version=f"nasclip {__version__}")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--config", "-c", help=f"nasclip config file (default {DEFAULT_CONFIG})")
+    where.add_argument("--socket", "-s", help="the daemon's socket")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    status = commands.add_parser("status", help="what the daemon is doing")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    status.set_defaults(func=cmd_status)
+    scan = commands.add_parser("scan", help="ask for a reconcile scan now")
+    scan.add_argument("share", nargs="?", help="only this share")
+    scan.set_defaults(func=cmd_scan)
+    failed = commands.add_parser("failed", help="list photos that could not be indexed, with reasons")
+    failed.set_defaults(func=cmd_failed)
+    config = commands.add_parser("config", help="check or show a config file")
+    config_commands = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    check = config_commands.add_parser("check", help="report every problem in a config file")
+    check.add_argument("file", nargs="?", help="config file (default: --config or the system one)")
+    check.set_defaults(func=cmd_config_check)
+    show = config_commands.add_parser("show", help="print the effective config, defaults included")
+    show.add_argument("file", nargs="?")
+    show.set_defaults(func=cmd_config_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NasclipError as exc:
+        print(f"nasclip: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Configuration: one YAML file, read once into a frozen dataclass tree.
+
+Every setting is a dataclass field with a default and a one-line help text.
+``load_config`` reports every problem it finds at once, each with the file,
+line and key path and a hint, and raises one ``ConfigError``. Relative paths
+are relative to the config file. The tree is passed down; there is no global
+settings object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .errors import ConfigError
+from .schema import Octal, Problems, internal, parse_yaml, setting
+
+# Extensions nasclip decodes; compared case-insensitively.
+DEFAULT_EXTENSIONS = (
+    ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+    ".heic", ".heif", ".avif",
+)
+
+# NAS junk: Synology thumbnails and recycle bins, QNAP and TrueNAS snapshots,
+# desktop trash and macOS/Windows metadata, hidden files and folders.
+# Matched against every part of the path below the share root.
+DEFAULT_EXCLUDES = (
+    "@eaDir", "#recycle", "@Recycle", "#snapshot", ".snapshot", ".snapshots",
+    ".Trash-*", ".AppleDouble", "@__thumb", ".DS_Store", "Thumbs.db", ".*",
+)
+
+
+@dataclass(frozen=True)
+class ShareConfig:
+    """One folder tree to index."""
+
+    name: str = setting(help="unique name of the share, shown in results and status")
+    path: Path = setting(help="directory to index, recursively")
+    watch: Literal["inotify", "poll"] = setting(
+        "inotify", "inotify for local disks; poll for NFS/SMB mounts, which give no events")
+    scan_interval: float | None = setting(
+        None, "seconds between reconcile scans; default 3600 with inotify, 300 with poll")
+    extensions: tuple[str, ...] = setting(DEFAULT_EXTENSIONS, "file extensions to index")
+    exclude: tuple[str, ...] = setting(
+        DEFAULT_EXCLUDES, "glob patterns; a file is skipped if any path part matches one")
+
+
+@dataclass(frozen=True)
+class IndexerConfig:
+    """How photos are decoded and encoded."""
+
+    backend: Literal["auto", "onnx", "axengine"] = setting(
+        "auto", "auto uses the NPU when axengine imports and the model has an .axmodel")
+    batch_size: int = setting(8, "photos per encoder batch")
+    decode_threads: int = setting(2, "threads decoding photos ahead of the encoder")
+    threads: int = setting(0, "ONNX Runtime threads for the encoder; 0 = one per core")
+    max_pixels: int = setting(
+        120_000_000, "photos with more pixels are refused as possible decompression bombs")
+    settle_seconds: float = setting(
+        2.0, "a file must keep its size and mtime this long before it is indexed")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """The persistent vector index."""
+
+    type: Literal["flat", "fp16", "sq8"] = setting(
+        "flat", "flat is exact; fp16 halves memory; sq8 quarters it at ~0.99 recall")
+    checkpoint_seconds: float = setting(
+        300.0, "write the index to disk at least this often while it changes")
+    checkpoint_changes: int = setting(
+        20_000, "write the index to disk after this many changes")
+    search_threads: int = setting(
+        1, "threads per search; 1 keeps queries fast while the encoder uses the CPU")
+    keep_deleted: float = setting(
+        600.0, "seconds a deleted photo's vector is kept, so a move found by a scan is not re-encoded")
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """The Unix-socket query server."""
+
+    socket_group: str | None = setting(
+        "nasclip", "group owning the socket (null: leave as created)")
+    socket_mode: Octal = setting(Octal(0o660), "permission bits of the socket file (octal)")
+    max_connections: int = setting(32, "clients served at once; more wait in the backlog")
+    timeout: float = setting(30.0, "seconds a client may take to send a request")
+    max_request_bytes: int = setting(65536, "longest request line accepted")
+    max_k: int = setting(1000, "most results one search may ask for")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole nasclip configuration."""
+
+    shares: tuple[ShareConfig, ...] = setting(help="the photo folders to index")
+    model: Path = setting(help="model folder holding model.yaml")
+    state_dir: Path = setting(
+        Path("/var/lib/nasclip"), "catalog, index and everything else the daemon writes")
+    socket: Path = setting(Path("/run/nasclip/query.sock"), "Unix socket for queries")
+    log_level: Literal["debug", "info", "warning", "error"] = setting("info", "log verbosity")
+    indexer: IndexerConfig = setting(help="decoding and encoding", default_factory=IndexerConfig)
+    index: IndexConfig = setting(help="vector index", default_factory=IndexConfig)
+    query: QueryConfig = setting(help="query server", default_factory=QueryConfig)
+    # Where the config was read from; not a setting.
+    source: Path | None = internal()
+
+    def share(self, name: str) -> ShareConfig:
+        """The share with this name; KeyError if there is none."""
+        for share in self.shares:
+            if share.name == name:
+                return share
+        raise KeyError(name)
+
+
+def _check(config: Config, problems: Problems) -> None:
+    """Cross-field rules that types alone cannot express."""
+    names = [s.name for s in config.shares]
+    for i, share in enumerate(config.shares):
+        if names.count(share.name) > 1:
+            problems.add(None, f"shares[{i}].name", f"'{share.name}' is used by more than one share")
+        if share.scan_interval is not None and share.scan_interval <= 0:
+            problems.add(None, f"shares[{i}].scan_interval", "must be greater than 0")
+    if not config.shares:
+        problems.add(None, "shares", "no shares configured; add at least one '- name: ... path: ...'")
+    for section, key in (("indexer", "batch_size"), ("indexer", "decode_threads"),
+                         ("query", "max_connections"), ("query", "max_k"), ("index", "search_threads")):
+        if getattr(getattr(config, section), key) < 1:
+            problems.add(None, f"{section}.{key}", "must be at least 1")
+    if config.indexer.threads < 0:
+        problems.add(None, "indexer.threads", "must be 0 (automatic) or more")
+
+
+def parse_config(text: str, source: Path) -> Config:
+    """Parse config text read from source; raise ConfigError listing every problem."""
+    config = parse_yaml(Config, text, source, ConfigError, _check)
+    return dataclasses.replace(config, source=source)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the config file at path."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; copy config/nasclip.yaml and edit it") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+    return parse_config(text, path)
+
+
+def missing_paths(config: Config) -> list[str]:
+    """Problems with paths the config names that do not exist (checked by `nasclip config check`)."""
+    problems = []
+    for i, share in enumerate(config.shares):
+        if not share.path.is_dir():
+            problems.append(f"shares[{i}].path: {share.path} is not a directory (is the volume mounted?)")
+    if not (config.model / "model.yaml").is_file():
+        problems.append(f"model: {config.model} has no model.yaml (see `nasclip models list`)")
+    return problems
+
+

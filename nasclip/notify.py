@@ -1,0 +1,76 @@
+"""systemd's notify protocol: READY, STATUS, WATCHDOG and STOPPING.
+
+Uses systemd-python where it is installed; otherwise speaks the protocol
+itself, which is one datagram to ``$NOTIFY_SOCKET`` (a path, or an abstract
+socket written with a leading '@'). Without ``$NOTIFY_SOCKET`` (not started
+by systemd) every call is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Mapping
+
+log = logging.getLogger("nasclip.notify")
+
+
+class Notifier:
+    """Sends state changes to the service manager, if there is one."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self.address = env.get("NOTIFY_SOCKET") or None
+        self._watchdog_usec = int(env.get("WATCHDOG_USEC", "0") or 0)
+        watchdog_pid = env.get("WATCHDOG_PID")
+        if watchdog_pid and watchdog_pid != str(os.getpid()):
+            self._watchdog_usec = 0  # meant for another process
+        self._socket: socket.socket | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.address is not None
+
+    @property
+    def watchdog_interval(self) -> float | None:
+        """Seconds between WATCHDOG=1 pings (half the timeout systemd set), or None."""
+        return self._watchdog_usec / 2e6 if self._watchdog_usec else None
+
+    def send(self, *lines: str) -> None:
+        if self.address is None:
+            return
+        message = "\n".join(lines)
+        try:
+            from systemd import daemon  # type: ignore[import-not-found]
+
+            daemon.notify(message)
+            return
+        except ImportError:
+            pass
+        address = self.address
+        if address.startswith("@"):
+            address = "\0" + address[1:]
+        try:
+            if self._socket is None:
+                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._socket.sendto(message.encode("utf-8"), address)
+        except OSError as exc:  # a missing manager must not take the daemon down
+            log.debug("notify %r failed: %s", message, exc)
+
+    def ready(self, status: str = "") -> None:
+        self.send("READY=1", *( [f"STATUS={status}"] if status else []))
+
+    def status(self, text: str) -> None:
+        self.send(f"STATUS={text}")
+
+    def watchdog(self) -> None:
+        self.send("WATCHDOG=1")
+
+    def stopping(self, status: str = "stopping") -> None:
+        self.send("STOPPING=1", f"STATUS={status}")
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None

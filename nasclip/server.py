@@ -1,0 +1,227 @@
+"""The query server: JSON lines over a Unix stream socket, bounded in every direction.
+
+One accept thread; each connection is served by a bounded pool (at most
+``query.max_connections`` at once; a client beyond that gets a ``busy``
+error). Requests have a size limit and clients a read timeout, so a slow,
+silent or hostile client costs one worker for at most ``query.timeout``
+seconds and never a crash. The socket file gets the configured group and
+mode: connecting needs write permission on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from . import protocol
+from .access import Peer, peer_of
+from .config import QueryConfig
+from .errors import NasclipError, ProtocolError
+
+log = logging.getLogger("nasclip.server")
+
+Handler = Callable[[protocol.Request, Peer], dict]
+
+
+def _claim_socket_path(path: Path) -> None:
+    """Remove a stale socket file; refuse if a live daemon answers on it."""
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # nobody listening: left over from a crash
+        return
+    finally:
+        probe.close()
+    raise NasclipError(f"{path}: another nasclipd is already answering on this socket")
+
+
+class QueryServer:
+    """Serves requests on a Unix socket; start/stop/close like every long-running part."""
+
+    def __init__(self, path: Path, config: QueryConfig, handler: Handler) -> None:
+        self.path = path
+        self.config = config
+        self.handler = handler
+        self._listener: socket.socket | None = None
+        self._pool = ThreadPoolExecutor(config.max_connections, thread_name_prefix="nasclip-query")
+        self._active = 0
+        self._active_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.served = 0
+        self.errors = 0
+
+    def start(self) -> None:
+        """Bind the socket (with group and mode) and start accepting."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NasclipError(f"cannot create the socket folder {self.path.parent}: {exc.strerror}") from None
+        _claim_socket_path(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(self.path))
+        except OSError as exc:
+            listener.close()
+            raise NasclipError(f"cannot create the query socket {self.path}: {exc.strerror}") from None
+        self._set_permissions()
+        listener.listen(128)
+        listener.settimeout(0.5)  # lets the accept loop see stop()
+        self._listener = listener
+        self._thread = threading.Thread(target=self._accept_loop, name="nasclip-server", daemon=True)
+        self._thread.start()
+        log.info("answering queries on %s", self.path)
+
+    def _set_permissions(self) -> None:
+        os.chmod(self.path, self.config.socket_mode)
+        group = self.config.socket_group
+        if not group:
+            return
+        try:
+            gid = grp.getgrnam(group).gr_gid
+            os.chown(self.path, -1, gid)
+        except KeyError:
+            log.warning("socket group '%s' does not exist; the socket keeps group %s. Create it "
+                        "(groupadd %s) and add the users who may search, or set query.socket_group",
+                        group, os.getgid(), group)
+        except PermissionError:
+            log.warning("cannot give the socket to group '%s' (nasclipd must run as root or be a "
+                        "member of it); set query.socket_group", group)
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop accepting, end open connections, remove the socket file; idempotent."""
+        self.stop()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+            self.path.unlink(missing_ok=True)
+        with self._active_lock:
+            for conn in list(self._connections):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ accepting
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()  # type: ignore[union-attr]
+            except socket.timeout:
+                continue
+            except OSError as exc:
+                if self._stop.is_set():
+                    return
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    log.error("out of file descriptors; refusing connections for a moment")
+                    self._stop.wait(0.5)
+                continue
+            with self._active_lock:
+                full = self._active >= self.config.max_connections
+                if not full:
+                    self._active += 1
+                    self._connections.add(conn)
+            if full:
+                self._refuse(conn)
+                continue
+            self._pool.submit(self._serve, conn)
+
+    def _refuse(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(1.0)
+            conn.sendall(protocol.encode(protocol.error_reply(
+                protocol.BUSY, f"{self.config.max_connections} clients are being served; try again")))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    # ------------------------------------------------------------------ one connection
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            peer = peer_of(conn)
+            buffer = b""
+            # One deadline per request line: a client trickling bytes cannot hold a worker.
+            deadline = time.monotonic() + self.config.timeout
+            while not self._stop.is_set():
+                newline = buffer.find(b"\n")
+                if newline < 0:
+                    if len(buffer) > self.config.max_request_bytes:
+                        self._send(conn, protocol.error_reply(
+                            protocol.TOO_LARGE, f"request longer than {self.config.max_request_bytes} bytes"))
+                        return
+                    try:
+                        conn.settimeout(max(0.01, deadline - time.monotonic()))
+                        chunk = conn.recv(65536)
+                    except socket.timeout:
+                        if buffer.strip():
+                            self._send(conn, protocol.error_reply(
+                                protocol.TIMEOUT, f"no complete request line within {self.config.timeout:g} s"))
+                        return
+                    if not chunk:
+                        return  # client closed; a half-sent request is dropped
+                    buffer += chunk
+                    continue
+                line, buffer = buffer[:newline], buffer[newline + 1:]
+                if len(line) > self.config.max_request_bytes:
+                    self._send(conn, protocol.error_reply(
+                        protocol.TOO_LARGE, f"request longer than {self.config.max_request_bytes} bytes"))
+                    return
+                if line.strip():
+                    self._send(conn, self._answer(line, peer))
+                deadline = time.monotonic() + self.config.timeout
+        except OSError:
+            pass  # the client went away mid-reply
+        finally:
+            with self._active_lock:
+                self._active -= 1
+                self._connections.discard(conn)
+            conn.close()
+
+    def _answer(self, line: bytes, peer: Peer) -> dict:
+        request_id = None
+        try:
+            request = protocol.parse_request(line, self.config.max_k)
+            request_id = request.id
+            reply = self.handler(request, peer)
+            self.served += 1
+            return reply
+        except ProtocolError as exc:
+            self.errors += 1
+            return protocol.error_reply(exc.code, str(exc), request_id)
+        except NasclipError as exc:
+            self.errors += 1
+            return protocol.error_reply(protocol.INTERNAL, str(exc), request_id)
+        except Exception:
+            self.errors += 1
+            log.exception("query failed")
+            return protocol.error_reply(protocol.INTERNAL, "internal error; see the nasclipd log", request_id)
+
+    def _send(self, conn: socket.socket, reply: dict) -> None:
+        conn.settimeout(self.config.timeout)  # a client that never reads cannot hold us forever
+        conn.sendall(protocol.encode(reply))

@@ -1,0 +1,349 @@
+"""The one writer of on-disk state: the catalog and the vector index, kept in step.
+
+Every change to the catalog or the index goes through a ``Store`` method,
+which runs under one lock and commits one SQLite transaction before touching
+the in-memory index. Encoded vectors are committed to the catalog's vector
+log in the same transaction that marks their photos indexed, so a crash at
+any moment loses nothing encoded: at start-up the last checkpoint is loaded,
+the log replayed and the two sides reconciled (ids only in the index are
+removed; rows whose vector is nowhere go back to pending). Readers (the query
+server) use their own read-only connections and the index's read lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Union
+
+import numpy as np
+
+from . import catalog as cat
+from .catalog import Catalog, FileRow
+from .errors import StoreError
+from .vectors import IndexType, VectorIndex
+
+log = logging.getLogger("nasclip.store")
+
+
+# ---------------------------------------------------------------------- changes from the watcher
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A file exists with this size and mtime."""
+
+    share: str
+    relpath: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """A file (or, with folder=True, everything below a folder) is gone."""
+
+    share: str
+    relpath: str
+    folder: bool = False
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A file (or folder) was renamed; rows follow without re-encoding."""
+
+    share: str
+    old: str
+    new_share: str
+    new: str
+    folder: bool = False
+
+
+Change = Union[Seen, Deleted, Moved]
+
+# ---------------------------------------------------------------------- results from the indexer
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The photo of row ``row`` was encoded (or reuses ``donor``'s vector)."""
+
+    row: FileRow
+    fingerprint: str
+    vector: np.ndarray | None = None
+    donor: int | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The photo of ``row`` cannot be indexed; with retry_at set, try again then."""
+
+    row: FileRow
+    fingerprint: str | None
+    error: str
+    retry_at: float | None = None
+
+
+Result = Union[Encoded, Failed]
+
+
+class Store:
+    """Catalog plus vector index for one model, behind one lock."""
+
+    def __init__(self, state_dir: Path, model_id: str, dim: int, index_type: IndexType = "flat",
+                 search_threads: int = 1) -> None:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            (state_dir / "index").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create state_dir {state_dir}: {exc.strerror}") from None
+        self.state_dir = state_dir
+        self.model_id = model_id
+        self.dim = dim
+        self.index_type = index_type
+        self.catalog = Catalog(state_dir / "catalog.db")
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self.changes_since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        self.index = self._recover(search_threads)
+
+    # ------------------------------------------------------------------ start-up
+
+    @property
+    def index_path(self) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.model_id)
+        return self.state_dir / "index" / f"{safe}.faiss"
+
+    def _recover(self, search_threads: int) -> VectorIndex:
+        """Load the checkpoint, replay the vector log and reconcile both ways."""
+        path = self.index_path
+        index = None
+        if path.exists():
+            try:
+                index = VectorIndex.load(path, self.dim, self.index_type, search_threads)
+            except StoreError as exc:
+                aside = path.with_suffix(".corrupt")
+                path.replace(aside)
+                log.error("%s; moved it to %s and rebuilding from the catalog", exc, aside.name)
+        if index is None:
+            index = VectorIndex(self.dim, self.index_type, search_threads)
+        conn = self.catalog.conn
+        replayed = 0
+        for file_id, blob in conn.execute(
+                "SELECT file_id, vector FROM vector_log WHERE model_id=? ORDER BY seq", (self.model_id,)):
+            index.add(np.array([file_id]), np.frombuffer(blob, dtype=np.float32))
+            replayed += 1
+        known = self.catalog.vector_ids(self.model_id)
+        in_index = set(index.ids().tolist())
+        strays = in_index - known
+        index.remove(np.fromiter(strays, dtype=np.int64, count=len(strays)))
+        lost = known - in_index
+        with self.catalog.transaction() as tx:
+            tx.executemany("DELETE FROM vectors WHERE model_id=? AND file_id=?",
+                           [(self.model_id, i) for i in lost])
+            # Rows that were indexed but whose vector is nowhere must be encoded again.
+            tx.execute("UPDATE files SET state='pending' WHERE state='indexed' AND id NOT IN "
+                       "(SELECT file_id FROM vectors WHERE model_id=?)", (self.model_id,))
+        if replayed or strays or lost:
+            log.info("recovered the index: %d vectors replayed from the log, %d stray ids removed, "
+                     "%d photos queued again", replayed, len(strays), len(lost))
+        self.changes_since_checkpoint = replayed + len(strays)
+        return index
+
+    # ------------------------------------------------------------------ reading
+
+    def reader(self):
+        """This thread's read-only catalog connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = cat.connect(self.catalog.path, readonly=True)
+            self._local.conn = conn
+        return conn
+
+    def counts(self) -> dict[str, int]:
+        conn = self.reader()
+        counts = {cat.PENDING: 0, cat.INDEXED: 0, cat.FAILED: 0, cat.GONE: 0}
+        for state, n in conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state"):
+            counts[state] = n
+        return counts
+
+    def catalog_rows(self, share: str, below: str = "") -> Iterator[tuple[str, int, int, str]]:
+        """(relpath, size, mtime_ns, state) of the rows of share, or of those below a folder."""
+        sql = "SELECT relpath, size, mtime_ns, state FROM files WHERE share=?"
+        args: tuple = (share,)
+        if below.strip("/"):
+            sql += " AND relpath>=? AND relpath<?"
+            args += cat.prefix_range(below)
+        for raw, size, mtime_ns, state in self.reader().execute(sql, args):
+            yield cat.decode_path(raw), size, mtime_ns, state
+
+    def counter(self, key: str) -> int:
+        row = self.reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ writing: watcher side
+
+    def apply(self, changes: Iterable[Change]) -> dict[str, int]:
+        """Apply file-system changes in one transaction; returns counts of what happened."""
+        summary: dict[str, int] = {}
+        displaced: list[int] = []
+        now = cat.now()
+        with self._lock:
+            with self.catalog.transaction():
+                for change in changes:
+                    if isinstance(change, Seen):
+                        what = self.catalog.see(change.share, change.relpath, change.size, change.mtime_ns, now)
+                    elif isinstance(change, Deleted):
+                        gone = (self.catalog.mark_gone_below(change.share, change.relpath, now) if change.folder
+                                else self.catalog.mark_gone(change.share, change.relpath, now))
+                        summary["deleted"] = summary.get("deleted", 0) + gone
+                        continue
+                    else:
+                        if change.folder:
+                            displaced += self.catalog.move_below(change.share, change.old, change.new_share,
+                                                                 change.new, now)
+                        else:
+                            displaced += self.catalog.move(change.share, change.old, change.new_share,
+                                                           change.new, now)
+                        what = "moved"
+                    summary[what] = summary.get(what, 0) + 1
+            self._remove_vectors(displaced)
+        return summary
+
+    def _remove_vectors(self, ids: list[int]) -> None:
+        """Drop vectors of rows already deleted from the catalog (call under the lock)."""
+        if ids:
+            self.changes_since_checkpoint += self.index.remove(np.array(ids, dtype=np.int64))
+
+    def purge_gone(self, older_than: float) -> int:
+        """Forget gone rows (and their vectors) whose deletion is older than older_than."""
+        with self._lock:
+            with self.catalog.transaction() as tx:
+                ids = [r[0] for r in tx.execute("SELECT id FROM files WHERE state='gone' AND gone_at<?",
+                                                (older_than,))]
+                self.catalog.delete(ids)
+            self._remove_vectors(ids)
+        return len(ids)
+
+    # ------------------------------------------------------------------ writing: indexer side
+
+    def pending(self, limit: int, skip: set[int]) -> list[FileRow]:
+        """Rows due for indexing, read without the write lock."""
+        conn = self.reader()
+        rows = conn.execute(
+            f"SELECT {cat.ROW_COLUMNS} FROM files WHERE state='pending' AND (retry_at IS NULL OR retry_at<=?) "
+            "ORDER BY mtime_ns DESC LIMIT ?", (cat.now(), limit + len(skip))).fetchall()
+        return [r for r in map(cat.row_from, rows) if r.id not in skip][:limit]
+
+    def donor_for(self, row: FileRow, fingerprint: str) -> int | None:
+        """A row whose vector this photo can reuse: itself, unchanged, or a moved or copied twin."""
+        conn = self.reader()
+        if conn.execute("SELECT 1 FROM files f JOIN vectors v ON v.file_id=f.id AND v.model_id=? "
+                        "WHERE f.id=? AND f.fingerprint=?", (self.model_id, row.id, fingerprint)).fetchone():
+            return row.id
+        found = conn.execute(
+            "SELECT f.id FROM files f JOIN vectors v ON v.file_id=f.id AND v.model_id=? "
+            "WHERE f.fingerprint=? AND f.id!=? LIMIT 1", (self.model_id, fingerprint, row.id)).fetchone()
+        return found[0] if found else None
+
+    def record(self, results: list[Result]) -> dict[str, int]:
+        """Store the indexer's results in one transaction; stale results are dropped.
+
+        A result is stale when its row changed (or vanished) since it was
+        claimed; the row is pending again and will be claimed afresh.
+        """
+        summary = {"encoded": 0, "reused": 0, "failed": 0, "retry": 0, "stale": 0}
+        now = cat.now()
+        additions: list[tuple[int, np.ndarray]] = []
+        with self._lock:
+            with self.catalog.transaction() as tx:
+                for result in results:
+                    row = result.row
+                    current = tx.execute("SELECT size, mtime_ns, state FROM files WHERE id=?", (row.id,)).fetchone()
+                    if current is None or current[:2] != (row.size, row.mtime_ns) or current[2] != cat.PENDING:
+                        summary["stale"] += 1
+                        continue
+                    if isinstance(result, Failed):
+                        if result.retry_at is not None:
+                            tx.execute("UPDATE files SET fingerprint=?, error=?, attempts=attempts+1, retry_at=?, "
+                                       "updated=? WHERE id=?", (result.fingerprint, result.error, result.retry_at,
+                                                                now, row.id))
+                            summary["retry"] += 1
+                        else:
+                            tx.execute("UPDATE files SET fingerprint=?, state='failed', error=?, "
+                                       "attempts=attempts+1, retry_at=NULL, updated=? WHERE id=?",
+                                       (result.fingerprint, result.error, now, row.id))
+                            summary["failed"] += 1
+                        continue
+                    vector = result.vector
+                    if vector is None:
+                        vector = self._donor_vector(result.donor, row.id)
+                        if vector is None:  # the twin was purged meanwhile: encode after all
+                            tx.execute("UPDATE files SET fingerprint=NULL WHERE id=?", (row.id,))
+                            summary["stale"] += 1
+                            continue
+                        summary["reused"] += 1
+                    else:
+                        summary["encoded"] += 1
+                    if result.donor != row.id:
+                        vector = np.ascontiguousarray(vector, dtype=np.float32)
+                        tx.execute("INSERT INTO vector_log(file_id, model_id, vector) VALUES (?, ?, ?)",
+                                   (row.id, self.model_id, vector.tobytes()))
+                        tx.execute("INSERT OR IGNORE INTO vectors(file_id, model_id) VALUES (?, ?)",
+                                   (row.id, self.model_id))
+                        additions.append((row.id, vector))
+                    tx.execute("UPDATE files SET fingerprint=?, state='indexed', error=NULL, attempts=0, "
+                               "retry_at=NULL, updated=? WHERE id=?", (result.fingerprint, now, row.id))
+                if summary["encoded"]:
+                    self.catalog.add_counter("encoded_total", summary["encoded"])
+            if additions:
+                ids = np.array([a[0] for a in additions], dtype=np.int64)
+                self.index.add(ids, np.stack([a[1] for a in additions]))
+                self.changes_since_checkpoint += len(additions)
+        return summary
+
+    def _donor_vector(self, donor: int | None, row_id: int) -> np.ndarray | None:
+        if donor is None:
+            return None
+        if donor == row_id:
+            return self.index.get(row_id)
+        if not self.catalog.has_vector(donor, self.model_id):
+            return None
+        return self.index.get(donor)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self) -> int:
+        """Write the index atomically and trim the vector log; returns bytes written."""
+        with self._lock:
+            high = self.catalog.conn.execute("SELECT MAX(seq) FROM vector_log WHERE model_id=?",
+                                             (self.model_id,)).fetchone()[0]
+            size = self.index.save(self.index_path)
+            if high is not None:
+                with self.catalog.transaction() as tx:
+                    tx.execute("DELETE FROM vector_log WHERE model_id=? AND seq<=?", (self.model_id, high))
+            self.changes_since_checkpoint = 0
+            self.last_checkpoint = time.monotonic()
+        log.debug("checkpoint: %d vectors, %d bytes", len(self.index), size)
+        return size
+
+    def checkpoint_due(self, max_seconds: float, max_changes: int) -> bool:
+        """True when unsaved changes are old enough or many enough."""
+        if not self.changes_since_checkpoint:
+            return False
+        return (self.changes_since_checkpoint >= max_changes
+                or time.monotonic() - self.last_checkpoint >= max_seconds)
+
+    def close(self) -> None:
+        """Checkpoint if needed and close the catalog; idempotent."""
+        with self._lock:
+            if self.catalog is None:
+                return
+            if self.changes_since_checkpoint:
+                self.checkpoint()
+            self.catalog.close()
+            self.catalog = None  # type: ignore[assignment]

@@ -1,0 +1,165 @@
+"""The vector index: FAISS ``IndexIDMap2`` keyed by catalog row id, one per model.
+
+FAISS crashes when ``add_with_ids`` or ``remove_ids`` run during a
+``search``, so every call goes through a readers–writer lock: searches run
+side by side, changes run alone. The index lives in memory; ``save`` writes
+an atomic checkpoint (temp file, fsync, rename, directory fsync), so the file
+on disk is always a whole index, old or new. What the checkpoint lacks after
+a crash is replayed from the catalog's vector log (see store.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Iterator, Literal
+
+import faiss
+import numpy as np
+
+from .errors import StoreError
+
+IndexType = Literal["flat", "fp16", "sq8"]
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer blocks new readers so it cannot starve."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+def _new_index(dim: int, kind: IndexType) -> faiss.Index:
+    if kind == "flat":
+        inner = faiss.IndexFlatIP(dim)
+    else:
+        qtype = faiss.ScalarQuantizer.QT_fp16 if kind == "fp16" else faiss.ScalarQuantizer.QT_8bit_uniform
+        inner = faiss.IndexScalarQuantizer(dim, qtype, faiss.METRIC_INNER_PRODUCT)
+        if kind == "sq8":
+            # Unit vectors have every component in [-1, 1]; a fixed range needs
+            # no training data, so the first photo can be added at once.
+            inner.train(np.array([[-1.0] * dim, [1.0] * dim], dtype=np.float32))
+    return faiss.IndexIDMap2(inner)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in folder durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class VectorIndex:
+    """Unit vectors by id, searchable by inner product; thread-safe."""
+
+    def __init__(self, dim: int, kind: IndexType = "flat", search_threads: int = 1,
+                 index: faiss.Index | None = None) -> None:
+        self.dim = dim
+        self.kind = kind
+        self._index = index if index is not None else _new_index(dim, kind)
+        self._lock = ReadWriteLock()
+        # OpenMP threads spin: with the encoder busy, more threads make a query slower.
+        faiss.omp_set_num_threads(search_threads)
+
+    @classmethod
+    def load(cls, path: Path, dim: int, kind: IndexType, search_threads: int = 1) -> "VectorIndex":
+        """Read a checkpoint; StoreError if it is unreadable or of another shape."""
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise StoreError(f"{path}: unreadable index checkpoint: {str(exc).splitlines()[0]}") from None
+        if index.d != dim or not isinstance(index, faiss.IndexIDMap2):
+            raise StoreError(f"{path}: checkpoint holds {index.d}-d vectors, the model has {dim}")
+        return cls(dim, kind, search_threads, index=faiss.downcast_index(index))
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def ids(self) -> np.ndarray:
+        """Every id in the index (int64)."""
+        with self._lock.read():
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace vectors under ids."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        with self._lock.write():
+            # IndexIDMap2 would keep both copies of a repeated id: replace explicitly.
+            self._index.remove_ids(faiss.IDSelectorBatch(ids))
+            self._index.add_with_ids(vectors, ids)
+
+    def remove(self, ids: np.ndarray | list[int]) -> int:
+        """Remove ids (missing ones are ignored); returns how many were removed."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if not len(ids):
+            return 0
+        with self._lock.write():
+            return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+
+    def get(self, id_: int) -> np.ndarray | None:
+        """The stored vector for id, or None."""
+        with self._lock.read():
+            try:
+                return self._index.reconstruct(int(id_))
+            except RuntimeError:
+                return None
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k best matches per query; missing slots have id -1."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        with self._lock.read():
+            k = max(1, min(k, max(1, self._index.ntotal)))
+            return self._index.search(queries, k)
+
+    def save(self, path: Path) -> int:
+        """Atomically replace the checkpoint at path; returns its size in bytes."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        with self._lock.read():
+            faiss.write_index(self._index, str(tmp))
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        return path.stat().st_size
+
+    def memory_bytes(self) -> int:
+        """Approximate bytes held by the vectors and the id map."""
+        per_vector = {"flat": 4, "fp16": 2, "sq8": 1}[self.kind] * self.dim
+        return len(self) * (per_vector + 16)
