@@ -1,4 +1,4 @@
-"""nasclip: the admin tool (status, scan, failed photos, config check/show).
+"""nasclip: the admin tool (status, scan, failed photos, config check/show, models).
 
 Commands that ask the running daemon go through its socket; config commands
 work on the file alone. Exit codes as nasclip-query: 0 ok, 1 problem found or
@@ -107,6 +107,15 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_quantize(args: argparse.Namespace) -> int:
+    from .quantize import quantize_model
+
+    spec = quantize_model(args.model_dir, args.out, args.id)
+    print(f"to use it: set 'model: {spec.folder}' in nasclip.yaml and restart nasclipd; "
+          "photos are re-encoded in the background while the old vectors keep answering")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nasclip", description="Administer nasclip, the NAS photo search daemon.")
     parser.add_argument("--version", action="version", version=f"nasclip {__version__}")
@@ -130,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", help="print the effective config, defaults included")
     show.add_argument("file", nargs="?")
     show.set_defaults(func=cmd_config_show)
+    models = commands.add_parser("models", help="manage model folders")
+    model_commands = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
+    quantize = model_commands.add_parser(
+        "quantize", help="write an int8 copy of a model's image encoder (about 2x faster on a CPU)")
+    quantize.add_argument("model_dir", help="model folder holding model.yaml")
+    quantize.add_argument("--out", help="folder for the copy (default: MODEL_DIR-int8 beside it)")
+    quantize.add_argument("--id", help="model id of the copy (default: the original's id + '-int8')")
+    quantize.set_defaults(func=cmd_models_quantize)
     return parser
 
 
