@@ -106,7 +106,10 @@ class VectorIndex:
             raise StoreError(f"{path}: unreadable index checkpoint: {str(exc).splitlines()[0]}") from None
         if index.d != dim or not isinstance(index, faiss.IndexIDMap2):
             raise StoreError(f"{path}: checkpoint holds {index.d}-d vectors, the model has {dim}")
-        return cls(dim, kind, search_threads, index=faiss.downcast_index(index))
+        # read_index already returns the concrete class. Wrapping it again with
+        # downcast_index would leave the owning wrapper to be garbage-collected,
+        # freeing the index under the new one (garbage ids, then a crash).
+        return cls(dim, kind, search_threads, index=index)
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
