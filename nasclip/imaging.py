@@ -161,10 +161,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        # 16-bit and 32-bit greyscale: scale to 8 bits instead of clipping at 255.
-        values = np.asarray(image, dtype=np.float32)
-        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+    if mode.startswith("I;16"):
+        # 16-bit greyscale: keep the high byte. Pillow's own conversion clips
+        # everything above 255, which would turn most 16-bit scans white.
+        grey = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode in ("I", "F"):
+        # 32-bit greyscale: 16-bit data unless the values say 8-bit.
+        values = np.asarray(image)
+        top = 65535.0 if values.max(initial=0) > 255 else 255.0
         grey = np.clip(values * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")
     if mode == "P":

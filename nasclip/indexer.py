@@ -32,6 +32,12 @@ from .store import Encoded, Failed, Result, Store
 log = logging.getLogger("nasclip.indexer")
 
 FINGERPRINT_CHUNK = 64 * 1024
+# Decode threads run this much nicer than the encoder (Linux nice is per thread).
+# The encoder's threads work in lock-step, so a decode thread preempting one of
+# them stalls both; at a lower priority decoding fills the gaps the encoder
+# leaves, and when the look-ahead runs dry the encoder waits and decoding gets
+# the whole CPU, so nothing starves.
+DECODE_NICE = 10
 # A file still arriving (truncated, empty) is retried while its mtime is this recent.
 ARRIVAL_WINDOW = 600.0
 MAX_RETRIES = 6
@@ -46,6 +52,15 @@ def fingerprint(path: Path, size: int) -> str:
             handle.seek(max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK))
             digest.update(handle.read(FINGERPRINT_CHUNK))
     return f"{size}:{digest.hexdigest()}"
+
+
+def _lower_priority(amount: int) -> None:
+    """Make the calling thread nicer by amount (a no-op where threads cannot be reniced)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + amount))
+    except (AttributeError, OSError):
+        pass
 
 
 @dataclass
@@ -100,7 +115,8 @@ class Indexer:
         self.clock = clock
         self.stats = IndexerStats()
         self.depth = 2  # batches being prepared ahead of the encoder
-        self._pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="nasclip-decode")
+        self._pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="nasclip-decode",
+                                        initializer=_lower_priority, initargs=(DECODE_NICE,))
         self._window: deque[list[Future[_Prepared]]] = deque()
         self._inflight: set[int] = set()
         self._stop = threading.Event()
@@ -197,7 +213,16 @@ class Indexer:
     # ------------------------------------------------------------------ decode pool
 
     def _prepare(self, row: FileRow) -> _Prepared:
-        """Fingerprint, look for a reusable vector, else decode. Runs in the pool."""
+        """Fingerprint, look for a reusable vector, else decode. Runs in the pool; never raises."""
+        try:
+            return self._prepare_row(row)
+        except Exception as exc:  # a decoder bug or a busy catalog must cost one photo, not the batch
+            log.exception("unexpected error preparing %s/%s", row.share, row.relpath)
+            reason = f"unexpected error: {type(exc).__name__}: {exc}"
+            retry_at = self.clock() + 60.0 * 2 ** row.attempts if row.attempts < MAX_RETRIES else None
+            return _Prepared(row, result=Failed(row, None, reason, retry_at=retry_at))
+
+    def _prepare_row(self, row: FileRow) -> _Prepared:
         root = self.share_roots.get(row.share)
         if root is None:
             return _Prepared(row, result=Failed(row, None, f"share '{row.share}' is no longer configured",

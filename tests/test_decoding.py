@@ -270,11 +270,12 @@ def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png")
 
 
-def test_a_decompression_bomb_never_gets_its_pixels_allocated(bomb: Path) -> None:
+def test_a_decompression_bomb_never_gets_its_pixels_allocated(bomb: Path, tmp_path: Path) -> None:
     assert bomb.stat().st_size < 2_000_000
-    # A fresh interpreter, so its peak memory (ru_maxrss) measures this decode alone.
+    smaller = png_bomb(tmp_path / "smaller.png", side=8000)  # 64 MB of pixels, for the control
+    # A fresh interpreter, so its peak memory (ru_maxrss) measures these decodes alone.
     script = textwrap.dedent(f"""
-        import resource, sys
+        import resource
         from pathlib import Path
         from nasclip.errors import DecodeError
         from nasclip.imaging import open_photo
@@ -285,17 +286,17 @@ def test_a_decompression_bomb_never_gets_its_pixels_allocated(bomb: Path) -> Non
         except DecodeError as exc:
             print("refused", exc)
         refused = peak() - before
-        image = open_photo(Path({str(bomb)!r}), 224, 10**9)  # control: the limit raised
-        print(refused, peak() - before, image.size)
+        open_photo(Path({str(smaller)!r}), 224, 10**9)  # control: a decode that is allowed
+        print(refused, peak() - before)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                             cwd=str(Path(__file__).resolve().parent.parent))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("refused 20000×20000 pixels is more than indexer.max_pixels")
-    refused_mb, decoded_mb, size = lines[1].split(" ", 2)
-    assert int(refused_mb) < 30, f"refusing the bomb grew memory by {refused_mb} MB"
-    assert int(decoded_mb) > 300, "control: decoding it for real does allocate its 400 MB"
+    refused_mb, decoded_mb = (int(n) for n in lines[1].split())
+    assert refused_mb < 20, f"refusing the 400-megapixel bomb grew memory by {refused_mb} MB"
+    assert decoded_mb > 50, f"control: decoding 64 megapixels grew memory by only {decoded_mb} MB"
 
 
 # --------------------------------------------------------------------------- through the daemon
@@ -361,9 +362,11 @@ def test_a_corpus_of_real_world_files_through_the_daemon(tmp_path: Path, bomb: P
         bad["locked.jpg"] = "permission denied"
     for name in bad:
         old(photos / name)
-    # Still arriving: half a JPEG written just now is retried, not failed.
+    # Still arriving: half a JPEG, or nothing yet, written just now is retried, not failed.
     arriving = photos / "arriving.jpg"
     arriving.write_bytes(whole[: len(whole) // 3])
+    starting = photos / "starting.jpg"
+    starting.write_bytes(b"")
 
     config = write_config(tmp_path / "nasclip.yaml", {"photos": photos}, indexer={"max_pixels": LIMIT})
     daemon = DaemonProcess(config, prefix=prefix).start()
@@ -374,7 +377,7 @@ def test_a_corpus_of_real_world_files_through_the_daemon(tmp_path: Path, bomb: P
             done = photos_["indexed"] == len(good) and photos_["failed"] == len(bad)
             return status if done and status["shares"][0]["last_scan"] else None
         status = wait_until(settled, 60, interval=0.2, what="every file indexed or failed")
-        assert status["photos"]["pending"] == 1, "the arriving file waits for a retry"
+        assert status["photos"]["pending"] == 2, "the arriving files wait for a retry"
         failures = {Path(f["path"]).name: f["error"] for f in daemon.request(op="failed")["failed"]}
         assert set(failures) == set(bad), failures
         for name, words in bad.items():
@@ -391,11 +394,47 @@ def test_a_corpus_of_real_world_files_through_the_daemon(tmp_path: Path, bomb: P
         # A failed file that changes is tried again; the arriving file completes.
         (photos / "notes.jpg").write_bytes(whole)
         arriving.write_bytes(whole)
-        wait_until(lambda: daemon.status()["photos"]["indexed"] == len(good) + 2, 30, interval=0.2,
-                   what="the changed and the completed file to be indexed")
+        starting.write_bytes(whole)
+        wait_until(lambda: daemon.status()["photos"]["indexed"] == len(good) + 3, 30, interval=0.2,
+                   what="the changed and the completed files to be indexed")
         assert daemon.proc is not None and daemon.proc.poll() is None
         assert daemon.request(op="ping")["ok"]
         if prefix is None:
             pytest.skip("running as root without setpriv: the unreadable-file case could not be checked")
     finally:
         daemon.stop()
+
+
+def test_a_decoder_bug_costs_one_photo_not_the_worker(tmp_path: Path, monkeypatch) -> None:
+    from nasclip import indexer as indexer_module
+    from nasclip.config import IndexerConfig
+    from nasclip.encoder import Encoder
+    from nasclip.modelspec import load_model_spec
+    from nasclip.store import Seen, Store
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        picture().save(photos / name)
+        old(photos / name)
+    real = indexer_module.load_tensor
+
+    def buggy(path: Path, *args):
+        if path.name == "b.jpg":
+            raise RuntimeError("decoder bug")
+        return real(path, *args)
+
+    monkeypatch.setattr(indexer_module, "load_tensor", buggy)
+    spec = load_model_spec(DEMO_MODEL)
+    store = Store(tmp_path / "state", spec.id, spec.embedding_dim)
+    encoder = Encoder.open(spec, backend="onnx", threads=1, text=False)
+    indexer = indexer_module.Indexer(store, encoder, IndexerConfig(decode_threads=2), {"p": photos})
+    try:
+        store.apply([Seen("p", p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in photos.iterdir()])
+        assert indexer.loop() == 3
+        assert store.counts()["indexed"] == 2
+        row = store.catalog.get("p", "b.jpg")
+        assert row.state == "pending" and row.attempts == 1 and "decoder bug" in row.error
+    finally:
+        indexer.close()
+        store.close()
