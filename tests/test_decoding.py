@@ -10,6 +10,7 @@ import dataclasses
 import io
 import os
 import shutil
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -104,6 +105,16 @@ def test_every_exif_orientation_is_applied_after_draft(tmp_path: Path) -> None:
         assert differs(pixels(path), want) < 3, f"orientation {orientation} not applied"
         ignored = with_exif(stored, 1, tmp_path / f"ignored{orientation}.jpg", quality=92)
         assert differs(pixels(ignored), want) > 15, "control: the stored pixels really are turned"
+
+
+def test_heic_uses_a_large_enough_embedded_thumbnail(tmp_path: Path) -> None:
+    path = tmp_path / "phone.heic"
+    picture(960, 720).save(path, "HEIF", quality=90, thumbnails=[300])
+    assert open_photo(path, 224, LIMIT).size == (300, 224), "the 300×224 thumbnail, not the full picture"
+    assert open_photo(path, 256, LIMIT).size == (960, 720), "a thumbnail smaller than needed is not used"
+    reference = tmp_path / "reference.png"
+    picture(960, 720).save(reference)
+    assert differs(pixels(path), pixels(reference)) < 4
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "WEBP", "PNG", "TIFF"])
@@ -374,10 +385,19 @@ def test_a_corpus_of_real_world_files_through_the_daemon(tmp_path: Path, bomb: P
         def settled() -> dict | None:
             status = daemon.status()
             photos_ = status["photos"]
-            done = photos_["indexed"] == len(good) and photos_["failed"] == len(bad)
-            return status if done and status["shares"][0]["last_scan"] else None
-        status = wait_until(settled, 60, interval=0.2, what="every file indexed or failed")
-        assert status["photos"]["pending"] == 2, "the arriving files wait for a retry"
+            # The two arriving files are pending: tried, and waiting for a retry.
+            done = (photos_["indexed"], photos_["failed"], photos_["pending"]) == (len(good), len(bad), 2)
+            return status if done and status["encoded"]["run"] == len(good) else None
+        status = wait_until(settled, 60, interval=0.2, what="every file indexed, failed or waiting")
+        assert status["rate"] > 0
+
+        def waiting() -> dict[str, str]:
+            with sqlite3.connect(f"file:{tmp_path / 'state' / 'catalog.db'}?mode=ro", uri=True) as db:
+                rows = db.execute("SELECT relpath, error FROM files WHERE state='pending' AND attempts>0 "
+                                  "AND retry_at IS NOT NULL").fetchall()
+            return {os.fsdecode(path): error for path, error in rows}
+        retrying = wait_until(lambda: len(waiting()) == 2 and waiting(), 20, what="the arriving files to be tried")
+        assert "truncated" in retrying["arriving.jpg"] and "empty" in retrying["starting.jpg"]
         failures = {Path(f["path"]).name: f["error"] for f in daemon.request(op="failed")["failed"]}
         assert set(failures) == set(bad), failures
         for name, words in bad.items():
