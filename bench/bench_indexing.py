@@ -202,25 +202,33 @@ def build_corpus(folder: Path, count: int) -> list[Path]:
 # --------------------------------------------------------------------------- (a) encoder only
 
 
-def preprocess(paths: list[Path], folder: Path) -> np.ndarray:
+def preprocess(paths: list[Path], folder: Path) -> tuple[np.ndarray, float]:
+    """The corpus as nasclip's encoder input, and the CPU seconds per photo that took (one thread)."""
     spec = load_model_spec(folder)
-    return np.stack([load_tensor(p, spec.image, 10**9) for p in paths])
+    for path in paths:
+        path.read_bytes()  # from the page cache from now on, as in (b) and (c)
+    started = time.thread_time()
+    tensors = np.stack([load_tensor(p, spec.image, 10**9) for p in paths])
+    return tensors, (time.thread_time() - started) / len(paths)
 
 
-def _timed(run, tensors: np.ndarray, rounds: int) -> tuple[float, np.ndarray]:
+def _timed(run, tensors: np.ndarray, rounds: int) -> tuple[float, np.ndarray, float]:
+    """(images/s, vectors of the first round, CPU seconds per image over all threads)."""
     run(tensors[:BATCH])  # warm-up: the first runs allocate and pre-pack weights
     vectors = []
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for round_ in range(rounds):
         for start in range(0, len(tensors), BATCH):
             out = run(tensors[start:start + BATCH])
             if round_ == 0:
                 vectors.append(out)
-    return rounds * len(tensors) / (time.perf_counter() - started), np.concatenate(vectors)
+    count = rounds * len(tensors)
+    return count / (time.perf_counter() - started), np.concatenate(vectors), (time.process_time() - cpu) / count
 
 
-def encoder_only(folder: Path, tensors: np.ndarray, threads: int, rounds: int = 2) -> tuple[float, np.ndarray]:
-    """Images/s of nasclip's Encoder (its ONNX Runtime session settings) on preprocessed tensors at batch 8."""
+def encoder_only(folder: Path, tensors: np.ndarray, threads: int,
+                 rounds: int = 2) -> tuple[float, np.ndarray, float]:
+    """nasclip's Encoder (its ONNX Runtime session settings) on preprocessed tensors at batch 8."""
     encoder = Encoder.open(load_model_spec(folder), backend="onnx", threads=threads, text=False)
     try:
         return _timed(encoder.encode_images, tensors, rounds)
@@ -248,6 +256,12 @@ def _status(socket: Path) -> dict | None:
         return None
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -256,8 +270,8 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def end_to_end(folder: Path, corpus: Path, count: int, threads: int, decode_threads: int,
-               batch: int) -> tuple[float, float, float]:
-    """(steady images/s, images/s including the first batch, daemon peak MB) indexing the corpus."""
+               batch: int) -> tuple[float, float, float, float]:
+    """(steady images/s, images/s including the first batch, daemon peak MB, daemon CPU s per image)."""
     with tempfile.TemporaryDirectory(prefix="nasclip-bench-") as tmp:
         work = Path(tmp)
         config = {
@@ -285,7 +299,7 @@ def end_to_end(folder: Path, corpus: Path, count: int, threads: int, decode_thre
                 if status is not None:
                     done = status["photos"]["indexed"] + status["photos"]["failed"]
                     if not timeline or done != timeline[-1][1]:
-                        timeline.append((now, done))
+                        timeline.append((now, done, _cpu_seconds(proc.pid)))
                     if done >= count:
                         break
                 time.sleep(0.1)
@@ -301,9 +315,9 @@ def end_to_end(folder: Path, corpus: Path, count: int, threads: int, decode_thre
             log_file.close()
     # Steady state: from the first finished batch to the last, so model loading
     # and the initial scan do not count (they do not grow with the library).
-    (t0, n0), (t1, n1) = timeline[1] if timeline[0][1] == 0 else timeline[0], timeline[-1]
+    (t0, n0, c0), (t1, n1, c1) = timeline[1] if timeline[0][1] == 0 else timeline[0], timeline[-1]
     first_seen = timeline[0][0]
-    return (n1 - n0) / (t1 - t0), n1 / (t1 - first_seen), peak
+    return (n1 - n0) / (t1 - t0), n1 / (t1 - first_seen), peak, (c1 - c0) / (n1 - n0)
 
 
 # --------------------------------------------------------------------------- (c) a typical PyTorch indexer
@@ -371,20 +385,21 @@ def main() -> int:
             os.link(path, corpus / path.name)
 
     log("preprocessing the corpus for (a) ...")
-    tensors = preprocess(paths, folder)
+    tensors, decode_cpu = preprocess(paths, folder)
     log("(a) encoder only ...")
-    a_nasclip, fp32 = encoder_only(folder, tensors, threads)
+    a_nasclip, fp32, encode_cpu = encoder_only(folder, tensors, threads)
     a_default = ort_default(folder, tensors, threads)
     # The ceiling is the faster of nasclip's session settings and ONNX Runtime's defaults.
     a = max(a_nasclip, a_default)
     log("(b) nasclipd end to end ...")
-    b, b_all, peak = end_to_end(folder, corpus, args.images, args.threads, args.decode_threads, args.batch)
+    b, b_all, peak, daemon_cpu = end_to_end(folder, corpus, args.images, args.threads, args.decode_threads,
+                                            args.batch)
     c = float("nan")
     if not args.skip_baseline:
         log("(c) PyTorch baseline ...")
         c, _ = torch_baseline(folder, paths, threads)
     log("int8 encoder only ...")
-    q, int8_vectors = encoder_only(int8, tensors, threads)
+    q, int8_vectors, _ = encoder_only(int8, tensors, threads)
     cosine = np.sum(fp32 * int8_vectors, axis=1)
     # Random weights map every photo to similar vectors, so also report how far
     # apart different photos are, and the cosine of the photo-specific parts.
@@ -413,6 +428,15 @@ def main() -> int:
     line("  for scale: mean cosine between different photos", f"{between:.4f}",
          f"photo-specific parts: mean cosine {centred.mean():.4f}")
     line("nasclipd peak memory (VmHWM) indexing the corpus", f"{peak:.0f} MB", "(target < 1024 MB)")
+    # Where the time goes. CPU seconds per photo hardly depend on what else the
+    # machine runs, so they explain b/a even on a busy machine: end to end needs
+    # decode + encode CPU per photo, and with every core busy it cannot beat
+    # cores / (decode + encode); (a) gets no faster than cores / encode.
+    cores = len(os.sched_getaffinity(0))
+    print(f"  CPU per photo: decode+preprocess {decode_cpu * 1000:.1f} ms, encode {encode_cpu * 1000:.1f} ms "
+          f"(fp32, {threads} threads), whole nasclipd in (b) {daemon_cpu * 1000:.1f} ms")
+    print(f"  cores kept busy: (a) {a_nasclip * encode_cpu:.2f}, (b) {b * daemon_cpu:.2f} of {cores}; "
+          f"with all {cores} busy in both, b/a would be {encode_cpu / (decode_cpu + encode_cpu):.2f}")
     return 0
 
 
