@@ -33,10 +33,10 @@ log = logging.getLogger("nasclip.indexer")
 
 FINGERPRINT_CHUNK = 64 * 1024
 # Decode threads run this much nicer than the encoder (Linux nice is per thread).
-# The encoder's threads work in lock-step, so a decode thread preempting one of
-# them stalls both; at a lower priority decoding fills the gaps the encoder
-# leaves, and when the look-ahead runs dry the encoder waits and decoding gets
-# the whole CPU, so nothing starves.
+# The encoder's threads work in lock-step, so preempting one of them idles the
+# others; at a lower priority decoding fills the gaps the encoder leaves, and
+# when the look-ahead runs dry the encoder waits and decoding gets the whole
+# CPU, so neither starves.
 DECODE_NICE = 10
 # A file still arriving (truncated, empty) is retried while its mtime is this recent.
 ARRIVAL_WINDOW = 600.0

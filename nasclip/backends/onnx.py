@@ -14,6 +14,14 @@ from ..errors import ModelError
 log = logging.getLogger("nasclip.backends")
 
 
+def usable_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 class OnnxSession:
     """A Session backed by onnxruntime.InferenceSession; safe to run from several threads."""
 
@@ -22,8 +30,9 @@ class OnnxSession:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        # 0 lets ONNX Runtime use one thread per core; tests and queries ask for fewer.
-        options.intra_op_num_threads = threads if threads > 0 else (os.cpu_count() or 1)
+        # 0 means one thread per core this process may run on (a container may
+        # allow fewer than the machine has); tests and queries ask for fewer.
+        options.intra_op_num_threads = threads if threads > 0 else usable_cores()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle ONNX Runtime threads spin for a while by default. On a 2-4 core NAS
