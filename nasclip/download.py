@@ -258,17 +258,28 @@ def _fetch_once(url: str, dest: Path, size: int | None, label: str, stream: Text
         progress = Progress(label, total, stream)
         progress.start(have)
         done = have
+        if total is not None:
+            free = shutil.disk_usage(dest.parent).free
+            if total - have > free:
+                raise DownloadError(f"{label}: needs {human_bytes(total - have)} more but {dest.parent} has "
+                                    f"{human_bytes(free)} free; make room (or use --models-dir) and run again")
         with open(dest, mode) as out:
-            try:
-                while chunk := response.read(CHUNK):
+            while True:
+                try:
+                    chunk = response.read(CHUNK)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise _Interrupted(str(exc) or type(exc).__name__) from None
+                if not chunk:
+                    break
+                try:
                     out.write(chunk)
-                    done += len(chunk)
-                    if size is not None and done > size:
-                        break
-                    progress.update(done)
-            except (OSError, http.client.HTTPException) as exc:
-                out.flush()
-                raise _Interrupted(str(exc) or type(exc).__name__) from None
+                except OSError as exc:
+                    raise DownloadError(f"{label}: cannot write {dest}: {exc.strerror or exc}; the bytes so far "
+                                        "are kept — fix the disk problem and run the same command again") from None
+                done += len(chunk)
+                if size is not None and done > size:
+                    break
+                progress.update(done)
         if size is not None and done > size:
             dest.unlink()
             raise DownloadError(f"{label}: {url} sent more than the {size} bytes the registry expects; "
@@ -295,14 +306,23 @@ class Staging:
 
     def __enter__(self) -> "Staging":
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise ModelError(f"another nasclip is installing or removing {self.target.name} right now "
-                             f"(lock {self._lock_path}); wait for it to finish") from None
+        while True:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ModelError(f"another nasclip is installing or removing {self.target.name} right now "
+                                 f"(lock {self._lock_path}); wait for it to finish") from None
+            # The holder before us unlinks the lock file when done: make sure we
+            # locked the file that is still there, not the one it just removed.
+            try:
+                if os.stat(self._lock_path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        self._lock_fd = fd
         self.path.mkdir(exist_ok=True)
         return self
 
@@ -312,12 +332,14 @@ class Staging:
         except OSError:
             pass
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            # Unlink while still holding the lock, so nobody can lock this inode
+            # after us and believe it is the current lock file.
             try:
                 self._lock_path.unlink()
             except OSError:
                 pass
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def clear(self, keep: set[str] = frozenset()) -> None:
         """Delete everything in the staging folder except the names in keep."""
