@@ -266,7 +266,8 @@ def _fetch_once(url: str, dest: Path, size: int | None, label: str, stream: Text
         with open(dest, mode) as out:
             while True:
                 try:
-                    chunk = response.read(CHUNK)
+                    # read1: whatever has arrived (up to CHUNK), so progress moves on slow links too.
+                    chunk = response.read1(CHUNK)
                 except (OSError, http.client.HTTPException) as exc:
                     raise _Interrupted(str(exc) or type(exc).__name__) from None
                 if not chunk:

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import yaml
 
 from . import __version__
-from .download import CHUNK, Progress, Staging, fetch, human_bytes, sha256_file
+from .download import CHUNK, Progress, Staging, fetch, sha256_file
 from .errors import DownloadError, ModelError
 from .modelspec import MANIFEST, ModelSpec, dump_model_spec, load_model_spec, model_files
 from .registry import RegistryEntry

@@ -24,7 +24,7 @@ import yaml
 
 from nasclip import model_admin
 from nasclip.admin import main as admin_main
-from nasclip.download import Progress
+from nasclip.download import Progress, Staging
 from nasclip.encoder import Encoder
 from nasclip.errors import DownloadError, ModelError
 from nasclip.model_install import install_from_registry, install_from_source, partial_size
@@ -244,6 +244,16 @@ def test_resume_without_published_sizes_and_from_servers_that_ignore_range(serve
     assert (again / "text.onnx").read_bytes() == FILES["text.onnx"]
 
 
+def test_two_installs_of_one_model_cannot_run_at_once(server: FileServer, tmp_path: Path) -> None:
+    target = tmp_path / "models" / "tiny-clip"
+    with Staging(target):
+        with pytest.raises(ModelError, match="another nasclip is installing or removing tiny-clip"):
+            install_from_registry(entry_for(server), target, stream=io.StringIO())
+    assert server.requests == []
+    install_from_registry(entry_for(server), target, stream=io.StringIO())
+    assert_runs(target)
+
+
 def test_a_corrupted_file_is_rejected_naming_the_file_and_both_hashes(server: FileServer, tmp_path: Path) -> None:
     good = FILES["text.onnx"]
     bad = bytearray(good)
@@ -341,7 +351,9 @@ def test_install_from_a_folder_of_hand_downloaded_files_and_from_a_tarball(
     archive = tmp_path / "tiny.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(first, arcname="tiny-clip")
-    second = install_from_source(archive, tmp_path / "models" / "copy", None, stream=io.StringIO())
+    assert admin_main(["models", "install", "copy", "--from", str(archive),
+                       "--models-dir", str(tmp_path / "models")]) == 0
+    second = tmp_path / "models" / "copy"
     assert (second / "SHA256SUMS").read_text() == (first / "SHA256SUMS").read_text()
     assert "source SHA256SUMS" in (second / "install.yaml").read_text()
     assert_runs(second)
