@@ -64,8 +64,10 @@ class Progress:
     """Progress of one transfer on a stream: a redrawn bar on a TTY, periodic lines otherwise."""
 
     def __init__(self, label: str, total: int | None, stream: TextIO | None = None,
-                 interval: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 interval: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 verb: str = "downloading") -> None:
         self.label = label
+        self.verb = verb
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -83,7 +85,7 @@ class Progress:
         if not self.tty:
             resumed = f", resuming at {human_bytes(done)}" if done else ""
             size = human_bytes(self.total) if self.total else "unknown size"
-            self._write(f"{self.label}: downloading ({size}{resumed})\n")
+            self._write(f"{self.label}: {self.verb} ({size}{resumed})\n")
         self.update(done, force=True)
 
     def _rate(self, done: int) -> float:

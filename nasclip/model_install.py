@@ -241,7 +241,7 @@ def _copy(source: Path, dest: Path, label: str, stream: TextIO | None) -> str:
     """Copy a file, fsync it, and return its SHA-256."""
     digest = hashlib.sha256()
     size = source.stat().st_size
-    progress = Progress(label, size, stream)
+    progress = Progress(label, size, stream, verb="copying")
     progress.start(0)
     done = 0
     with open(source, "rb") as src, open(dest, "wb") as out:

@@ -16,16 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch  # the `test` extra installs torch==2.13.0, transformers and onnx
+import transformers
 from PIL import Image
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from nasclip.admin import main as admin_main  # noqa: E402
-from nasclip.encoder import Encoder, l2_normalise  # noqa: E402
-from nasclip.imaging import resize, to_tensor  # noqa: E402
-from nasclip.modelspec import load_model_spec  # noqa: E402
-from test_tokenizers import MERGES, VOCAB, WORDPIECE  # noqa: E402
+from nasclip.admin import main as admin_main
+from nasclip.encoder import Encoder, l2_normalise
+from nasclip.imaging import resize, to_tensor
+from nasclip.modelspec import load_model_spec
+from test_tokenizers import MERGES, VOCAB, WORDPIECE
 
 IMAGE_SIZE = 32
 TEXTS = ["a photo of a cat", "a red circle", "Dogs!", "photo " * 90]

@@ -32,8 +32,6 @@ from nasclip.modelspec import load_model_spec
 from nasclip.registry import parse_registry
 from test_tokenizers import WORDPIECE
 
-onnx = pytest.importorskip("onnx")
-
 REPO = "acme/tiny-clip/resolve/main"
 PATHS = {"image.onnx": f"{REPO}/visual/model.onnx", "text.onnx": f"{REPO}/textual/model.onnx",
          "vocab.txt": f"{REPO}/vocab.txt"}

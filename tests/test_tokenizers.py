@@ -133,7 +133,8 @@ def test_batch_shapes_mask_and_integer_type_follow_the_manifest(tmp_path: Path) 
 
 def test_hugging_face_clip_tokenizer_agrees(clip: TextTokenizer, tmp_path: Path) -> None:
     """An independent implementation (transformers' CLIPTokenizer) gives the same ids."""
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     (tmp_path / "vocab.json").write_text(json.dumps(VOCAB))
     (tmp_path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in MERGES) + "\n")
     reference = transformers.CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
@@ -198,7 +199,8 @@ def test_vocab_txt_and_saved_tokenizer_json_give_the_same_ids(vocab_txt: Path, t
 
 
 def test_hugging_face_bert_tokenizer_agrees(bert: TextTokenizer, vocab_txt: Path) -> None:
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     reference = transformers.BertTokenizer(str(vocab_txt / "vocab.txt"))
     for text in ["金色头发的小姐姐", "黄色背景上的蓝色正方形", "Photos of a RÉD circle，猫"]:
         assert bert_ids(bert, text) == reference(text)["input_ids"]
