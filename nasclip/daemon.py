@@ -242,16 +242,7 @@ class Daemon:
         self.reloaded = time.time()
         for problem in check_paths(config):
             log.warning("%s", problem)
-        if not plan.changed:
-            log.info("config reloaded from %s: nothing changed", source)
-        else:
-            shares = [f"{what} {', '.join(names)}" for what, names in (
-                ("added", plan.shares_added), ("removed", plan.shares_removed), ("changed", plan.shares_changed))
-                if names]
-            applied = [k for k in plan.applied if k != "shares"]
-            log.info("config reloaded from %s: %s", source, "; ".join(
-                (["shares " + ", ".join(shares)] if shares else []) + ([f"applied {', '.join(applied)}"]
-                                                                      if applied else [])) or "no live changes")
+        log.info("config reloaded from %s: %s", source, plan.describe())
         for key in plan.restart:
             log.warning("config reload: %s changed, but %s; restart nasclipd to apply it "
                         "(systemctl restart nasclip). Still using the previous value", key, RESTART_ONLY[key])

@@ -1,4 +1,4 @@
-"""systemd's notify protocol: READY, STATUS, WATCHDOG and STOPPING.
+"""systemd's notify protocol: READY, RELOADING, STATUS, WATCHDOG and STOPPING.
 
 Uses systemd-python where it is installed; otherwise speaks the protocol
 itself, which is one datagram to ``$NOTIFY_SOCKET`` (a path, or an abstract

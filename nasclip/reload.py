@@ -45,6 +45,21 @@ class ReloadPlan:
     def changed(self) -> bool:
         return bool(self.applied or self.restart)
 
+    def describe(self) -> str:
+        """What took effect, for the log: 'shares added b, removed a; applied log_level, query.max_k'."""
+        parts = []
+        shares = [f"{what} {', '.join(names)}" for what, names in (
+            ("added", self.shares_added), ("removed", self.shares_removed), ("changed", self.shares_changed))
+            if names]
+        if shares:
+            parts.append("shares " + ", ".join(shares))
+        settings = [key for key in self.applied if key != "shares"]
+        if settings:
+            parts.append("applied " + ", ".join(settings))
+        if not parts:
+            parts.append("nothing that applies live changed" if self.restart else "nothing changed")
+        return "; ".join(parts)
+
 
 def _differences(old: object, new: object, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two config (sub)trees; shares are compared apart."""

@@ -177,16 +177,19 @@ def test_notify_ready_status_watchdog_stall_and_stopping(tmp_path: Path, photos:
         done, _ = notify.wait_for(lambda m: "up to date" in m.get("STATUS", ""), after=progress_at, timeout=90,
                                   what="up to date")
         assert re.search(rf"indexed {N_PHOTOS} / {N_PHOTOS + 1}, up to date, 1 failed", _["STATUS"]), _
-        pings = notify.pings(ready, done)
-        assert len(pings) >= 3, f"only {len(pings)} pings in {done - ready:.1f} s of indexing ({progress})"
-        gaps = [b - a for a, b in zip(pings, pings[1:])]
-        assert max(gaps) < 1.0, f"a {max(gaps):.2f} s gap between pings: WATCHDOG_USEC=1 s would have fired"
+        assert notify.pings(progress_at, done), f"no WATCHDOG=1 while indexing ({progress})"
 
         # One line for the failed photo, naming it and the reason, with its journal priority.
         failed = [line for line in daemon.log().splitlines() if "broken.jpg" in line]
         assert len(failed) == 1, failed
         assert re.search(r"cannot index .*/incoming/broken\.jpg: not an image", failed[0]), failed[0]
         assert failed[0].startswith("<4>nasclip.indexer: ") if journal_stream else "WARNING" in failed[0]
+
+        # Pings at WATCHDOG_USEC / 2, busy or idle, with no gap long enough for systemd to act.
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - done)))
+        pings = notify.pings(ready, time.monotonic())
+        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        assert len(pings) >= 4 and max(gaps) < 1.0, f"pings {len(pings)}, longest gap {max(gaps):.2f} s"
 
         # A photo whose read blocks: the indexer stalls, the pings stop, queries still work.
         fifo = link_stuck_photo(incoming, "stuck.jpg")
@@ -234,7 +237,7 @@ def test_sigterm_during_heavy_indexing_checkpoints_and_nothing_is_encoded_twice(
     asked = time.monotonic()
     assert daemon.stop(signal.SIGTERM, timeout=stop_timeout) == 0
     took = time.monotonic() - asked
-    assert took < stop_timeout
+    assert took < stop_timeout and "did not stop within" not in daemon.log()
     indexed, logged = catalog_counts(tmp_path / "state")
     assert 0 < indexed < N_PHOTOS, f"{indexed} of {N_PHOTOS} indexed: the stop did not come during indexing"
     assert logged == 0, "the vector log still holds vectors: no checkpoint was written at the stop"
@@ -340,7 +343,11 @@ def test_reload_plan_applies_what_it_can_and_keeps_the_rest() -> None:
     assert config.model == running.model and config.indexer.threads == 0 and config.query.max_connections == 32
     assert config.indexer.batch_size == 2 and config.query.max_k == 10 and config.log_level == "debug"
     assert [s.name for s in config.shares] == ["b", "c"]
-    assert not plan_reload(config, config).changed
+    assert plan.describe() == ("shares added c, removed a, changed b; "
+                               "applied log_level, indexer.batch_size, query.max_k")
+    again = plan_reload(config, new)  # the file still differs in what waits for a restart
+    assert set(again.restart) == set(plan.restart) and again.describe() == "nothing that applies live changed"
+    assert not plan_reload(config, config).changed and plan_reload(config, config).describe() == "nothing changed"
 
 
 def load_yaml(data: dict) -> object:
