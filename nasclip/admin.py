@@ -125,7 +125,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     if problems:
         return 1
-    print(f"{path}: ok ({len(config.shares)} shares, model {config.model}); "
+    shares = len(config.shares)
+    print(f"{path}: ok ({shares} share{'s' * (shares != 1)}, model {config.model}); "
           "apply it with `systemctl reload nasclip`")
     return 0
 

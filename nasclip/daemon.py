@@ -161,7 +161,7 @@ class Daemon:
         assert self.indexer
         stats = self.indexer.stats
         now = stats.clock()
-        if not stats.busy:
+        if not stats.busy or self.indexer.paused.is_set():
             self._busy_since = None
             return False
         if self._busy_since is None:

@@ -353,7 +353,9 @@ def run_checks(config: Config, user: ServiceUser | None = None,
     user = user or ServiceUser.lookup() or ServiceUser.current()
     limit = max_user_watches() if watch_limit == "system" else watch_limit
     # Missing paths are reported by the model and share checks, with hints.
-    checks = [Check("ok", "config", f"{config.source}: valid, {len(config.shares)} shares, model {config.model}")]
+    shares = len(config.shares)
+    checks = [Check("ok", "config", f"{config.source}: valid, {shares} share{'s' * (shares != 1)}, "
+                                    f"model {config.model}")]
     checks += check_user(user, configured)
     checks += check_model(config, user)
     checks += check_shares(config, user, limit)

@@ -73,7 +73,7 @@ BROKEN = {
 def test_the_good_config_passes(tmp_path: Path, good: str, capsys: pytest.CaptureFixture) -> None:
     code, lines = check(tmp_path, "good.yaml", good, capsys)
     assert code == 0, lines
-    assert lines == [f"{tmp_path / 'good.yaml'}: ok (1 shares, model {tmp_path / 'model'}); "
+    assert lines == [f"{tmp_path / 'good.yaml'}: ok (1 share, model {tmp_path / 'model'}); "
                      "apply it with `systemctl reload nasclip`"]
 
 

@@ -27,7 +27,7 @@ import faiss
 import pytest
 import yaml
 
-from conftest import DEMO_MODEL, DaemonProcess, make_scenes, wait_until, write_config, write_scene
+from conftest import DEMO_MODEL, make_scenes, wait_until, write_config, write_scene
 from nasclip.client import call
 from nasclip.config import load_config
 from nasclip.doctor import ServiceUser, run_checks
