@@ -183,8 +183,9 @@ class Daemon:
         not to wait for its threads.
         """
         self.notifier.stopping("stopping: finishing the current batch and saving the index")
-        parts = [(name, part) for name, part in (("query server", self.server), ("watcher", self.watcher),
-                                                  ("indexer", self.indexer)) if part is not None]
+        # The indexer's batch is the work worth waiting for; a long scan is simply redone.
+        parts = [(name, part) for name, part in (("query server", self.server), ("indexer", self.indexer),
+                                                  ("watcher", self.watcher)) if part is not None]
         for _, part in parts:
             part.stop()  # all at once, so that they wind down in parallel
         closing: list[str] = []
