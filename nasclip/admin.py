@@ -16,6 +16,7 @@ from . import __version__
 from .client import DEFAULT_CONFIG, call, resolve_socket
 from .config import check_paths, load_config
 from .errors import ConfigError, NasclipError
+from .model_admin import add_models_commands
 from .schema import to_commented_yaml
 
 
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", help="print the effective config, defaults included")
     show.add_argument("file", nargs="?")
     show.set_defaults(func=cmd_config_show)
+    add_models_commands(commands)
     return parser
 
 
