@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
+from . import model_install
 from .access import Peer, groups_of
 from .client import call
 from .config import Config
@@ -155,8 +156,14 @@ def check_model(config: Config, user: ServiceUser) -> Iterator[Check]:
             yield Check("fail", "model", f"{user.name} cannot read {path} (stopped at {blocked})",
                         _fix_hint(blocked, user, "r" if blocked == path else "x"))
             return
-    yield Check("ok", "model", f"{spec.id}: {', '.join(p.name for p in files)} ({_size(total)}), "
-                               f"readable by {user.name}")
+    # Opens the encoders and compares their inputs with the manifest, as `nasclip models verify` does.
+    problems = model_install.check_model(spec.folder, spec)
+    for problem in problems:
+        yield Check("fail", "model", problem, f"nasclip models verify {spec.folder.name}")
+    if problems:
+        return
+    yield Check("ok", "model", f"{spec.id}: {', '.join(p.name for p in files)} ({_size(total)}) load and match "
+                               f"the manifest; readable by {user.name}")
     backend = config.indexer.backend
     if spec.image.axmodel and backend in ("auto", "axengine"):
         try:

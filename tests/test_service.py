@@ -550,13 +550,18 @@ def test_doctor_judges_limits_and_permissions_for_the_service_user(open_tmp: Pat
     assert re.match(r"ok\s+inotify\s+19 folders to watch", roomy["inotify"])
     assert re.match(rf"warn\s+share\s+share 'photos': nobody cannot read 1 of 19 folders, e\.g\. "
                     rf"{re.escape(str(share / 'album-0' / 'sub'))}.+→ give nobody rx access", roomy["share"])
-    assert re.match(r"ok\s+model\s+\S+: .*readable by nobody", roomy["model"]), roomy["model"]
+    assert re.match(r"ok\s+model\s+\S+: .* load and match the manifest; readable by nobody", roomy["model"]), \
+        roomy["model"]
     assert re.match(r"ok\s+backend\s+CPU via ONNX Runtime", roomy["backend"])
     (tmp_path / "state").mkdir()
     assert re.match(rf"fail\s+state\s+nobody cannot write to {re.escape(str(tmp_path / 'state'))}",
                     lines(100_000)["state"])
     share.chmod(0o700)
     assert re.match(r"fail\s+share\s+share 'photos': nobody cannot read", lines(100_000)["share"])
+    # An encoder file that does not load is a model problem, with the command that explains more.
+    from nasclip.modelspec import load_model_spec
+    (tmp_path / "model" / load_model_spec(tmp_path / "model").image.onnx).write_bytes(b"not a model")
+    assert re.match(r"fail\s+model\s+.+→ nasclip models verify model", lines(100_000)["model"])
     me = ServiceUser.current()
     checks = {c.topic: c for c in run_checks(config, me, watch_limit=100_000)}
     assert checks["state"].level == "ok" and checks["share"].level == "ok"
