@@ -22,8 +22,10 @@ from typing import Callable
 import numpy as np
 import yaml
 
+from .download import sha256_file
 from .errors import ModelError
-from .modelspec import MANIFEST, ModelSpec, load_model_spec
+from .model_install import RECORD, SUMS, check_model
+from .modelspec import MANIFEST, ModelSpec, load_model_spec, model_files
 from .schema import to_plain
 
 log = logging.getLogger("nasclip.quantize")
@@ -80,6 +82,11 @@ def quantize_model(folder: Path | str, out: Path | str | None = None, model_id: 
         _copy_rest(spec, tmp)
         _write_manifest(spec, tmp, model_id)
         new = load_model_spec(tmp)
+        problems = check_model(tmp, new)
+        if problems:
+            raise ModelError("the quantised model would not run:\n  " + "\n  ".join(problems))
+        # Checksums of the new folder, so `nasclip models verify` can check it later.
+        (tmp / SUMS).write_text("".join(f"{sha256_file(new.path(n))}  {n}\n" for n in model_files(new)))
         similarity = agreement(spec, new)
         progress(f"int8 image encoder: {_mb(tmp / IMAGE_FILE)}; "
                  f"mean cosine similarity to the original on {CHECK_IMAGES} test images: {similarity:.4f}")
@@ -105,8 +112,8 @@ def _mb(path: Path) -> str:
 
 
 def _copy_rest(spec: ModelSpec, target: Path) -> None:
-    """Everything but the image encoder and the manifest: text encoder, tokenizer, licence, notes."""
-    skip = {MANIFEST, spec.image.onnx, spec.image.axmodel}
+    """Everything but the image encoder, manifest and install records: text encoder, tokenizer, licence."""
+    skip = {MANIFEST, SUMS, RECORD, spec.image.onnx, spec.image.axmodel}
     if spec.image.onnx:
         skip.add(spec.image.onnx + ".data")  # external weights of the original image encoder
     for entry in sorted(spec.folder.iterdir()):

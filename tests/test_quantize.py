@@ -46,6 +46,18 @@ def test_quantize_writes_an_int8_model_with_its_own_id(tmp_path: Path, capsys) -
     assert cosine.mean() > 0.98, cosine
     assert not np.array_equal(before, after)
     assert not list(tmp_path.glob(".demo-int8.partial-*"))
+    # It carries its own checksums, so `nasclip models verify` can check it later.
+    assert admin.main(["models", "verify", "--models-dir", str(tmp_path), "demo-int8"]) == 0
+    (out / "image.onnx").write_bytes((out / "image.onnx").read_bytes() + b"\0")
+    assert admin.main(["models", "verify", "--models-dir", str(tmp_path), "demo-int8"]) == 1
+
+
+def test_an_installed_model_can_be_named_instead_of_a_folder(tmp_path: Path, capsys) -> None:
+    shutil.copytree(DEMO_MODEL, tmp_path / "demo", symlinks=False)
+    assert admin.main(["models", "quantize", "--models-dir", str(tmp_path), "demo"]) == 0
+    printed = capsys.readouterr().out
+    assert f"model: {tmp_path / 'demo-int8'}" in printed
+    assert load_model_spec(tmp_path / "demo-int8").id.endswith("-int8")
 
 
 def test_quantize_refuses_clearly_and_leaves_nothing_half_written(tmp_path: Path, capsys) -> None:
