@@ -73,7 +73,7 @@ def open_photo(path: Path, min_side: int, max_pixels: int) -> Image.Image:
                 raise DecodeError("empty file (0 bytes)", retry=True) from None
             if _looks_incomplete(handle):
                 raise DecodeError(_TRUNCATED, retry=True) from None
-            raise DecodeError("not a photo nasclip can read (unknown format or damaged header)") from None
+            raise DecodeError("not an image nasclip can read (unknown format or damaged header)") from None
         except Exception as exc:  # decoders raise OSError, ValueError, SyntaxError, struct.error, ...
             text = str(exc)
             lowered = text.lower()
