@@ -56,7 +56,7 @@ class IndexerConfig:
     backend: Literal["auto", "onnx", "axengine"] = setting(
         "auto", "auto uses the NPU when axengine imports and the model has an .axmodel")
     batch_size: int = setting(8, "photos per encoder batch")
-    decode_threads: int = setting(2, "threads decoding photos ahead of the encoder, at a lower CPU priority")
+    decode_threads: int = setting(2, "threads decoding photos ahead of the encoder")
     threads: int = setting(0, "ONNX Runtime threads for the encoder; 0 = one per core")
     onnx_providers: tuple[str, ...] = setting(
         ("CPUExecutionProvider",), "ONNX Runtime execution providers to try, in order of preference")

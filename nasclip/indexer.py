@@ -32,12 +32,6 @@ from .store import Encoded, Failed, Result, Store
 log = logging.getLogger("nasclip.indexer")
 
 FINGERPRINT_CHUNK = 64 * 1024
-# Decode threads run this much nicer than the encoder (Linux nice is per thread).
-# The encoder's threads work in lock-step, so preempting one of them idles the
-# others; at a lower priority decoding fills the gaps the encoder leaves, and
-# when the look-ahead runs dry the encoder waits and decoding gets the whole
-# CPU, so neither starves.
-DECODE_NICE = 10
 # A file still arriving (truncated, empty) is retried while its mtime is this recent.
 ARRIVAL_WINDOW = 600.0
 MAX_RETRIES = 6
@@ -52,15 +46,6 @@ def fingerprint(path: Path, size: int) -> str:
             handle.seek(max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK))
             digest.update(handle.read(FINGERPRINT_CHUNK))
     return f"{size}:{digest.hexdigest()}"
-
-
-def _lower_priority(amount: int) -> None:
-    """Make the calling thread nicer by amount (a no-op where threads cannot be reniced)."""
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + amount))
-    except (AttributeError, OSError):
-        pass
 
 
 @dataclass
@@ -115,8 +100,7 @@ class Indexer:
         self.clock = clock
         self.stats = IndexerStats()
         self.depth = 2  # batches being prepared ahead of the encoder
-        self._pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="nasclip-decode",
-                                        initializer=_lower_priority, initargs=(DECODE_NICE,))
+        self._pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="nasclip-decode")
         self._window: deque[list[Future[_Prepared]]] = deque()
         self._inflight: set[int] = set()
         self._stop = threading.Event()
