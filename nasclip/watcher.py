@@ -47,7 +47,7 @@ EVENT_QUEUE = 100_000   # events waiting for the event thread; beyond that they 
 DELETE_DELAY = 1.0      # deletes wait this long so a volume going away is not taken for a wipe
 CLOSE_GRACE = 0.5       # after close-write (or a rename into place) the file must be quiet this long
 OPEN_LIMIT = 10.0       # a file written to but never closed is taken as it is after this long unchanged
-HEALTH_EVERY = 2.0
+HEALTH_EVERY = 1.0     # seconds between checks that roots are there and watches alive
 POLL_DEFAULT = 300.0    # scan interval of a polled share that does not set one
 INOTIFY_DEFAULT = 3600.0
 INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify")
@@ -116,16 +116,24 @@ class _Handler(ev.FileSystemEventHandler):
 
 
 class _OverflowFilter(logging.Filter):
-    """watchdog only logs inotify queue overflows; the log record becomes a rescan."""
+    """watchdog only logs inotify queue overflows; the log record becomes a rescan.
+
+    watchdog's own lines (two per overflow, and a storm of them during a big
+    copy) are dropped: the watcher logs one line that says what to do.
+    """
 
     def __init__(self, flag: threading.Event) -> None:
         super().__init__()
         self.flag = flag
+        self.seen = 0  # overflows the kernel reported
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "overflow" in str(record.msg).lower():
-            self.flag.set()
-        return True
+        if "overflow" not in str(record.msg).lower():
+            return True
+        if "events were lost" in str(record.msg):
+            self.seen += 1
+        self.flag.set()
+        return False
 
 
 def inotify_limit(name: str) -> int | None:
@@ -159,7 +167,8 @@ class Watcher:
         self.settler = Settler(settle_seconds, CLOSE_GRACE, max(OPEN_LIMIT, 5 * settle_seconds), clock)
         self.deletes: deque[tuple[float, Change]] = deque()
         self.lost = threading.Event()   # events were dropped (kernel or our queue): rescan
-        self.overflows = 0              # times that happened
+        self.overflows = 0              # times that was noticed (a burst of overflows may count once)
+        self._overflow_report = (float("-inf"), 0)  # when the last warning was logged, overflows then
         self.scans_done = 0
         self._lock = threading.RLock()  # share state and watches; both threads check health
         self._requests: dict[tuple[str, str], None] = {}  # ordered set of (share, folder) to scan
@@ -212,6 +221,11 @@ class Watcher:
 
     def is_alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    @property
+    def kernel_overflows(self) -> int:
+        """Inotify queue overflows the kernel reported (watchdog's log lines seen)."""
+        return self._log_filter.seen
 
     def request_scan(self, share: str | None = None, below: str = "") -> None:
         """Ask for a reconcile scan of one share (or all), optionally of one folder only."""
@@ -383,14 +397,18 @@ class Watcher:
                 self._on_event(share, event, changes)
         except queue.Empty:
             pass
+        now = self.clock()
         if self.lost.is_set():
             self.lost.clear()
             self.overflows += 1
-            log.warning("file events were lost (inotify queue overflow); rescanning every share. If this "
-                        "happens often, raise fs.inotify.max_queued_events (now %s)",
-                        inotify_limit("max_queued_events"))
             self.request_scan()
-        now = self.clock()
+            logged_at, logged_count = self._overflow_report
+            if now - logged_at >= 60.0:  # one line a minute at most, however big the copy
+                self._overflow_report = (now, self.overflows)
+                log.warning("file events were lost (inotify queue overflow%s); rescanning every share. If this "
+                            "happens often, raise fs.inotify.max_queued_events (now %s)",
+                            f", {self.overflows - logged_count} times in the last minute" if logged_count else "",
+                            inotify_limit("max_queued_events"))
         for (share, relpath), size, mtime_ns in self.settler.ready():
             changes.append(Seen(share, relpath, size, mtime_ns))
         changes += self._due_deletes(now)
