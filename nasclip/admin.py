@@ -50,6 +50,12 @@ def print_status(status: dict) -> None:
         scan = share.get("last_scan")
         scanned = f", last scan {scan['files']} files in {scan['seconds']:.1f} s" if scan else ""
         print(f"share    {share['name']}: {share['path']} ({share['watch']}{scanned})")
+        if share.get("problem"):
+            print(f"           {share['problem']}; its photos stay searchable until it is back")
+        if share.get("settling"):
+            print(f"           {share['settling']} files still arriving")
+        for folder in share.get("unreadable_folders", [])[:5]:
+            print(f"           cannot read {folder} (skipped, its photos kept)")
     if status["recent_failures"]:
         print("recent failures:")
         for failure in status["recent_failures"][:5]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .catalog import prefix_range
 from .config import ShareConfig
 from .store import Change, Deleted, Seen, Store
 
@@ -40,6 +41,12 @@ def _compile(patterns: list[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(fnmatch.translate(p) for p in patterns), re.IGNORECASE)
 
 
+def _compile_bytes(patterns: list[str]) -> re.Pattern[bytes] | None:
+    if not patterns:
+        return None
+    return re.compile(os.fsencode("|".join(fnmatch.translate(p) for p in patterns)), re.IGNORECASE)
+
+
 class PathFilter:
     """Which paths of a share are photos to index (extensions, exclude globs).
 
@@ -51,8 +58,19 @@ class PathFilter:
 
     def __init__(self, share: ShareConfig) -> None:
         self.extensions = frozenset("." + e.lower().lstrip(".") for e in share.extensions)
-        self._part = _compile([p for p in share.exclude if "/" not in p])
-        self._path = _compile([p.strip("/") for p in share.exclude if "/" in p])
+        parts = [p for p in share.exclude if "/" not in p]
+        paths = [p.strip("/") for p in share.exclude if "/" in p]
+        self._part, self._path = _compile(parts), _compile(paths)
+        # The same rules on file names as bytes, which is how scans read folders
+        # and how the catalog keys paths: an unchanged file is never decoded.
+        self.extensions_bytes = frozenset(os.fsencode(e) for e in self.extensions)
+        self._part_bytes, self._path_bytes = _compile_bytes(parts), _compile_bytes(paths)
+
+    def excluded_bytes(self, name: bytes, relpath: bytes) -> bool:
+        """excluded() for names and paths as bytes."""
+        if self._part_bytes is not None and self._part_bytes.match(name):
+            return True
+        return self._path_bytes is not None and self._path_bytes.match(relpath) is not None
 
     def excluded(self, name: str, relpath: str | None = None) -> bool:
         """True if a file or folder with this name (at relpath) is skipped, with everything below it."""
@@ -92,45 +110,49 @@ class ScanReport:
 
 
 def walk(root: Path, pathfilter: PathFilter, below: str = "",
-         on_unreadable: Callable[[str, str], None] | None = None) -> Iterator[tuple[str, int, int] | None]:
-    """Yield (relpath, size, mtime_ns) per photo below root/below, and None per folder read.
+         on_unreadable: Callable[[str, str], None] | None = None) -> Iterator[tuple[bytes, int, int] | None]:
+    """Yield (relpath as bytes, size, mtime_ns) per photo below root/below, and None per folder read.
 
-    Symbolic links are not followed. A folder that cannot be listed (or whose
-    files cannot be stat'ed) is passed to on_unreadable with the reason.
+    Paths are bytes (file names on a NAS need not be UTF-8; the catalog keys
+    them the same way). Symbolic links are not followed. A folder that cannot
+    be listed (or whose files cannot be stat'ed) goes to on_unreadable with
+    the reason.
     """
-    wanted_ext = pathfilter.extensions
-    excluded = pathfilter.excluded
-    stack = [below.strip("/")]
+    extensions = pathfilter.extensions_bytes
+    excluded = pathfilter.excluded_bytes
+    base = os.fsencode(root)
+    stack = [os.fsencode(below.strip("/"))]
     while stack:
         rel = stack.pop()
-        folder = os.path.join(root, rel) if rel else str(root)
         try:
-            with os.scandir(folder) as listing:
+            with os.scandir(os.path.join(base, rel) if rel else base) as listing:
                 entries = list(listing)
         except OSError as exc:
             if exc.errno not in _ABSENT and on_unreadable:
-                on_unreadable(rel or ".", exc.strerror or str(exc))
+                on_unreadable(os.fsdecode(rel) or ".", exc.strerror or str(exc))
             continue
         yield None
-        prefix = f"{rel}/" if rel else ""
+        prefix = rel + b"/" if rel else b""
         denied = False
         for entry in entries:
             name = entry.name
-            child = prefix + name
             try:
                 if entry.is_dir(follow_symlinks=False):
+                    child = prefix + name
                     if not excluded(name, child):
                         stack.append(child)
                     continue
-                if os.path.splitext(name)[1].lower() not in wanted_ext or excluded(name, child):
+                dot = name.rfind(b".")
+                if dot < 0 or name[dot:].lower() not in extensions:
                     continue
-                if not entry.is_file(follow_symlinks=False):
+                child = prefix + name
+                if excluded(name, child) or not entry.is_file(follow_symlinks=False):
                     continue
                 stat = entry.stat(follow_symlinks=False)
             except PermissionError as exc:
                 # A folder we may list but not enter (r-- without x): its rows stay.
                 if not denied and on_unreadable:
-                    on_unreadable(rel or ".", exc.strerror or str(exc))
+                    on_unreadable(os.fsdecode(rel) or ".", exc.strerror or str(exc))
                 denied = True
                 continue
             except OSError:
@@ -192,7 +214,17 @@ def root_available(share: ShareConfig, store: Store) -> bool:
     return unavailable(share, store) is None
 
 
-def _exists(path: str) -> bool:
+def live_rows(store: Store, share: str, below: str = "") -> dict[bytes, tuple[int, int]]:
+    """(size, mtime_ns) of the share's rows that are not gone, keyed by stored path, optionally below a folder."""
+    sql = "SELECT relpath, size, mtime_ns FROM files WHERE share=? AND state!='gone'"
+    args: tuple = (share,)
+    if below.strip("/"):
+        sql += " AND relpath>=? AND relpath<?"
+        args += prefix_range(below)
+    return {raw: (size, mtime_ns) for raw, size, mtime_ns in store.reader().execute(sql, args)}
+
+
+def _exists(path: bytes | str) -> bool:
     try:
         os.lstat(path)
     except FileNotFoundError:
@@ -220,9 +252,8 @@ def scan(share: ShareConfig, store: Store, settle_seconds: float, below: str = "
         report.available, report.problem = False, problem
         return report
     pathfilter = pathfilter or PathFilter(share)
-    root = str(share.path)
-    known: dict[str, tuple[int, int, str]] = {
-        relpath: (size, mtime_ns, state) for relpath, size, mtime_ns, state in store.catalog_rows(share.name, below)}
+    root = os.fsencode(share.path)
+    known = live_rows(store, share.name, below)
     pending: list[Seen] = []
     recent_ns = int((clock() - settle_seconds) * 1e9)
 
@@ -233,22 +264,21 @@ def scan(share: ShareConfig, store: Store, settle_seconds: float, below: str = "
     def flush() -> None:
         # Re-checked right before writing: a file deleted while we walked must
         # not come back as a row the indexer then chases.
-        count(store.apply([s for s in pending if _exists(os.path.join(root, s.relpath))]))
+        count(store.apply([s for s in pending if _exists(os.path.join(root, os.fsencode(s.relpath)))]))
         pending.clear()
 
     for item in walk(share.path, pathfilter, below, on_unreadable=report.unreadable.__setitem__):
         if item is None:
             report.folders += 1
             continue
-        relpath, size, mtime_ns = item
+        raw, size, mtime_ns = item
         report.files += 1
-        row = known.pop(relpath, None)
-        if row is not None and row[0] == size and row[1] == mtime_ns and row[2] != "gone":
+        if known.pop(raw, None) == (size, mtime_ns):
             continue
         if mtime_ns > recent_ns:
-            report.recent.append(relpath)  # may still be arriving: the watcher settles it
+            report.recent.append(os.fsdecode(raw))  # may still be arriving: the watcher settles it
             continue
-        pending.append(Seen(share.name, relpath, size, mtime_ns))
+        pending.append(Seen(share.name, os.fsdecode(raw), size, mtime_ns))
         if len(pending) >= BATCH:
             flush()
     flush()
@@ -259,10 +289,9 @@ def scan(share: ShareConfig, store: Store, settle_seconds: float, below: str = "
         report.available, report.problem = False, problem
         return report
     if "." not in report.unreadable:
-        hidden = tuple(f"{rel}/" for rel in report.unreadable if rel != ".")
-        gone: list[Change] = [Deleted(share.name, relpath) for relpath, (_, _, state) in known.items()
-                              if state != "gone" and not relpath.startswith(hidden)
-                              and not _exists(os.path.join(root, relpath))]
+        hidden = tuple(os.fsencode(rel) + b"/" for rel in report.unreadable if rel != ".")
+        gone: list[Change] = [Deleted(share.name, os.fsdecode(raw)) for raw in known
+                              if not raw.startswith(hidden) and not _exists(os.path.join(root, raw))]
         for start in range(0, len(gone), BATCH):
             count(store.apply(gone[start:start + BATCH]))
     report.seconds = time.monotonic() - started

@@ -219,21 +219,30 @@ def test_5000_files_dropped_at_once_are_all_indexed_even_when_events_overflow(
         write_photos(staging / f"roll{part}", 1000, start=part * 1000)
     kernel = os.geteuid() == 0 and os.access(QUEUED_EVENTS, os.W_OK)
     if kernel:
-        # A tiny kernel queue for this watcher's inotify instance only: the limit
-        # is read when the instance is created, so it is restored right after.
+        # A small kernel queue for this watcher's inotify instance only: the
+        # limit is read when the instance is created, and restored right after.
         saved = QUEUED_EVENTS.read_text()
-
-        def shrink(w: Watcher) -> None:
-            QUEUED_EVENTS.write_text("256")
-
         try:
-            rig = rig_factory({"photos": {"path": share}}, before_start=shrink)
+            rig = rig_factory({"photos": {"path": share}},
+                              before_start=lambda w: QUEUED_EVENTS.write_text("1024"))
         finally:
             QUEUED_EVENTS.write_text(saved)
-    else:  # without root, our own bounded queue overflows instead
+    else:  # without root, the watcher's own bounded queue overflows instead
         rig = rig_factory({"photos": {"path": share}}, queue_size=64)
     wait_until(lambda: rig.watcher.shares["photos"].mode == "inotify", 5, what="the share to be watched")
-    subprocess.run(["cp", "-r", str(staging), str(share)], check=True)
+    for part in range(5):  # the folders exist and are watched: every file makes events
+        (share / "drop" / f"roll{part}").mkdir(parents=True)
+    time.sleep(0.5)
+    # Make sure the events outrun their reader, as on a busy NAS: while cp runs,
+    # hold the lock watchdog's inotify reader takes around each read (root), or
+    # the lock the watcher's event thread takes for its health check (not root).
+    observer = rig.watcher._observer
+    assert observer is not None
+    lock = observer._inotify_fd._lock if kernel else rig.watcher._lock
+    with lock:
+        if not kernel:
+            time.sleep(watcher_mod.HEALTH_EVERY * 1.5)  # the event thread is now parked on it
+        subprocess.run(["cp", "-r", f"{staging}/.", str(share / "drop")], check=True)
     expected = {f"drop/roll{i // 1000}/p{i:05d}.png" for i in range(5000)}
     rig.wait_indexed("photos", expected, 240, "all 5000 dropped photos indexed")
     assert rig.watcher.overflows >= 1, "the overflow path was not taken"
