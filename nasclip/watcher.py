@@ -355,7 +355,10 @@ class Watcher:
     def _check_observer(self) -> None:
         """A dead observer (an exception in watchdog) is replaced, and every inotify share rescanned."""
         with self._lock:
-            if self._observer is None or self._observer.is_alive() or self._stop.is_set():
+            if self._observer is None or self._stop.is_set():
+                return
+            reader = getattr(self._observer, "_inotify_fd", None)  # watchdog's thread reading the inotify fd
+            if self._observer.is_alive() and (reader is None or reader.is_alive()):
                 return
             log.warning("the inotify observer stopped; starting a new one and rescanning")
             try:
