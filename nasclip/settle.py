@@ -64,6 +64,7 @@ class Settler:
         self.clock = clock
         self.limit = limit
         self._entries: dict[Key, _Entry] = {}
+        self.counts: dict[str, int] = {}  # files waiting, by share (kept in step, for status)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -80,6 +81,7 @@ class Settler:
             if len(self._entries) >= self.limit:
                 return False
             entry = self._entries[key] = _Entry(path, current, now)
+            self.counts[key[0]] = self.counts.get(key[0], 0) + 1
         elif what is not Activity.CHANGED or current != entry.stat:
             # A scan finding the same recent file again must not restart its wait.
             entry.stat, entry.last_change = current, now
@@ -89,21 +91,19 @@ class Settler:
             entry.writing, entry.closed = False, True
         return True
 
-    def per_share(self) -> dict[str, int]:
-        """Files waiting, by share."""
-        counts: dict[str, int] = {}
-        for share, _ in self._entries:
-            counts[share] = counts.get(share, 0) + 1
-        return counts
+    def _drop(self, key: Key) -> None:
+        del self._entries[key]
+        self.counts[key[0]] -= 1
 
     def forget(self, key: Key) -> None:
-        self._entries.pop(key, None)
+        if key in self._entries:
+            self._drop(key)
 
     def forget_below(self, share: str, folder: str) -> None:
         """Drop every entry below a folder (moved or deleted as a whole)."""
         prefix = folder.rstrip("/") + "/"
         for key in [k for k in self._entries if k[0] == share and (k[1].startswith(prefix) or not folder)]:
-            del self._entries[key]
+            self._drop(key)
 
     def forget_share(self, share: str) -> None:
         self.forget_below(share, "")
@@ -124,10 +124,10 @@ class Settler:
                 continue
             current = _stat(entry.path)
             if current is None:
-                del self._entries[key]  # gone again; its delete event does the rest
+                self._drop(key)  # gone again; its delete event does the rest
             elif current != entry.stat:
                 entry.stat, entry.last_change = current, now  # changed without an event: wait again
             else:
-                del self._entries[key]
+                self._drop(key)
                 done.append((key, *current))
         return done

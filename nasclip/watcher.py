@@ -179,8 +179,10 @@ class Watcher:
         self._observer: InotifyObserver | None = None
         self._next_health = 0.0
         self._next_poll_health = 0.0
-        self._settling: dict[str, int] = {}  # per share, refreshed by the event thread for status()
-        self._next_count = 0.0
+        # Files a scan found still arriving, queued for the settler: counted so
+        # that status never shows "nothing settling" while some are on their way.
+        self._arriving: dict[str, int] = {}
+        self._count_lock = threading.Lock()
         self._log_filter = _OverflowFilter(self.lost)
         # The call that adds a watch; a test may replace it to inject ENOSPC.
         self.add_watch: Callable[[Path, ev.FileSystemEventHandler], object] = self._schedule
@@ -412,16 +414,14 @@ class Watcher:
                             "happens often, raise fs.inotify.max_queued_events (now %s)",
                             f", {self.overflows - logged_count} times in the last minute" if logged_count else "",
                             inotify_limit("max_queued_events"))
-        for (share, relpath), size, mtime_ns in self.settler.ready():
-            changes.append(Seen(share, relpath, size, mtime_ns))
         changes += self._due_deletes(now)
         if now >= self._next_health:
             self._next_health = now + HEALTH_EVERY
             self._check_health(owned_by_scanner=False)
-        if now >= self._next_count or not self.settler:
-            self._next_count = now + 1.0
-            self._settling = self.settler.per_share()
-        return self._apply(changes)
+        with self._count_lock:  # status() sees a settled file either settling or in the catalog
+            for (share, relpath), size, mtime_ns in self.settler.ready():
+                changes.append(Seen(share, relpath, size, mtime_ns))
+            return self._apply(changes)
 
     def _apply(self, changes: list[Change]) -> int:
         changes = [c for c in changes if self.shares[c.share].available]
@@ -469,6 +469,14 @@ class Watcher:
             self.lost.set()  # too many files settling at once: a scan catches up later
 
     def _on_event(self, share: str, event: ev.FileSystemEvent, changes: list[Change]) -> None:
+        if isinstance(event, FoundRecent):
+            with self._count_lock:
+                self._on_file_event(share, event, changes)
+                self._arriving[share] -= 1
+        else:
+            self._on_file_event(share, event, changes)
+
+    def _on_file_event(self, share: str, event: ev.FileSystemEvent, changes: list[Change]) -> None:
         state = self.shares.get(share)
         if state is None or not state.available:
             return  # the rescan when it is back covers whatever happened meanwhile
@@ -583,11 +591,13 @@ class Watcher:
             return True
         self._log_unreadable(state, report)
         for relpath in report.recent:  # being written right now, maybe: the event thread settles them
-            try:
-                self.events.put_nowait((name, FoundRecent(str(state.config.path / relpath))))
-            except queue.Full:
-                self.lost.set()
-                break
+            with self._count_lock:
+                try:
+                    self.events.put_nowait((name, FoundRecent(str(state.config.path / relpath))))
+                except queue.Full:
+                    self.lost.set()
+                    break
+                self._arriving[name] = self._arriving.get(name, 0) + 1
         if not below:
             state.last_scan = report
             state.next_scan = self.clock() + state.interval
@@ -635,6 +645,8 @@ class Watcher:
         """Per-share status for `nasclip status`."""
         out = []
         now = self.clock()
+        with self._count_lock:
+            settling = {name: self.settler.counts.get(name, 0) + self._arriving.get(name, 0) for name in self.shares}
         for state in self.shares.values():
             scan_info = None
             if state.last_scan is not None:
@@ -645,6 +657,6 @@ class Watcher:
                         "available": state.available is not False, "problem": state.problem,
                         "last_scan": scan_info,
                         "next_scan_in": round(max(0.0, state.next_scan - now), 1) if state.available else None,
-                        "settling": self._settling.get(state.config.name, 0),
+                        "settling": settling[state.config.name],
                         "unreadable_folders": sorted(state.denied)})
         return out
