@@ -438,6 +438,17 @@ def test_moves_between_folders_and_in_and_out_of_a_share(tmp_path: Path, rig_fac
     rig.quiet()
     assert rig.encoded() == 7, "photos moved out and back in reuse their vectors"
 
+    # rsync and many editors write a hidden temporary file and rename it into place.
+    temp = share / "a" / ".p00060.png.Xy12Ab"
+    temp.write_bytes(tiny_png(60))
+    temp.rename(share / "a" / "p00060.png")
+    temp.write_bytes(tiny_png(61))
+    temp.rename(share / "c.png")  # saved over an indexed photo: new content, encoded again
+    rig.wait_indexed("photos", expected | {"a/p00060.png"}, 5)
+    wait_until(lambda: rig.encoded() == 9, 5, what="the new and the rewritten photo to be encoded")
+    rig.quiet(1.0)
+    assert rig.encoded() == 9
+
 
 PERMISSION_PROBE = textwrap.dedent("""
     import json, logging, os, sys
