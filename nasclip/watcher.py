@@ -144,6 +144,11 @@ def inotify_limit(name: str) -> int | None:
         return None
 
 
+def max_user_watches() -> int | None:
+    """fs.inotify.max_user_watches, or None where it cannot be read."""
+    return inotify_limit("max_user_watches")
+
+
 def _suggest(needed: int) -> int:
     value = 524288
     while value < 2 * needed:
@@ -158,13 +163,13 @@ class Watcher:
                  on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
                  queue_size: int = EVENT_QUEUE) -> None:
         self.store = store
-        self.settle_seconds = settle_seconds
         self.on_change = on_change
         self.clock = clock
         self.shares = {s.name: ShareState(s) for s in shares}
         self.filters = {s.name: PathFilter(s) for s in shares}
         self.events: queue.Queue[tuple[str, ev.FileSystemEvent]] = queue.Queue(queue_size)
-        self.settler = Settler(settle_seconds, CLOSE_GRACE, max(OPEN_LIMIT, 5 * settle_seconds), clock)
+        self.settler = Settler(settle_seconds, CLOSE_GRACE, OPEN_LIMIT, clock)
+        self.settle_seconds = settle_seconds
         self.deletes: deque[tuple[float, Change]] = deque()
         self.lost = threading.Event()   # events were dropped (kernel or our queue): rescan
         self.overflows = 0              # times that was noticed (a burst of overflows may count once)
@@ -184,8 +189,20 @@ class Watcher:
         self._arriving: dict[str, int] = {}
         self._count_lock = threading.Lock()
         self._log_filter = _OverflowFilter(self.lost)
+        self._share_update: tuple[ShareConfig, ...] | None = None  # from a config reload
         # The call that adds a watch; a test may replace it to inject ENOSPC.
         self.add_watch: Callable[[Path, ev.FileSystemEventHandler], object] = self._schedule
+
+    @property
+    def settle_seconds(self) -> float:
+        return self.settler.settle_seconds
+
+    @settle_seconds.setter
+    def settle_seconds(self, seconds: float) -> None:
+        """Also set by a config reload."""
+        self.settler.settle_seconds = seconds
+        self.settler.close_grace = min(CLOSE_GRACE, seconds)
+        self.settler.open_limit = max(OPEN_LIMIT, 5 * seconds)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -393,6 +410,8 @@ class Watcher:
 
     def loop(self, timeout: float = 0.0) -> int:
         """Drain events, settle files, apply due deletes, check health; returns changes applied."""
+        if self._share_update is not None:
+            self._apply_share_update()
         changes: list[Change] = []
         try:
             share, event = self.events.get(timeout=timeout) if timeout else self.events.get_nowait()
@@ -424,7 +443,8 @@ class Watcher:
             return self._apply(changes)
 
     def _apply(self, changes: list[Change]) -> int:
-        changes = [c for c in changes if self.shares[c.share].available]
+        shares = self.shares
+        changes = [c for c in changes if c.share in shares and shares[c.share].available]
         if changes:
             self.store.apply(changes)
             self.on_change()
@@ -436,7 +456,9 @@ class Watcher:
             due.append(self.deletes.popleft()[1])
         ready: list[Change] = []
         for name in {c.share for c in due}:
-            state = self.shares[name]
+            state = self.shares.get(name)
+            if state is None:
+                continue
             if not state.available or self._problem(state) is not None:
                 # Files vanishing because the volume is going away are not deletions.
                 self._next_health = 0.0
@@ -469,10 +491,13 @@ class Watcher:
             self.lost.set()  # too many files settling at once: a scan catches up later
 
     def _on_event(self, share: str, event: ev.FileSystemEvent, changes: list[Change]) -> None:
+        if event is None:  # update_shares() waking us up
+            return
         if isinstance(event, FoundRecent):
             with self._count_lock:
                 self._on_file_event(share, event, changes)
-                self._arriving[share] -= 1
+                if share in self._arriving:
+                    self._arriving[share] -= 1
         else:
             self._on_file_event(share, event, changes)
 
@@ -538,6 +563,48 @@ class Watcher:
         elif isinstance(event, (ev.FileAttribEvent, FoundRecent)):
             self._saw(share, src, Activity.CHANGED)
 
+    # ------------------------------------------------------------------ config reload
+
+    def update_shares(self, shares: tuple[ShareConfig, ...]) -> None:
+        """Take a reloaded share list; the event thread applies it at its next loop()."""
+        self._share_update = shares
+        try:
+            self.events.put_nowait((None, None))  # type: ignore[arg-type]  # wake the event thread
+        except queue.Full:
+            pass  # it is busy anyway and loops within a moment
+
+    def _apply_share_update(self) -> None:
+        """Watch and scan new shares, forget removed ones, restart changed ones (event thread only).
+
+        The share dicts are replaced, never mutated, because the scan thread
+        and status() read them concurrently.
+        """
+        wanted, self._share_update = {s.name: s for s in self._share_update or ()}, None
+        with self._lock:
+            shares, filters = dict(self.shares), dict(self.filters)
+            for name, state in self.shares.items():
+                if wanted.get(name) == state.config:
+                    continue
+                self._unwatch(state)
+                del shares[name], filters[name]
+                self.settler.forget_share(name)
+                self.deletes = deque(d for d in self.deletes if d[1].share != name)
+                with self._count_lock:
+                    self._arriving.pop(name, None)
+                if name not in wanted:
+                    gone = self.store.apply([Deleted(name, "", folder=True)]).get("deleted", 0)
+                    log.info("share '%s' was removed from the config: %d photos leave the search results",
+                             name, gone)
+            added = [wanted[n] for n in wanted if n not in shares]
+            for share in added:
+                shares[share.name] = ShareState(share)
+                filters[share.name] = PathFilter(share)
+            self.shares, self.filters = shares, filters
+        for share in added:
+            log.info("share '%s' (%s, watch: %s): checking and scanning", share.name, share.path, share.watch)
+            self.request_scan(share.name)
+        self._next_health = self._next_poll_health = 0.0  # new shares are checked (and watched) at once
+
     # ------------------------------------------------------------------ scan thread
 
     def _run_scans(self) -> None:
@@ -555,8 +622,11 @@ class Watcher:
                 self._stop.wait(5.0)
 
     def _next_request(self) -> tuple[str, str] | None:
+        shares = self.shares
         with self._scan_lock:
-            ready = [k for k in self._requests if self.shares[k[0]].available is not None]
+            for key in [k for k in self._requests if k[0] not in shares]:
+                del self._requests[key]  # a share removed by a reload
+            ready = [k for k in self._requests if shares[k[0]].available is not None]
             if not ready:
                 return None
             key = next((k for k in ready if not k[1]), ready[0])  # whole shares first
@@ -580,8 +650,8 @@ class Watcher:
                 return False
             request = (due[0].config.name, "")
         name, below = request
-        state = self.shares[name]
-        if not state.available:
+        state = self.shares.get(name)
+        if state is None or not state.available:
             return True  # its return is noticed by the health check, which asks for a scan
         report = scan(state.config, self.store, self.settle_seconds, below, pathfilter=self.filters[name],
                       check=lambda: self._problem(state))
