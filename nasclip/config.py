@@ -44,12 +44,12 @@ class ShareConfig:
     watch: Literal["inotify", "poll"] = setting(
         "inotify", "inotify for local disks; poll for NFS/SMB mounts, which give no events")
     scan_interval: float | None = setting(
-        None, "seconds between reconcile scans (the polls of a poll share); default 3600 with inotify, 300 with poll")
+        None, "seconds between reconcile scans (polls of a poll share); default 3600 with inotify, 300 with poll")
     extensions: tuple[str, ...] = setting(
         DEFAULT_EXTENSIONS, "file extensions to index, any case; a list replaces the default")
     exclude: tuple[str, ...] = setting(
-        DEFAULT_EXCLUDES, "glob patterns matched against each path part (or the whole path if they contain /), "
-        "any case; a list replaces the default")
+        DEFAULT_EXCLUDES, "globs matched against each path part (the whole path if they contain /), any case; "
+        "a list replaces the default")
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,8 @@ def _check(config: Config, problems: Problems) -> None:
             problems.add(None, f"shares[{i}].extensions", "is empty, so nothing would be indexed; "
                          "leave it out for the default photo types")
         for other in config.shares[:i]:
+            if other.name == share.name:
+                continue  # reported above
             if share.path == other.path or share.path.is_relative_to(other.path) \
                     or other.path.is_relative_to(share.path):
                 problems.add(None, f"shares[{i}].path", f"{share.path} overlaps share '{other.name}' "

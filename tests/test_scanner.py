@@ -188,3 +188,15 @@ def test_settler_is_bounded(tmp_path: Path) -> None:
     assert settler.saw(("s", "b"), str(tmp_path / "b"), Activity.CHANGED)
     assert not settler.saw(("s", "c"), str(tmp_path / "c"), Activity.CHANGED)
     assert settler.saw(("s", "a"), str(tmp_path / "a"), Activity.WRITTEN)  # known files still update
+
+
+def test_shares_that_contain_each_other_are_refused() -> None:
+    from nasclip.config import parse_config
+    from nasclip.errors import ConfigError
+
+    text = ("shares:\n  - {name: all, path: /srv/photos}\n  - {name: kids, path: /srv/photos/kids}\n"
+            "model: /m\n")
+    with pytest.raises(ConfigError, match=r"shares\[1\]\.path: /srv/photos/kids overlaps share 'all'"):
+        parse_config(text, Path("/etc/nasclip/nasclip.yaml"))
+    with pytest.raises(ConfigError, match=r"extensions: is empty"):
+        parse_config("shares:\n  - {name: a, path: /a, extensions: []}\nmodel: /m\n", Path("/etc/n.yaml"))
