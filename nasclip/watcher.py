@@ -653,7 +653,7 @@ class Watcher:
         state = self.shares.get(name)
         if state is None or not state.available:
             return True  # its return is noticed by the health check, which asks for a scan
-        report = scan(state.config, self.store, self.settle_seconds, below, pathfilter=self.filters[name],
+        report = scan(state.config, self.store, self.settle_seconds, below, pathfilter=self.filters.get(name),
                       check=lambda: self._problem(state))
         self.scans_done += 1
         if not report.available:
