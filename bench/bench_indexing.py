@@ -32,7 +32,6 @@ cosine >= 0.99, daemon peak memory < 1 GB.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import sys
 import threading
 from pathlib import Path
@@ -176,7 +175,8 @@ def test_a_manifest_that_does_not_match_the_compiled_model_is_named(npu_models, 
     wrong = folder.parent / "wrong"
     wrong.mkdir()
     for entry in folder.iterdir():
-        os.symlink(entry, wrong / entry.name) if entry.name != "model.yaml" else None
+        if entry.name != "model.yaml":
+            os.symlink(entry, wrong / entry.name)
     (wrong / "model.yaml").write_text(text.replace("layout: NHWC", "layout: NCHW"))
     encoder = Encoder.open(load_model_spec(wrong), backend="axengine", text=False)
     with pytest.raises(ModelError, match=r"needs shape \(1, 224, 224, 3\).*image.layout"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -405,6 +406,10 @@ def test_a_corpus_of_real_world_files_through_the_daemon(tmp_path: Path, bomb: P
         assert set(failures) == set(bad), failures
         for name, words in bad.items():
             assert words in failures[name], (name, failures[name])
+        # The 400-megapixel bomb was refused from its header: decoding it would take 400 MB at least.
+        status_text = Path(f"/proc/{daemon.proc.pid}/status").read_text()
+        peak_mb = int(re.search(r"VmHWM:\s+(\d+) kB", status_text).group(1)) // 1024
+        assert peak_mb < 400, f"the daemon's memory peaked at {peak_mb} MB"
 
         # EXIF orientation applied: the rotated file's stored vector is the upright one's.
         hits = daemon.request(op="search", image=str(photos / "rotated.jpg"), k=50)["results"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 
 from conftest import DEMO_MODEL, make_scenes
 from nasclip import admin
