@@ -399,6 +399,8 @@ def main() -> int:
         c, _ = torch_baseline(folder, paths, threads)
     log("int8 encoder only ...")
     q, int8_vectors, _ = encoder_only(int8, tensors, threads)
+    log("int8 end to end ...")
+    q_b = end_to_end(int8, corpus, args.images, args.threads, args.decode_threads, args.batch)[0]
     cosine = np.sum(fp32 * int8_vectors, axis=1)
     # Random weights map every photo to similar vectors, so also report how far
     # apart different photos are, and the cosine of the photo-specific parts.
@@ -422,6 +424,7 @@ def main() -> int:
          f"b/c = {b / c:.2f} (target >= 2.5)")
     line("int8 encoder only (nasclip models quantize)", f"{q:.2f} img/s",
          f"int8/fp32 = {q / a:.2f} (target >= 1.7)")
+    line("int8 end to end (nasclipd on the int8 model)", f"{q_b:.2f} img/s", f"{q_b / b:.2f}x fp32 end to end")
     line("int8 vs fp32: mean cosine of each photo's vectors", f"{cosine.mean():.4f}",
          f"(target >= 0.99; min {cosine.min():.4f})")
     line("  for scale: mean cosine between different photos", f"{between:.4f}",
