@@ -274,6 +274,15 @@ class Store:
         for raw, size, mtime_ns, state in self.reader().execute(sql, args):
             yield cat.decode_path(raw), size, mtime_ns, state
 
+    def get_meta(self, key: str) -> str | None:
+        """A small piece of state kept in the catalog (read without the write lock)."""
+        row = self.reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock, self.catalog.transaction():
+            self.catalog.set_meta(key, value)
+
     def counter(self, key: str) -> int:
         row = self.reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return int(row[0]) if row else 0
