@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .access import Peer
+from .access import AccessCheck, Peer
 from .catalog import decode_path
 from .config import Config, load_config
 from .encoder import Encoder
@@ -215,7 +215,11 @@ class Daemon:
         if request.op == "ping":
             return ok_reply(request.id, version=__version__)
         if request.op == "status":
-            return ok_reply(request.id, status=self.status())
+            status = self.status()
+            if not peer.is_root:  # failure reports name photos; show only those the asker may read
+                access = AccessCheck(peer)
+                status["recent_failures"] = [f for f in status["recent_failures"] if access.may_read(Path(f["path"]))]
+            return ok_reply(request.id, status=status)
         if request.op == "scan":
             if request.share and request.share not in self.share_roots:
                 raise ProtocolError(NOT_FOUND, f"no share named '{request.share}'")

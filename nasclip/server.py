@@ -30,6 +30,8 @@ log = logging.getLogger("nasclip.server")
 
 Handler = Callable[[protocol.Request, Peer], dict]
 
+SLOW_SECONDS = 2.0  # queries slower than this are logged, with who asked
+
 
 def _claim_socket_path(path: Path) -> None:
     """Remove a stale socket file; refuse if a live daemon answers on it."""
@@ -154,7 +156,8 @@ class QueryServer:
         try:
             conn.settimeout(1.0)
             conn.sendall(protocol.encode(protocol.error_reply(
-                protocol.BUSY, f"{self.config.max_connections} clients are being served; try again")))
+                protocol.BUSY, f"{self.config.max_connections} clients are being served (query.max_connections); "
+                "try again in a moment")))
         except OSError:
             pass
         finally:
@@ -204,23 +207,31 @@ class QueryServer:
             conn.close()
 
     def _answer(self, line: bytes, peer: Peer) -> dict:
+        started = time.monotonic()
         request_id = None
+        ok = False
         try:
             request = protocol.parse_request(line, self.config.max_k)
             request_id = request.id
             reply = self.handler(request, peer)
-            self.served += 1
+            ok = True
             return reply
         except ProtocolError as exc:
-            self.errors += 1
-            return protocol.error_reply(exc.code, str(exc), request_id)
+            return protocol.error_reply(exc.code, str(exc), getattr(exc, "request_id", request_id))
         except NasclipError as exc:
-            self.errors += 1
             return protocol.error_reply(protocol.INTERNAL, str(exc), request_id)
         except Exception:
-            self.errors += 1
             log.exception("query failed")
             return protocol.error_reply(protocol.INTERNAL, "internal error; see the nasclipd log", request_id)
+        finally:
+            took = time.monotonic() - started
+            with self._active_lock:
+                if ok:
+                    self.served += 1
+                else:
+                    self.errors += 1
+            if took > SLOW_SECONDS:
+                log.info("slow query (%.1f s) from uid %d: %s", took, peer.uid, line[:200].decode("utf-8", "replace"))
 
     def _send(self, conn: socket.socket, reply: dict) -> None:
         conn.settimeout(self.config.timeout)  # a client that never reads cannot hold us forever
