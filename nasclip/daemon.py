@@ -82,7 +82,7 @@ class Daemon:
         spec = load_model_spec(config.model)
         self.encoder = Encoder.open(spec, backend=config.indexer.backend, threads=config.indexer.threads)
         self.store = Store(config.state_dir, spec.id, spec.embedding_dim, config.index.type,
-                           config.index.search_threads)
+                           config.index.search_threads, model_folder=spec.folder)
         self.searcher = Searcher(self.store, self.encoder, self.share_roots, config.indexer.max_pixels)
         self.indexer = Indexer(self.store, self.encoder, config.indexer, self.share_roots)
         self.watcher = Watcher(self.store, config.shares, config.indexer.settle_seconds,
@@ -166,7 +166,7 @@ class Daemon:
         stats = self.indexer.stats
         rate = stats.rate()
         eta = counts["pending"] / rate if rate > 0 else None
-        index_path = self.store.index_path
+        index_path = self.store.index_path()
         return {
             "version": __version__,
             "uptime": round(time.time() - self.started, 1),

@@ -190,6 +190,8 @@ class Indexer:
             except NasclipError as exc:
                 # A model that cannot run is not the photos' fault: leave them pending.
                 raise NasclipError(f"encoding a batch failed: {exc}") from exc
+            # Logged before the results are committed: a crash test counts real encoder work.
+            log.debug("encoded a batch of %d photos", len(todo))
             for p, vector in zip(todo, vectors):
                 p.result = Encoded(p.row, p.fingerprint or "", vector=vector)
         return [p.result for p in prepared if p.result is not None]

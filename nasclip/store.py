@@ -91,10 +91,16 @@ Result = Union[Encoded, Failed]
 
 
 class Store:
-    """Catalog plus vector index for one model, behind one lock."""
+    """Catalog plus one vector index per model, behind one lock.
+
+    ``model_id`` is the target model: new vectors are made with it. While
+    vectors of an older model cover more photos (a model switch in
+    progress), that model keeps answering searches (``serving_model``);
+    once every photo has a target vector, the old index is retired.
+    """
 
     def __init__(self, state_dir: Path, model_id: str, dim: int, index_type: IndexType = "flat",
-                 search_threads: int = 1) -> None:
+                 search_threads: int = 1, model_folder: Path | None = None) -> None:
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
             (state_dir / "index").mkdir(exist_ok=True)
@@ -104,55 +110,142 @@ class Store:
         self.model_id = model_id
         self.dim = dim
         self.index_type = index_type
+        self.search_threads = search_threads
         self.catalog = Catalog(state_dir / "catalog.db")
         self._lock = threading.RLock()
         self._local = threading.local()
-        self.changes_since_checkpoint = 0
+        self.changes: dict[str, int] = {}
         self.last_checkpoint = time.monotonic()
-        self.index = self._recover(search_threads)
+        self.indexes: dict[str, VectorIndex] = {}
+        with self.catalog.transaction():
+            self.catalog.set_meta(f"model_dim:{model_id}", str(dim))
+            if model_folder is not None:
+                self.catalog.set_meta(f"model_folder:{model_id}", str(model_folder))
+        models = {r[0] for r in self.catalog.conn.execute("SELECT DISTINCT model_id FROM vectors")}
+        models |= {r[0] for r in self.catalog.conn.execute("SELECT DISTINCT model_id FROM vector_log")}
+        for model in sorted(models | {model_id}):
+            self.indexes[model] = self._recover(model)
+        self._requeue_missing()
+        self._serving = self._choose_serving()
 
     # ------------------------------------------------------------------ start-up
 
-    @property
-    def index_path(self) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.model_id)
+    def index_path(self, model_id: str | None = None) -> Path:
+        """Where the checkpoint of a model's index lives."""
+        model = model_id or self.model_id
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
         return self.state_dir / "index" / f"{safe}.faiss"
 
-    def _recover(self, search_threads: int) -> VectorIndex:
-        """Load the checkpoint, replay the vector log and reconcile both ways."""
-        path = self.index_path
+    @property
+    def index(self) -> VectorIndex:
+        """The index of the target model."""
+        return self.indexes[self.model_id]
+
+    def _recover(self, model: str) -> VectorIndex:
+        """Load a model's checkpoint, replay its vector log and reconcile both ways."""
+        dim = int(self.catalog.get_meta(f"model_dim:{model}") or self.dim)
+        path = self.index_path(model)
         index = None
         if path.exists():
             try:
-                index = VectorIndex.load(path, self.dim, self.index_type, search_threads)
+                index = VectorIndex.load(path, dim, self.index_type, self.search_threads)
             except StoreError as exc:
                 aside = path.with_suffix(".corrupt")
                 path.replace(aside)
                 log.error("%s; moved it to %s and rebuilding from the catalog", exc, aside.name)
         if index is None:
-            index = VectorIndex(self.dim, self.index_type, search_threads)
-        conn = self.catalog.conn
-        replayed = 0
-        for file_id, blob in conn.execute(
-                "SELECT file_id, vector FROM vector_log WHERE model_id=? ORDER BY seq", (self.model_id,)):
-            index.add(np.array([file_id]), np.frombuffer(blob, dtype=np.float32))
-            replayed += 1
-        known = self.catalog.vector_ids(self.model_id)
-        in_index = set(index.ids().tolist())
-        strays = in_index - known
-        index.remove(np.fromiter(strays, dtype=np.int64, count=len(strays)))
-        lost = known - in_index
-        with self.catalog.transaction() as tx:
-            tx.executemany("DELETE FROM vectors WHERE model_id=? AND file_id=?",
-                           [(self.model_id, i) for i in lost])
-            # Rows that were indexed but whose vector is nowhere must be encoded again.
-            tx.execute("UPDATE files SET state='pending' WHERE state='indexed' AND id NOT IN "
-                       "(SELECT file_id FROM vectors WHERE model_id=?)", (self.model_id,))
-        if replayed or strays or lost:
-            log.info("recovered the index: %d vectors replayed from the log, %d stray ids removed, "
-                     "%d photos queued again", replayed, len(strays), len(lost))
-        self.changes_since_checkpoint = replayed + len(strays)
+            index = VectorIndex(dim, self.index_type, self.search_threads)
+        # The log holds every vector committed since the checkpoint; the latest wins.
+        logged: dict[int, bytes] = {}
+        for file_id, blob in self.catalog.conn.execute(
+                "SELECT file_id, vector FROM vector_log WHERE model_id=? ORDER BY seq", (model,)):
+            logged[file_id] = blob
+        if logged:
+            index.add(np.fromiter(logged, dtype=np.int64, count=len(logged)),
+                      np.frombuffer(b"".join(logged.values()), dtype=np.float32))
+        known = np.fromiter(self.catalog.vector_ids(model), dtype=np.int64)
+        present = index.ids()
+        strays = np.setdiff1d(present, known)
+        index.remove(strays)
+        lost = np.setdiff1d(known, present)
+        if len(lost):
+            with self.catalog.transaction() as tx:
+                tx.executemany("DELETE FROM vectors WHERE model_id=? AND file_id=?",
+                               [(model, int(i)) for i in lost])
+        if len(logged) or len(strays) or len(lost):
+            log.info("recovered index %s: %d vectors replayed from the log, %d stray ids removed, "
+                     "%d vectors missing", model, len(logged), len(strays), len(lost))
+        self.changes[model] = len(logged) + len(strays)
         return index
+
+    def _requeue_missing(self) -> None:
+        """Indexed rows without a target vector (lost, or a new model) must be encoded."""
+        with self.catalog.transaction() as tx:
+            queued = tx.execute("UPDATE files SET state='pending', retry_at=NULL WHERE state='indexed' AND id NOT IN "
+                                "(SELECT file_id FROM vectors WHERE model_id=?)", (self.model_id,)).rowcount
+        if queued:
+            log.info("%d photos queued for encoding with model %s", queued, self.model_id)
+
+    # ------------------------------------------------------------------ models
+
+    def _coverage(self) -> dict[str, int]:
+        """Live photos with a vector, per model."""
+        counts = {model: 0 for model in self.indexes}
+        for model, n in self.reader().execute(
+                "SELECT v.model_id, COUNT(*) FROM vectors v JOIN files f ON f.id=v.file_id "
+                "WHERE f.state IN ('indexed', 'pending') GROUP BY v.model_id"):
+            counts[model] = n
+        return counts
+
+    def _choose_serving(self) -> str:
+        if len(self.indexes) == 1:
+            return self.model_id
+        coverage = self._coverage()
+        best = max(coverage, key=lambda m: (coverage[m], m == self.model_id))
+        return best
+
+    def serving_model(self) -> str:
+        """The model whose vectors answer searches now."""
+        return self._serving
+
+    def model_folder(self, model_id: str) -> Path | None:
+        """The folder a model was loaded from when it was the target."""
+        value = self.reader().execute("SELECT value FROM meta WHERE key=?",
+                                      (f"model_folder:{model_id}",)).fetchone()
+        return Path(value[0]) if value else None
+
+    def migration(self) -> dict | None:
+        """Progress of a model switch: {'from', 'to', 'done', 'total'}, or None."""
+        if len(self.indexes) == 1:
+            return None
+        coverage = self._coverage()
+        live = self.reader().execute("SELECT COUNT(*) FROM files WHERE state IN ('indexed', 'pending')").fetchone()[0]
+        old = [m for m in self.indexes if m != self.model_id]
+        return {"from": old, "to": self.model_id, "done": coverage[self.model_id], "total": live}
+
+    def update_models(self) -> str:
+        """Re-choose the serving model; retire old indexes once the target covers every photo."""
+        if len(self.indexes) == 1:
+            return self._serving
+        missing = self.reader().execute(
+            "SELECT 1 FROM files WHERE state IN ('indexed', 'pending') AND id NOT IN "
+            "(SELECT file_id FROM vectors WHERE model_id=?) LIMIT 1", (self.model_id,)).fetchone()
+        if missing is None:
+            with self._lock:
+                old = [m for m in self.indexes if m != self.model_id]
+                self._serving = self.model_id
+                with self.catalog.transaction() as tx:
+                    for model in old:
+                        tx.execute("DELETE FROM vectors WHERE model_id=?", (model,))
+                        tx.execute("DELETE FROM vector_log WHERE model_id=?", (model,))
+                for model in old:
+                    del self.indexes[model]
+                    self.changes.pop(model, None)
+                    self.index_path(model).unlink(missing_ok=True)
+                    log.info("every photo now has a vector of model %s; retired model %s", self.model_id, model)
+        else:
+            self._serving = self._choose_serving()
+        return self._serving
 
     # ------------------------------------------------------------------ reading
 
@@ -217,7 +310,8 @@ class Store:
     def _remove_vectors(self, ids: list[int]) -> None:
         """Drop vectors of rows already deleted from the catalog (call under the lock)."""
         if ids:
-            self.changes_since_checkpoint += self.index.remove(np.array(ids, dtype=np.int64))
+            for model, index in self.indexes.items():
+                self.changes[model] += index.remove(np.array(ids, dtype=np.int64))
 
     def purge_gone(self, older_than: float) -> int:
         """Forget gone rows (and their vectors) whose deletion is older than older_than."""
@@ -303,7 +397,7 @@ class Store:
             if additions:
                 ids = np.array([a[0] for a in additions], dtype=np.int64)
                 self.index.add(ids, np.stack([a[1] for a in additions]))
-                self.changes_since_checkpoint += len(additions)
+                self.changes[self.model_id] += len(additions)
         return summary
 
     def _donor_vector(self, donor: int | None, row_id: int) -> np.ndarray | None:
@@ -317,26 +411,34 @@ class Store:
 
     # ------------------------------------------------------------------ checkpoints
 
+    @property
+    def changes_since_checkpoint(self) -> int:
+        return sum(self.changes.values())
+
     def checkpoint(self) -> int:
-        """Write the index atomically and trim the vector log; returns bytes written."""
+        """Write every changed index atomically and trim the vector log; returns bytes written."""
+        written = 0
         with self._lock:
-            high = self.catalog.conn.execute("SELECT MAX(seq) FROM vector_log WHERE model_id=?",
-                                             (self.model_id,)).fetchone()[0]
-            size = self.index.save(self.index_path)
-            if high is not None:
-                with self.catalog.transaction() as tx:
-                    tx.execute("DELETE FROM vector_log WHERE model_id=? AND seq<=?", (self.model_id, high))
-            self.changes_since_checkpoint = 0
+            for model, index in self.indexes.items():
+                if not self.changes.get(model) and self.index_path(model).exists():
+                    continue
+                high = self.catalog.conn.execute("SELECT MAX(seq) FROM vector_log WHERE model_id=?",
+                                                 (model,)).fetchone()[0]
+                written += index.save(self.index_path(model))
+                if high is not None:
+                    with self.catalog.transaction() as tx:
+                        tx.execute("DELETE FROM vector_log WHERE model_id=? AND seq<=?", (model, high))
+                self.changes[model] = 0
+                log.debug("checkpoint of %s: %d vectors", model, len(index))
             self.last_checkpoint = time.monotonic()
-        log.debug("checkpoint: %d vectors, %d bytes", len(self.index), size)
-        return size
+        return written
 
     def checkpoint_due(self, max_seconds: float, max_changes: int) -> bool:
         """True when unsaved changes are old enough or many enough."""
-        if not self.changes_since_checkpoint:
+        pending = self.changes_since_checkpoint
+        if not pending:
             return False
-        return (self.changes_since_checkpoint >= max_changes
-                or time.monotonic() - self.last_checkpoint >= max_seconds)
+        return pending >= max_changes or time.monotonic() - self.last_checkpoint >= max_seconds
 
     def close(self) -> None:
         """Checkpoint if needed and close the catalog; idempotent."""

@@ -63,17 +63,29 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
-def _new_index(dim: int, kind: IndexType) -> faiss.Index:
-    if kind == "flat":
+# sq8 learns each dimension's range from real vectors; until this many exist
+# they are kept exactly (flat), then quantised in one go.
+SQ8_TRAIN_AT = 4096
+
+
+def _new_index(dim: int, kind: IndexType, training: np.ndarray | None = None) -> faiss.Index:
+    """An empty IndexIDMap2 of the kind; sq8 without training data starts flat."""
+    if kind == "flat" or (kind == "sq8" and training is None):
         inner = faiss.IndexFlatIP(dim)
+    elif kind == "fp16":
+        inner = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
     else:
-        qtype = faiss.ScalarQuantizer.QT_fp16 if kind == "fp16" else faiss.ScalarQuantizer.QT_8bit_uniform
-        inner = faiss.IndexScalarQuantizer(dim, qtype, faiss.METRIC_INNER_PRODUCT)
-        if kind == "sq8":
-            # Unit vectors have every component in [-1, 1]; a fixed range needs
-            # no training data, so the first photo can be added at once.
-            inner.train(np.array([[-1.0] * dim, [1.0] * dim], dtype=np.float32))
+        inner = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        inner.train(training)
     return faiss.IndexIDMap2(inner)
+
+
+def _kind_of(index: faiss.Index) -> str:
+    """'flat', 'fp16' or 'sq8' for an IndexIDMap2 we built."""
+    inner = faiss.downcast_index(index.index)
+    if isinstance(inner, faiss.IndexScalarQuantizer):
+        return "fp16" if inner.sq.qtype == faiss.ScalarQuantizer.QT_fp16 else "sq8"
+    return "flat"
 
 
 def fsync_dir(folder: Path) -> None:
@@ -94,6 +106,8 @@ class VectorIndex:
         self.kind = kind
         self._index = index if index is not None else _new_index(dim, kind)
         self._lock = ReadWriteLock()
+        if _kind_of(self._index) != kind and not (kind == "sq8" and len(self) < SQ8_TRAIN_AT):
+            self._rebuild()
         # OpenMP threads spin: with the encoder busy, more threads make a query slower.
         faiss.omp_set_num_threads(search_threads)
 
@@ -106,7 +120,21 @@ class VectorIndex:
             raise StoreError(f"{path}: unreadable index checkpoint: {str(exc).splitlines()[0]}") from None
         if index.d != dim or not isinstance(index, faiss.IndexIDMap2):
             raise StoreError(f"{path}: checkpoint holds {index.d}-d vectors, the model has {dim}")
-        return cls(dim, kind, search_threads, index=faiss.downcast_index(index))
+        return cls(dim, kind, search_threads, index=index)
+
+    def _rebuild(self) -> None:
+        """Re-encode the stored vectors into the configured kind (index.type changed, or sq8 trains)."""
+        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        vectors = self._index.index.reconstruct_n(0, self._index.ntotal) if len(ids) else \
+            np.zeros((0, self.dim), np.float32)
+        training = None
+        if self.kind == "sq8":
+            sample = np.random.default_rng(0).permutation(len(vectors))[:50_000]
+            training = np.ascontiguousarray(vectors[sample])
+        rebuilt = _new_index(self.dim, self.kind, training)
+        if len(ids):
+            rebuilt.add_with_ids(vectors, ids)
+        self._index = rebuilt
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -124,6 +152,8 @@ class VectorIndex:
             # IndexIDMap2 would keep both copies of a repeated id: replace explicitly.
             self._index.remove_ids(faiss.IDSelectorBatch(ids))
             self._index.add_with_ids(vectors, ids)
+            if self.kind == "sq8" and _kind_of(self._index) == "flat" and len(self) >= SQ8_TRAIN_AT:
+                self._rebuild()
 
     def remove(self, ids: np.ndarray | list[int]) -> int:
         """Remove ids (missing ones are ignored); returns how many were removed."""
@@ -165,5 +195,5 @@ class VectorIndex:
 
     def memory_bytes(self) -> int:
         """Approximate bytes held by the vectors and the id map."""
-        per_vector = {"flat": 4, "fp16": 2, "sq8": 1}[self.kind] * self.dim
+        per_vector = {"flat": 4, "fp16": 2, "sq8": 1}[_kind_of(self._index)] * self.dim
         return len(self) * (per_vector + 16)

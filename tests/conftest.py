@@ -21,7 +21,7 @@ from nasclip.client import Client, call  # noqa: E402
 from nasclip.errors import DaemonUnavailable  # noqa: E402
 from tools.scenes import Scene, balanced_scenes, jpeg_bytes, render  # noqa: E402
 
-DEMO_MODEL = ROOT / "models" / "demo"
+DEMO_MODEL = Path(os.environ.get("NASCLIP_TEST_MODEL", ROOT / "models" / "demo"))
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
