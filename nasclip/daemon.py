@@ -147,6 +147,8 @@ class Daemon:
         for part in (self.server, self.watcher, self.indexer):
             if part is not None:
                 part.close()
+        if self.searcher is not None:
+            self.searcher.close()
         if self.store is not None:
             self.store.close()
         if self.encoder is not None:
@@ -155,13 +157,13 @@ class Daemon:
             stats = self.indexer.stats
             log.info("stopped: encoded %d photos this run, reused %d vectors, %d failed",
                      stats.encoded, stats.reused, stats.failed)
-        self.server = self.watcher = self.indexer = self.store = self.encoder = None
+        self.server = self.watcher = self.indexer = self.store = self.encoder = self.searcher = None
         self.notifier.close()
 
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict:
-        assert self.store and self.indexer and self.watcher and self.encoder and self.server
+        assert self.store and self.indexer and self.watcher and self.encoder and self.server and self.searcher
         counts = self.store.counts()
         stats = self.indexer.stats
         rate = stats.rate()
@@ -182,7 +184,8 @@ class Daemon:
             "shares": self.watcher.status(),
             "recent_failures": [{"share": s, "path": p, "error": e}
                                 for s, p, e in self._failures(10)],
-            "queries": {"served": self.server.served, "errors": self.server.errors},
+            "queries": {"served": self.server.served, "errors": self.server.errors, "busy": self.server.refused,
+                        "text_cache": {"hits": self.searcher.texts.hits, "misses": self.searcher.texts.misses}},
             "healthy": self.healthy(),
         }
 
@@ -233,7 +236,7 @@ class Daemon:
         if request.share and request.share not in self.share_roots:
             raise ProtocolError(NOT_FOUND, f"no share named '{request.share}'")
         hits, timing = self.searcher.search(request, peer)
-        return ok_reply(request.id, results=[h.as_dict() for h in hits], model=self.encoder.model_id, **timing)
+        return ok_reply(request.id, results=[h.as_dict() for h in hits], **timing)  # timing names the model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,10 +26,12 @@ import numpy as np
 from . import catalog as cat
 from .access import AccessCheck, Peer
 from .encoder import Encoder, l2_normalise
-from .errors import DecodeError, ProtocolError
+from .errors import DecodeError, ModelError, NasclipError, ProtocolError
 from .imaging import load_tensor
+from .modelspec import load_model_spec
 from .protocol import BAD_REQUEST, FORBIDDEN, NOT_FOUND, Request, Term
 from .store import Store
+from .vectors import VectorIndex
 
 log = logging.getLogger("nasclip.search")
 
@@ -101,7 +103,7 @@ class _Filter:
     def keeps(self, share: str, path: str, mtime_ns: int) -> bool:
         if self.share and share != self.share:
             return False
-        if self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
+        if self.prefix and not path.startswith(self.prefix + "/"):
             return False
         if self.after_ns is not None and mtime_ns < self.after_ns:
             return False
@@ -132,7 +134,12 @@ class _Filter:
 
 
 class Searcher:
-    """Answers search requests against one store with one model; safe to share across threads."""
+    """Answers search requests against one store; safe to share across threads.
+
+    Searches use the store's serving model: during a model switch that is
+    the old model until the new one covers more photos, so its encoder is
+    opened here (once) from the folder the store remembers for it.
+    """
 
     def __init__(self, store: Store, encoder: Encoder, share_roots: dict[str, Path], max_pixels: int) -> None:
         self.store = store
@@ -140,14 +147,55 @@ class Searcher:
         self.share_roots = dict(share_roots)
         self.max_pixels = max_pixels
         self.texts = TextCache()
+        self._encoders: dict[str, Encoder] = {encoder.model_id: encoder}
+        self._encoders_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close encoders opened for an old model (the target encoder belongs to the caller)."""
+        with self._encoders_lock:
+            for model, encoder in self._encoders.items():
+                if encoder is not self.encoder:
+                    encoder.close()
+            self._encoders = {self.encoder.model_id: self.encoder}
+
+    def _model(self) -> tuple[str, VectorIndex, Encoder]:
+        """(model id, index, encoder) that answer searches now."""
+        model = self.store.serving_model()
+        index = self.store.indexes.get(model)
+        encoder = self._encoders.get(model) if index is not None else self.encoder
+        if encoder is None:
+            encoder = self._open_old(model)
+        if encoder is None or index is None:
+            return self.encoder.model_id, self.store.index, self.encoder
+        return model, index, encoder
+
+    def _open_old(self, model: str) -> Encoder | None:
+        with self._encoders_lock:
+            if model in self._encoders:
+                return self._encoders[model]
+            folder = self.store.model_folder(model)
+            try:
+                if folder is None:
+                    raise ModelError(f"no folder is recorded for model {model}")
+                encoder = Encoder.open(load_model_spec(folder), backend="onnx", threads=1)
+                if encoder.model_id != model:
+                    raise ModelError(f"{folder} now holds model {encoder.model_id}, not {model}")
+            except NasclipError as exc:
+                log.warning("searching with the new model %s while photos are re-encoded, because the "
+                            "old model %s cannot be loaded: %s", self.encoder.model_id, model, exc)
+                encoder = None
+            self._encoders[model] = encoder  # type: ignore[assignment]  # None: tried, do not retry
+            return encoder
 
     # ------------------------------------------------------------------ query vectors
 
-    def text_vector(self, text: str) -> np.ndarray:
-        vector = self.texts.get(text)
+    def text_vector(self, text: str, encoder: Encoder | None = None) -> np.ndarray:
+        encoder = encoder or self.encoder
+        key = f"{encoder.model_id}\0{text}"
+        vector = self.texts.get(key)
         if vector is None:
-            vector = self.encoder.encode_texts([text])[0]
-            self.texts.put(text, vector)
+            vector = encoder.encode_texts([text])[0]
+            self.texts.put(key, vector)
         return vector
 
     def _locate(self, path: Path) -> tuple[str, str] | None:
@@ -161,8 +209,11 @@ class Searcher:
                 return share, rel.as_posix()
         return None
 
-    def image_vector(self, image: str, access: AccessCheck) -> np.ndarray:
+    def image_vector(self, image: str, access: AccessCheck, index: VectorIndex | None = None,
+                     encoder: Encoder | None = None) -> np.ndarray:
         """The vector of a photo the peer may read: stored if indexed and unchanged, else encoded."""
+        index = index or self.store.index
+        encoder = encoder or self.encoder
         if not image.startswith("/"):
             raise ProtocolError(BAD_REQUEST, f"image path must be absolute: {image}")
         path = Path(os.path.normpath(image))
@@ -194,21 +245,24 @@ class Searcher:
                     "SELECT id FROM files WHERE share=? AND relpath=? AND state='indexed' AND size=? "
                     "AND mtime_ns=?", (located[0], cat.encode_path(located[1]), st.st_size, st.st_mtime_ns)
                 ).fetchone()
-                stored = self.store.index.get(row[0]) if row is not None else None
+                stored = index.get(row[0]) if row is not None else None
                 if stored is not None:
                     return stored
             try:
-                tensor = load_tensor(Path(f"/proc/self/fd/{fd}"), self.encoder.spec.image, self.max_pixels)
+                tensor = load_tensor(Path(f"/proc/self/fd/{fd}"), encoder.spec.image, self.max_pixels)
             except DecodeError as exc:
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image} as a query: {exc}") from None
         finally:
             os.close(fd)
-        return self.encoder.encode_images(tensor[None])[0]
+        return encoder.encode_images(tensor[None])[0]
 
-    def query_vector(self, terms: tuple[Term, ...], access: AccessCheck) -> np.ndarray:
-        total = np.zeros(self.encoder.dim, dtype=np.float32)
+    def query_vector(self, terms: tuple[Term, ...], access: AccessCheck, index: VectorIndex | None = None,
+                     encoder: Encoder | None = None) -> np.ndarray:
+        encoder = encoder or self.encoder
+        total = np.zeros(encoder.dim, dtype=np.float32)
         for term in terms:
-            vector = self.text_vector(term.text) if term.text else self.image_vector(term.image or "", access)
+            vector = (self.text_vector(term.text, encoder) if term.text
+                      else self.image_vector(term.image or "", access, index, encoder))
             total += term.weight * vector
         if not np.any(total):
             raise ProtocolError(BAD_REQUEST, "the terms cancel each other out; nothing is left to search for")
@@ -220,23 +274,25 @@ class Searcher:
         """The best request.k photos peer may see, and timing details."""
         started = time.perf_counter()
         access = AccessCheck(peer)
-        query = self.query_vector(request.terms, access)
+        model, index, encoder = self._model()
+        query = self.query_vector(request.terms, access, index, encoder)
         encoded = time.perf_counter()
         filt = _Filter(request, self.share_roots)
-        total = len(self.store.index)
+        total = len(index)
         limit = POST_FILTER_LIMIT if filt.active else total
-        hits, examined, complete = self._scan(query, request.k, filt, access, None, total, limit)
+        hits, examined, complete = self._scan(index, query, request.k, filt, access, None, total, limit)
         route = "index"
         if not complete:
             among = self._candidates(filt)
             route = "catalog"
-            hits, more, _ = self._scan(query, request.k, filt, access, among, len(among), len(among))
+            hits, more, _ = self._scan(index, query, request.k, filt, access, among, len(among), len(among))
             examined += more
         took = time.perf_counter() - started
-        return hits, {"took_ms": round(took * 1000, 2), "encode_ms": round((encoded - started) * 1000, 2),
-                      "examined": examined, "filtered_by": route}
+        return hits, {"model": model, "took_ms": round(took * 1000, 2),
+                      "encode_ms": round((encoded - started) * 1000, 2), "examined": examined,
+                      "filtered_by": route}
 
-    def _scan(self, query: np.ndarray, want: int, filt: _Filter, access: AccessCheck,
+    def _scan(self, index: VectorIndex, query: np.ndarray, want: int, filt: _Filter, access: AccessCheck,
               among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, bool]:
         """(best hits, candidates examined, whether the answer is final) for one widening search.
 
@@ -246,9 +302,9 @@ class Searcher:
         """
         hits: list[Hit] = []
         seen: set[int] = set()
-        fetch = min(total, max(want * 2, 32))
+        fetch = min(total, limit, max(want * 2, 32))
         while fetch > 0:
-            scores, ids = self.store.index.search(query, fetch, among)
+            scores, ids = index.search(query, fetch, among)
             fresh = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and int(i) not in seen]
             seen.update(i for _, i in fresh)
             hits += self._accept(fresh, filt, access)

@@ -65,6 +65,7 @@ class QueryServer:
         self._thread: threading.Thread | None = None
         self.served = 0
         self.errors = 0
+        self.refused = 0
 
     def start(self) -> None:
         """Bind the socket (with group and mode) and start accepting."""
@@ -148,6 +149,7 @@ class QueryServer:
                     self._active += 1
                     self._connections.add(conn)
             if full:
+                self.refused += 1  # only the accept thread writes it
                 self._refuse(conn)
                 continue
             self._pool.submit(self._serve, conn)
