@@ -239,6 +239,8 @@ class Searcher:
                 raise refused
             if not stat.S_ISREG(st.st_mode):
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image}: not a regular file")
+            if st.st_size == 0:  # also every /proc file, which cannot be read like a photo
+                raise ProtocolError(BAD_REQUEST, f"cannot use {image}: the file is empty")
             located = self._locate(path)
             if located is not None:
                 row = self.store.reader().execute(
@@ -252,6 +254,8 @@ class Searcher:
                 tensor = load_tensor(Path(f"/proc/self/fd/{fd}"), encoder.spec.image, self.max_pixels)
             except DecodeError as exc:
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image} as a query: {exc}") from None
+            except OSError as exc:  # e.g. a file that cannot seek
+                raise ProtocolError(BAD_REQUEST, f"cannot use {image} as a query: {exc.strerror or exc}") from None
         finally:
             os.close(fd)
         return encoder.encode_images(tensor[None])[0]

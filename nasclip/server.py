@@ -184,12 +184,16 @@ class QueryServer:
                         conn.settimeout(max(0.01, deadline - time.monotonic()))
                         chunk = conn.recv(65536)
                     except socket.timeout:
-                        if buffer.strip():
+                        if buffer:  # an idle connection (nothing sent since the last reply) just ends
                             self._send(conn, protocol.error_reply(
                                 protocol.TIMEOUT, f"no complete request line within {self.config.timeout:g} s"))
                         return
                     if not chunk:
-                        return  # client closed; a half-sent request is dropped
+                        # The client finished sending: a last line without its newline
+                        # (`printf '{"op":"ping"}' | nc -U`) is still a request.
+                        if buffer.strip():
+                            self._send(conn, self._answer(buffer, peer))
+                        return
                     buffer += chunk
                     continue
                 line, buffer = buffer[:newline], buffer[newline + 1:]
