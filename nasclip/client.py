@@ -88,7 +88,10 @@ class Client:
         """Send one request; return the reply (ok or error) as a dict."""
         line = json.dumps({"v": 1, **fields}, ensure_ascii=True).encode("ascii") + b"\n"
         try:
-            self._sock.sendall(line)
+            try:
+                self._sock.sendall(line)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # a full server answers 'busy' and hangs up at once: that reply is still to be read
             reply = self._reader.readline()
         except socket.timeout:
             raise DaemonUnavailable(f"nasclipd did not answer within the timeout on {self.path}") from None

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DaemonProcess, make_scenes, wait_until, write_config
+from nasclip.client import RequestFailed, call
 
 TIMEOUT = 1.0
 MAX_CONNECTIONS = 8
@@ -77,7 +78,7 @@ def exchange(path: Path, case: Case, retry_busy: bool) -> None:
                     break
                 data = json.loads(reply)
                 outcomes.append("ok" if data.get("ok") else data["error"]["code"])
-        if retry_busy and outcomes == ["busy"] and attempt < 199:
+        if retry_busy and outcomes[:1] == ["busy"] and attempt < 199:
             time.sleep(0.02)
             continue
         case.outcomes, case.seconds = outcomes, time.monotonic() - started
@@ -256,3 +257,32 @@ def test_valid_but_unusual_requests_succeed(daemon) -> None:
         sock.sendall(b'{"op": "ping"}')
         sock.shutdown(socket.SHUT_WR)
         assert json.loads(sock.makefile("rb").readline())["ok"] is True
+
+
+def test_a_client_waits_out_a_full_server(daemon) -> None:
+    """Every slot held by idle connections: `call` retries on 'busy' until a slot frees at the idle timeout."""
+    process, _ = daemon
+    holders = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(process.socket))
+            holders.append(sock)
+        time.sleep(0.1)  # let the server accept them all
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.connect(str(process.socket))
+            assert json.loads(probe.makefile("rb").readline())["error"]["code"] == "busy"
+        started = time.monotonic()
+        reply = call(process.socket, op="ping")
+        assert reply["ok"] and 0.5 < time.monotonic() - started < TIMEOUT + 2
+        with pytest.raises(RequestFailed, match="busy"):
+            for sock in holders:  # full again, and no patience: the busy error comes through
+                sock.close()
+            holders = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(MAX_CONNECTIONS)]
+            for sock in holders:
+                sock.connect(str(process.socket))
+            time.sleep(0.1)
+            call(process.socket, patience=0, op="ping")
+    finally:
+        for sock in holders:
+            sock.close()
