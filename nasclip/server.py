@@ -1,10 +1,10 @@
 """The query server: JSON lines over a Unix stream socket, bounded in every direction.
 
 One accept thread; each connection is served by a bounded pool (at most
-``query.max_connections`` at once; a client beyond that gets a ``busy``
-error). Requests have a size limit and clients a read timeout, so a slow,
-silent or hostile client costs one worker for at most ``query.timeout``
-seconds and never a crash. The socket file gets the configured group and
+``query.max_connections`` at once; a client beyond that waits up to
+BUSY_GRACE for a slot, then gets a ``busy`` error). Requests have a size
+limit and clients a read timeout, so a slow, silent or hostile client costs
+one worker for at most ``query.timeout`` seconds and never a crash. The socket file gets the configured group and
 mode: connecting needs write permission on it.
 """
 
@@ -31,6 +31,7 @@ log = logging.getLogger("nasclip.server")
 Handler = Callable[[protocol.Request, Peer], dict]
 
 SLOW_SECONDS = 2.0  # queries slower than this are logged, with who asked
+BUSY_GRACE = 0.25   # seconds a new client may wait for a free slot before 'busy'
 
 
 def _claim_socket_path(path: Path) -> None:
@@ -60,6 +61,8 @@ class QueryServer:
         self._pool = ThreadPoolExecutor(config.max_connections, thread_name_prefix="nasclip-query")
         self._active = 0
         self._active_lock = threading.Lock()
+        self._slot_free = threading.Condition(self._active_lock)
+        self._full_since: float | None = None
         self._connections: set[socket.socket] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -143,9 +146,12 @@ class QueryServer:
                     log.error("out of file descriptors; refusing connections for a moment")
                     self._stop.wait(0.5)
                 continue
-            with self._active_lock:
-                full = self._active >= self.config.max_connections
-                if not full:
+            with self._slot_free:
+                full = not self._slot_free.wait_for(self._has_slot, self._grace())
+                if full:
+                    self._full_since = self._full_since or time.monotonic()
+                else:
+                    self._full_since = None
                     self._active += 1
                     self._connections.add(conn)
             if full:
@@ -153,6 +159,20 @@ class QueryServer:
                 self._refuse(conn)
                 continue
             self._pool.submit(self._serve, conn)
+
+    def _has_slot(self) -> bool:
+        return self._active < self.config.max_connections
+
+    def _grace(self) -> float:
+        """How long a new client may wait for a slot: briefly, unless the server has been full for a while.
+
+        A client that just got its reply and reconnects at once would
+        otherwise find its old slot not yet released and be told 'busy';
+        under a sustained flood refusals stay immediate.
+        """
+        if self._full_since is not None and time.monotonic() - self._full_since > BUSY_GRACE:
+            return 0.0
+        return BUSY_GRACE
 
     def _refuse(self, conn: socket.socket) -> None:
         try:
@@ -210,6 +230,7 @@ class QueryServer:
             with self._active_lock:
                 self._active -= 1
                 self._connections.discard(conn)
+                self._slot_free.notify()
             conn.close()
 
     def _answer(self, line: bytes, peer: Peer) -> dict:
