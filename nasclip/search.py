@@ -35,9 +35,10 @@ from .vectors import VectorIndex
 
 log = logging.getLogger("nasclip.search")
 
-# Post-filtering widens the index search up to this many candidates before a
-# narrow share/folder/date filter is handed to the catalog instead.
-POST_FILTER_LIMIT = 4096
+# A share/folder/date filter is applied to the index's answers while k
+# results would take at most this many candidates; a narrower filter is
+# handed to the catalog, whose ids the index then scans alone.
+POST_FILTER_LIMIT = 512
 TEXT_CACHE_SIZE = 4096
 
 
@@ -100,14 +101,16 @@ class _Filter:
     def active(self) -> bool:
         return bool(self.share or self.prefix or self.after_ns is not None or self.before_ns is not None)
 
-    def keeps(self, share: str, path: str, mtime_ns: int) -> bool:
+    def keeps_row(self, share: str, mtime_ns: int) -> bool:
+        """The share and date parts of the filter (cheap: no path built yet)."""
         if self.share and share != self.share:
-            return False
-        if self.prefix and not path.startswith(self.prefix + "/"):
             return False
         if self.after_ns is not None and mtime_ns < self.after_ns:
             return False
         return self.before_ns is None or mtime_ns < self.before_ns
+
+    def keeps_path(self, path: str) -> bool:
+        return not self.prefix or path.startswith(self.prefix + "/")
 
     def sql(self) -> list[tuple[str, tuple]]:
         """One (WHERE clause, arguments) per share the filter can match."""
@@ -300,27 +303,38 @@ class Searcher:
               among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, bool]:
         """(best hits, candidates examined, whether the answer is final) for one widening search.
 
-        Each round asks the index for four times as many candidates and only
-        looks at the ones it has not seen; with exact search the earlier
-        rounds' candidates are a prefix of the later ones.
+        Every index search is a full scan, so filtered searches ask for
+        ``limit`` candidates at once and examine them in growing chunks only
+        as far as needed; a search that must widen beyond that asks for at
+        least four times as many. With ``limit`` below ``total`` it gives up
+        (not final) as soon as the filters look too narrow to fill k within
+        ``limit`` candidates. With exact search, a wider answer starts with
+        the narrower one, so no candidate is examined twice.
         """
         hits: list[Hit] = []
-        seen: set[int] = set()
-        fetch = min(total, limit, max(want * 2, 32))
+        examined = 0
+        fetch = min(total, limit if limit < total else max(want * 2, 32))
         while fetch > 0:
             scores, ids = index.search(query, fetch, among)
-            fresh = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and int(i) not in seen]
-            seen.update(i for _, i in fresh)
-            hits += self._accept(fresh, filt, access)
-            exhausted = int((ids[0] >= 0).sum()) < fetch or fetch >= total
-            if len(hits) >= want or exhausted:
+            found = [(s, i) for s, i in zip(scores[0].tolist(), ids[0].tolist()) if i >= 0]
+            chunk = max(want * 2, 32)
+            expected = 0.0
+            while examined < len(found) and len(hits) < want:
+                hits += self._accept(found[examined:examined + chunk], filt, access)
+                examined = min(len(found), examined + chunk)
+                chunk *= 2
+                # How many candidates k results would take at the rate filters kept them so far.
+                expected = want * examined / max(len(hits), 0.5)
+                if limit < total and expected > limit:
+                    break
+            if len(hits) >= want or (examined == len(found) and (len(found) < fetch or fetch >= total)):
                 break
-            if fetch >= limit:
+            if fetch >= limit or expected > limit:
                 hits.sort(key=lambda h: -h.score)
-                return hits[:want], len(seen), False
-            fetch = min(total, limit, fetch * 4)
+                return hits[:want], examined, False
+            fetch = min(total, limit, max(fetch * 4, int(expected * 1.25)))
         hits.sort(key=lambda h: -h.score)
-        return hits[:want], len(seen), True
+        return hits[:want], examined, True
 
     def _candidates(self, filt: _Filter) -> np.ndarray:
         """Ids of the catalog rows a share/folder/date filter keeps."""
@@ -348,12 +362,12 @@ class Searcher:
             # A pending row is a changed photo whose old vector still answers until it is re-encoded.
             if row is None or row[5] not in (cat.INDEXED, cat.PENDING):
                 continue
-            share, relpath, size, mtime_ns = row[1], cat.decode_path(row[2]), row[3], row[4]
+            share, raw, size, mtime_ns = row[1], row[2], row[3], row[4]
             root = self.share_roots.get(share)
-            if root is None:
+            if root is None or not filt.keeps_row(share, mtime_ns):
                 continue
-            path = f"{root}/{relpath}"
-            if not filt.keeps(share, path, mtime_ns) or not access.may_read(Path(path)):
+            path = f"{root}/{cat.decode_path(raw)}"
+            if not filt.keeps_path(path) or not (access.peer.is_root or access.may_read(Path(path))):
                 continue
             hits.append(Hit(path, share, score, size, mtime_ns / 1e9))
         return hits
