@@ -18,6 +18,7 @@ from . import __version__
 from .client import DEFAULT_CONFIG, call, resolve_socket
 from .config import load_config, missing_paths
 from .errors import ConfigError, NasclipError
+from .model_admin import add_models_commands
 from .schema import to_plain
 
 
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", help="print the effective config, defaults included")
     show.add_argument("file", nargs="?")
     show.set_defaults(func=cmd_config_show)
+    add_models_commands(commands)
     return parser
 
 

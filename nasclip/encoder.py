@@ -65,7 +65,11 @@ class Encoder:
                 backend, threads)
             log.info("image encoder of %s on %s", spec.id, image_session.description)
         if text:
-            text_session = open_session(spec.path(spec.text.onnx), None, "onnx", text_threads)
+            # Text runs on the CPU when there is an ONNX file (queries then never
+            # wait for the NPU); a text .axmodel alone runs on the NPU.
+            text_onnx = spec.path(spec.text.onnx) if spec.text.onnx else None
+            text_session = open_session(text_onnx, spec.path(spec.text.axmodel) if spec.text.axmodel else None,
+                                        "onnx" if text_onnx else "axengine", text_threads)
         return cls(spec, image_session, text_session)
 
     @property

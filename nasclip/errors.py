@@ -26,6 +26,14 @@ class ModelError(NasclipError):
     exit_code = 78
 
 
+class DownloadError(NasclipError):
+    """A model file could not be fetched, or what arrived is not what was promised.
+
+    Messages name the file, the URL and what to do (run the command again to
+    resume, check the network, install from a folder with --from).
+    """
+
+
 class DecodeError(NasclipError):
     """A photo could not be turned into pixels.
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import yaml
+
 from .errors import ModelError
-from .schema import Problems, internal, parse_yaml, setting
+from .schema import Problems, internal, parse_yaml, setting, to_plain
 
 MANIFEST = "model.yaml"
 
@@ -43,11 +45,15 @@ class ImageSpec:
 class TextSpec:
     """The text encoder and its tokenizer."""
 
-    onnx: str = setting(help="ONNX file of the text encoder")
-    tokenizer: str = setting(help="Hugging Face tokenizers file (tokenizer.json)")
+    tokenizer: str = setting(
+        help="tokenizer.json (Hugging Face tokenizers: CLIP BPE, WordPiece, ...) or a BERT vocab.txt (WordPiece)")
+    onnx: str | None = setting(None, "ONNX file of the text encoder (run on the CPU)")
+    axmodel: str | None = setting(
+        None, "compiled .axmodel of the text encoder (AX650N NPU); used only when there is no text.onnx")
     context_length: int = setting(77, "token ids per text; shorter texts are padded, longer truncated")
     pad_id: int = setting(0, "token id used for padding")
     input_name: str = setting("input_ids", "name of the token id input tensor")
+    dtype: Literal["int64", "int32"] = setting("int64", "integer type of the token id (and mask) inputs")
     mask_name: str | None = setting(None, "name of the attention mask input, if the model takes one")
     output_name: str | None = setting(None, "name of the embedding output; null = the first output")
 
@@ -76,6 +82,8 @@ def _check(spec: ModelSpec, problems: Problems) -> None:
         problems.add(None, "format", f"format {spec.format} is not supported by this nasclip (1)")
     if not spec.image.onnx and not spec.image.axmodel:
         problems.add(None, "image", "names no encoder file; give image.onnx and/or image.axmodel")
+    if not spec.text.onnx and not spec.text.axmodel:
+        problems.add(None, "text", "names no encoder file; give text.onnx and/or text.axmodel")
     for key in ("mean", "std"):
         if len(getattr(spec.image, key)) != 3:
             problems.add(None, f"image.{key}", "needs three values (one per colour channel)")
@@ -112,5 +120,30 @@ def load_model_spec(folder: Path | str, *, check_files: bool = True) -> ModelSpe
 
 def model_files(spec: ModelSpec) -> list[str]:
     """Every file the manifest names, in a stable order."""
-    names = [spec.image.onnx, spec.image.axmodel, spec.text.onnx, spec.text.tokenizer]
-    return [n for n in names if n]
+    names = [spec.image.onnx, spec.image.axmodel, spec.text.onnx, spec.text.axmodel, spec.text.tokenizer]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def check_model_spec(spec: ModelSpec, source: str) -> list[str]:
+    """Cross-field problems of a manifest built in code (e.g. from the registry), one line each."""
+    problems = Problems(source)
+    _check(spec, problems)
+    for name in model_files(spec):
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            problems.add(None, "files", f"{name!r} must be a plain file name inside the model folder")
+    return problems.items
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    """Mappings as blocks, lists on one line ([0.48, 0.45, 0.40]) as people write them."""
+
+
+_ManifestDumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
+
+
+def dump_model_spec(spec: ModelSpec, header: str = "") -> str:
+    """The manifest as model.yaml text (every field written out, so the file documents itself)."""
+    body = yaml.dump(to_plain(spec), Dumper=_ManifestDumper, sort_keys=False, allow_unicode=True, width=100)
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    return "\n".join(lines + [body]) if lines else body
