@@ -85,8 +85,8 @@ class QueryConfig:
     socket_group: str | None = setting(
         "nasclip", "group owning the socket (null: leave as created)")
     socket_mode: Octal = setting(Octal(0o660), "permission bits of the socket file (octal)")
-    max_connections: int = setting(32, "clients served at once; more wait in the backlog")
-    timeout: float = setting(30.0, "seconds a client may take to send a request")
+    max_connections: int = setting(32, "clients served at once; one more waits up to 0.25 s, then gets 'busy'")
+    timeout: float = setting(30.0, "seconds a client may take to send a request line; idle connections close after it")
     max_request_bytes: int = setting(65536, "longest request line accepted")
     max_k: int = setting(1000, "most results one search may ask for")
 
@@ -126,9 +126,12 @@ def _check(config: Config, problems: Problems) -> None:
     if not config.shares:
         problems.add(None, "shares", "no shares configured; add at least one '- name: ... path: ...'")
     for section, key in (("indexer", "batch_size"), ("indexer", "decode_threads"),
-                         ("query", "max_connections"), ("query", "max_k"), ("index", "search_threads")):
+                         ("query", "max_connections"), ("query", "max_k"), ("query", "max_request_bytes"),
+                         ("index", "search_threads")):
         if getattr(getattr(config, section), key) < 1:
             problems.add(None, f"{section}.{key}", "must be at least 1")
+    if config.query.timeout <= 0:
+        problems.add(None, "query.timeout", "must be greater than 0 (seconds)")
     if config.indexer.threads < 0:
         problems.add(None, "indexer.threads", "must be 0 (automatic) or more")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,16 @@ def test_reply_lines_are_ascii_and_keep_undecodable_names() -> None:
     line = protocol.encode(protocol.ok_reply(1, results=[{"path": "/p/caf\udce9 日本.jpg"}]))
     assert line.endswith(b"\n") and line.count(b"\n") == 1 and line.isascii()
     assert json.loads(line)["results"][0]["path"] == "/p/caf\udce9 日本.jpg"
+
+
+def test_docs_name_every_op_key_and_error_code() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    codes = [v for k, v in vars(protocol).items() if k.isupper() and isinstance(v, str) and k not in ("VERSION",)]
+    assert len(codes) >= 10
+    for code in codes:
+        assert f"| `{code}` |" in doc, code
+    for op in protocol.OPS:
+        assert f"### `{op}`" in doc, op
+    for key in protocol.SEARCH_KEYS - {"v", "op", "id"}:
+        assert f"| `{key}` |" in doc, key
+    assert f"version {protocol.VERSION}" in doc
