@@ -115,11 +115,15 @@ class AccessCheck:
         self.stats = 0
 
     def may_read(self, path: Path) -> bool:
-        """True if peer could open the regular file at path for reading."""
+        """True if peer could open the regular file at path for reading.
+
+        A symbolic link is never readable here: nasclip does not index them,
+        and a link swapped in after indexing could point anywhere.
+        """
         if self.peer.is_root:
             return True
         try:
-            st = os.stat(path)
+            st = os.lstat(path)
         except OSError:
             return False
         self.stats += 1

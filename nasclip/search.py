@@ -194,7 +194,8 @@ class Searcher:
 
     def text_vector(self, text: str, encoder: Encoder | None = None) -> np.ndarray:
         encoder = encoder or self.encoder
-        key = f"{encoder.model_id}\0{text}"
+        # The tokenizer collapses whitespace too, so "red  car" and "red car" share an entry.
+        key = f"{encoder.model_id}\0{' '.join(text.split())}"
         vector = self.texts.get(key)
         if vector is None:
             vector = encoder.encode_texts([text])[0]

@@ -334,3 +334,16 @@ def test_stdout_capture_of_children_is_separate() -> None:
     """The helper itself: the child really runs as nobody; its output and exit code come back."""
     ran = nobody(lambda: (print("from", os.getuid(), os.getgid(), os.getgroups()), sys.stderr.write("err\n"), 5)[-1])
     assert (ran.code, ran.out, ran.err) == (5, b"from 65534 65534 []\n", b"err\n")
+
+
+def test_symlinks_are_never_readable_for_others(tree) -> None:
+    links = tree["base"] / "links"
+    links.mkdir(mode=0o755, exist_ok=True)
+    link = links / "looks-public.jpg"
+    link.unlink(missing_ok=True)
+    link.symlink_to(tree["files"]["pub0"])
+    peer = Peer(0, NOBODY, NOBODY, frozenset({NOBODY}))
+    check = AccessCheck(peer)
+    assert check.may_read(tree["files"]["pub0"]) and not check.may_read(link)
+    assert not check.may_read(tree["files"]["priv0"]) and not check.may_enter(tree["share"] / "private")
+    assert AccessCheck(Peer(0, 0, 0, frozenset({0}))).may_read(link)
