@@ -3,11 +3,12 @@
 Texts are embedded once and cached (LRU). An image term ("more like this")
 uses the photo's stored vector when it is indexed and unchanged, else
 encodes it. Results are filtered by state, share, folder, date and read
-permission. The index is first asked for a few more than ``k`` and the
-search widens while filters drop too many; a filter that leaves only a small
-part of the index (one folder, one month) is instead turned into a list of
-catalog ids that the index scans alone, so a narrow filter costs no more than
-a broad one.
+permission. The index is asked for a few more than ``k`` (with filters,
+for POST_FILTER_LIMIT candidates, examined only as far as needed) and the
+search widens while permission checks drop too many; a filter that leaves
+only a small part of the index (one folder, one month) is instead turned
+into a list of catalog ids that the index scans alone, so a narrow filter
+costs no more than a broad one.
 """
 
 from __future__ import annotations
@@ -89,9 +90,8 @@ class TextCache:
 class _Filter:
     """A request's share, folder and date limits, checked per result or turned into SQL."""
 
-    def __init__(self, request: Request, share_roots: dict[str, Path]) -> None:
+    def __init__(self, request: Request, share_roots: dict[str, Path], prefix: str | None) -> None:
         self.share = request.share
-        prefix = os.path.normpath(request.path_prefix) if request.path_prefix else None
         self.prefix = None if prefix in (None, "/") else prefix
         self.after_ns = int(request.after * 1e9) if request.after is not None else None
         self.before_ns = int(request.before * 1e9) if request.before is not None else None
@@ -202,6 +202,27 @@ class Searcher:
             self.texts.put(key, vector)
         return vector
 
+    def _share_path(self, folder: str | None) -> str | None:
+        """folder as results spell it: below a share root as configured.
+
+        A client's working directory comes back from getcwd() with symlinks
+        resolved (/volume1/photo/2023) while the share may be configured
+        through a link (/var/services/photo): such a folder is mapped onto
+        the configured root, so --in . finds what it should.
+        """
+        if folder is None:
+            return None
+        folder = os.path.normpath(folder)
+        roots = [str(r) for r in self.share_roots.values()]
+        if any(folder == r or folder.startswith(r + "/") or r.startswith(folder + "/") for r in roots):
+            return folder
+        real = os.path.realpath(folder)
+        for root in roots:
+            real_root = os.path.realpath(root)
+            if real == real_root or real.startswith(real_root + "/"):
+                return root + real[len(real_root):]
+        return folder
+
     def _locate(self, path: Path) -> tuple[str, str] | None:
         """(share, relpath) of an absolute path inside a share."""
         for share, root in self.share_roots.items():
@@ -285,7 +306,7 @@ class Searcher:
         model, index, encoder = self._model()
         query = self.query_vector(request.terms, access, index, encoder)
         encoded = time.perf_counter()
-        filt = _Filter(request, self.share_roots)
+        filt = _Filter(request, self.share_roots, self._share_path(request.path_prefix))
         total = len(index)
         limit = POST_FILTER_LIMIT if filt.active else total
         hits, examined, complete = self._scan(index, query, request.k, filt, access, None, total, limit)

@@ -89,6 +89,13 @@ def test_filters_and_empty_results(daemon) -> None:
     process, base = daemon
     done = run("-s", str(process.socket), "--paths", "-k", "1000", "--in", str(base / "photos" / "2023"), "x")
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 10
+    # The folder given through a symlink (as getcwd() reports it) still matches the configured share path.
+    link = base / "photos-link"
+    if not link.exists():
+        link.symlink_to(base / "photos")
+    done = run("-s", str(process.socket), "--paths", "-k", "1000", "--in", str(link / "2023"), "x")
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 10
+    assert all(p.startswith(bytes(base / "photos" / "2023")) for p in done.stdout.splitlines())
     done = run("-s", str(process.socket), "--after", "2999-01-01", "red circle")
     assert done.returncode == 0 and done.stdout == b"" and b"no matching photos" in done.stderr
     like = next((base / "more").iterdir())
