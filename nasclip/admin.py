@@ -1,4 +1,4 @@
-"""nasclip: the admin tool (status, scan, failed photos, config check/show).
+"""nasclip: the admin tool (status, scan, failed photos, doctor, config check/show).
 
 Commands that ask the running daemon go through its socket; config commands
 work on the file alone. Exit codes as nasclip-query: 0 ok, 1 problem found or
@@ -12,14 +12,12 @@ import argparse
 import json
 import sys
 
-import yaml
-
 from . import __version__
 from .client import DEFAULT_CONFIG, call, resolve_socket
-from .config import load_config, missing_paths
+from .config import check_paths, load_config
 from .errors import ConfigError, NasclipError
 from .model_admin import add_models_commands
-from .schema import to_plain
+from .schema import to_commented_yaml
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +49,13 @@ def print_status(status: dict) -> None:
         scan = share.get("last_scan")
         scanned = f", last scan {scan['files']} files in {scan['seconds']:.1f} s" if scan else ""
         print(f"share    {share['name']}: {share['path']} ({share['watch']}{scanned})")
+    service = status.get("service") or {}
+    if service.get("config"):
+        waiting = service.get("restart_needed") or []
+        print(f"config   {service['config']}" + (f" (changed, waiting for a restart: {', '.join(waiting)})"
+                                                   if waiting else ""))
+    if service.get("stalled"):
+        print("indexer  STUCK: no batch finished for longer than service.stall_seconds; systemd will restart it")
     if status["recent_failures"]:
         print("recent failures:")
         for failure in status["recent_failures"][:5]:
@@ -85,6 +90,30 @@ def cmd_failed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import Check, ServiceUser, run_checks
+
+    try:
+        config = load_config(args.config or DEFAULT_CONFIG)
+    except ConfigError as exc:
+        for problem in str(exc).splitlines():
+            print(Check("fail", "config", problem).line())
+        return 1
+    user = None
+    if args.user:
+        user = ServiceUser.lookup(args.user)
+        if user is None:
+            print(f"nasclip doctor: no user named '{args.user}'", file=sys.stderr)
+            return 64
+    checks = run_checks(config, user)
+    for check in checks:
+        print(check.line())
+    fails = sum(c.level == "fail" for c in checks)
+    warns = sum(c.level == "warn" for c in checks)
+    print(f"{fails} problem{'s' * (fails != 1)}, {warns} warning{'s' * (warns != 1)}")
+    return 1 if fails else 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     path = args.file or args.config or str(DEFAULT_CONFIG)
     try:
@@ -92,19 +121,22 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    problems = missing_paths(config)
+    problems = check_paths(config)
     for problem in problems:
-        print(f"{path}: {problem}", file=sys.stderr)
+        print(problem, file=sys.stderr)
     if problems:
         return 1
-    print(f"{path}: ok ({len(config.shares)} shares, model {config.model})")
+    shares = len(config.shares)
+    print(f"{path}: ok ({shares} share{'s' * (shares != 1)}, model {config.model}); "
+          "apply it with `systemctl reload nasclip`")
     return 0
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     config = load_config(args.file or args.config or DEFAULT_CONFIG)
-    print(f"# effective configuration of {config.source}, defaults filled in")
-    print(yaml.safe_dump(to_plain(config), sort_keys=False, allow_unicode=True), end="")
+    print(f"# effective configuration of {config.source}: every setting with its help;")
+    print("# '(default)' marks values the file does not change")
+    print("\n".join(to_commented_yaml(config)))
     return 0
 
 
@@ -123,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.set_defaults(func=cmd_scan)
     failed = commands.add_parser("failed", help="list photos that could not be indexed, with reasons")
     failed.set_defaults(func=cmd_failed)
+    doctor = commands.add_parser("doctor", help="check model files, inotify limits, permissions, state dir "
+                                 "and socket; one line each, with a hint")
+    doctor.add_argument("--user", help="judge permissions for this user (default: nasclip if it exists)")
+    doctor.set_defaults(func=cmd_doctor)
     config = commands.add_parser("config", help="check or show a config file")
     config_commands = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
     check = config_commands.add_parser("check", help="report every problem in a config file")

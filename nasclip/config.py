@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import yaml
+
 from .errors import ConfigError
 from .schema import Octal, Problems, internal, parse_yaml, setting
 
@@ -92,6 +94,16 @@ class QueryConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """How nasclipd behaves under systemd."""
+
+    stall_seconds: float = setting(
+        300.0, "a busy indexer finishing no batch for this long is stuck: watchdog pings stop, systemd restarts it")
+    stop_timeout: float = setting(
+        30.0, "on stop, seconds to wait for the current batch before saving the index without it")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole nasclip configuration."""
 
@@ -104,6 +116,7 @@ class Config:
     indexer: IndexerConfig = setting(help="decoding and encoding", default_factory=IndexerConfig)
     index: IndexConfig = setting(help="vector index", default_factory=IndexConfig)
     query: QueryConfig = setting(help="query server", default_factory=QueryConfig)
+    service: ServiceConfig = setting(help="systemd watchdog and stopping", default_factory=ServiceConfig)
     # Where the config was read from; not a setting.
     source: Path | None = internal()
 
@@ -119,21 +132,35 @@ def _check(config: Config, problems: Problems) -> None:
     """Cross-field rules that types alone cannot express."""
     names = [s.name for s in config.shares]
     for i, share in enumerate(config.shares):
-        if names.count(share.name) > 1:
-            problems.add(None, f"shares[{i}].name", f"'{share.name}' is used by more than one share")
+        if names.index(share.name) < i:
+            problems.add(None, f"shares[{i}].name", f"'{share.name}' is used by more than one share "
+                                                    f"(shares[{names.index(share.name)}] has it too)")
         if share.scan_interval is not None and share.scan_interval <= 0:
             problems.add(None, f"shares[{i}].scan_interval", "must be greater than 0")
     if not config.shares:
         problems.add(None, "shares", "no shares configured; add at least one '- name: ... path: ...'")
-    for section, key in (("indexer", "batch_size"), ("indexer", "decode_threads"),
-                         ("query", "max_connections"), ("query", "max_k"), ("query", "max_request_bytes"),
-                         ("index", "search_threads")):
-        if getattr(getattr(config, section), key) < 1:
-            problems.add(None, f"{section}.{key}", "must be at least 1")
-    if config.query.timeout <= 0:
-        problems.add(None, "query.timeout", "must be greater than 0 (seconds)")
-    if config.indexer.threads < 0:
-        problems.add(None, "indexer.threads", "must be 0 (automatic) or more")
+    for key in _AT_LEAST_ONE:
+        if _value(config, key) < 1:
+            problems.add(None, key, "must be at least 1")
+    for key in _POSITIVE:
+        if _value(config, key) <= 0:
+            problems.add(None, key, f"must be greater than 0, got {_value(config, key):g}")
+    for key in _NOT_NEGATIVE:
+        if _value(config, key) < 0:
+            problems.add(None, key, f"must not be negative, got {_value(config, key):g}"
+                         + (" (0 = one per core)" if key == "indexer.threads" else ""))
+
+
+# Bounds of numeric settings, checked once the types are right.
+_AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pixels", "index.checkpoint_changes",
+                 "index.search_threads", "query.max_connections", "query.max_request_bytes", "query.max_k")
+_POSITIVE = ("index.checkpoint_seconds", "query.timeout", "service.stall_seconds", "service.stop_timeout")
+_NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted")
+
+
+def _value(config: Config, key: str) -> float:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
 
 
 def parse_config(text: str, source: Path) -> Config:
@@ -154,14 +181,38 @@ def load_config(path: Path | str) -> Config:
     return parse_config(text, path)
 
 
-def missing_paths(config: Config) -> list[str]:
-    """Problems with paths the config names that do not exist (checked by `nasclip config check`)."""
+def _path_problems(config: Config) -> list[tuple[str, str]]:
+    """(key, message) for every path the config names that is not there."""
     problems = []
     for i, share in enumerate(config.shares):
-        if not share.path.is_dir():
-            problems.append(f"shares[{i}].path: {share.path} is not a directory (is the volume mounted?)")
-    if not (config.model / "model.yaml").is_file():
-        problems.append(f"model: {config.model} has no model.yaml (see `nasclip models list`)")
+        if not share.path.exists():
+            problems.append((f"shares[{i}].path", f"{share.path} is not a directory: it does not exist "
+                                                  "(is the volume mounted?)"))
+        elif not share.path.is_dir():
+            problems.append((f"shares[{i}].path", f"{share.path} is not a directory: it is a file"))
+    if not config.model.is_dir():
+        problems.append(("model", f"{config.model} does not exist; install a model there "
+                                  "(see `nasclip models list`)"))
+    elif not (config.model / "model.yaml").is_file():
+        problems.append(("model", f"{config.model} has no model.yaml; is it a model folder? "
+                                  "(see `nasclip models list`)"))
     return problems
 
 
+def missing_paths(config: Config) -> list[str]:
+    """Problems with paths the config names that do not exist, as 'key: message'."""
+    return [f"{key}: {message}" for key, message in _path_problems(config)]
+
+
+def check_paths(config: Config) -> list[str]:
+    """The same problems located in the config file: 'file:line: key: message'."""
+    root = None
+    if config.source is not None:
+        try:
+            root = yaml.compose(config.source.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            pass  # the file changed under us: report without lines
+    problems = Problems(str(config.source or "config"), root)
+    for key, message in _path_problems(config):
+        problems.add(None, key, message)
+    return problems.items

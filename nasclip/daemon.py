@@ -5,8 +5,10 @@ the query server; READY=1 is sent once queries can be answered, and the
 watcher and indexer carry on in the background. The main thread runs the
 health loop: checkpoints, purging deleted photos, STATUS lines and WATCHDOG
 pings (only while the indexer and server are healthy). SIGTERM and SIGINT
-stop gracefully: STOPPING=1, the current batch drains, a checkpoint is
-written.
+stop gracefully: STOPPING=1, the current batch drains (for at most
+``service.stop_timeout``), a checkpoint is written. SIGHUP re-reads the
+config and applies what can change live (see reload.py); a broken file is
+rejected and the running config stays.
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ from pathlib import Path
 from . import __version__
 from .access import AccessCheck, Peer
 from .catalog import decode_path
-from .config import Config, load_config
+from .config import Config, check_paths, load_config
 from .encoder import Encoder
-from .errors import NasclipError, ProtocolError
+from .errors import ConfigError, NasclipError, ProtocolError
 from .indexer import Indexer
-from .logs import setup_logging
+from .logs import set_level, setup_logging
 from .modelspec import load_model_spec
 from .notify import Notifier
 from .protocol import FORBIDDEN, NOT_FOUND, Request, ok_reply
+from .reload import RESTART_ONLY, plan_reload
 from .search import Searcher
 from .server import QueryServer
 from .store import Store
@@ -38,7 +41,7 @@ from .watcher import Watcher
 
 log = logging.getLogger("nasclip.daemon")
 
-STALL_SECONDS = 300.0  # a busy indexer without progress this long is stuck
+STATUS_EVERY = 2.0  # seconds between STATUS= updates (sent only when the line changed)
 
 
 def _group(n: float) -> str:
@@ -61,6 +64,12 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.started = time.time()
         self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._wake = threading.Event()
+        self._busy_since: float | None = None
+        self.restart_needed: tuple[str, ...] = ()
+        self.reloaded: float | None = None
+        self.abandoned = False  # a part did not stop in time; the process must not wait for it
         self.store: Store | None = None
         self.encoder: Encoder | None = None
         self.indexer: Indexer | None = None
@@ -99,14 +108,26 @@ class Daemon:
     def request_stop(self) -> None:
         """Ask the main loop to end (signal handlers call this and nothing else)."""
         self._stop.set()
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        """Ask the main loop to re-read the config (the SIGHUP handler)."""
+        self._reload.set()
+        self._wake.set()
 
     def run(self) -> None:
         """start(), the health loop until stopped, then shutdown()."""
         try:
             self.start()
+            interval = self.notifier.watchdog_interval
+            pause = min(0.5, interval / 2) if interval else 0.5
             while not self._stop.is_set():
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
                 self.loop()
-                self._stop.wait(0.5)
+                self._wake.wait(pause)
+                self._wake.clear()
         finally:
             self.shutdown()
 
@@ -123,7 +144,8 @@ class Daemon:
             if purged:
                 log.info("forgot %d deleted photos", purged)
         if now >= self._next_status:
-            self._next_status = now + 5.0
+            # Under a short watchdog interval, status keeps the same pace as the pings.
+            self._next_status = now + min(STATUS_EVERY, self.notifier.watchdog_interval or STATUS_EVERY)
             line = self.status_line()
             if line != self._last_status:
                 self._last_status = line
@@ -134,24 +156,60 @@ class Daemon:
                 self._next_ping = now + interval
                 self.notifier.watchdog()
 
+    def stalled(self) -> bool:
+        """True when the indexer has work but finished no batch for service.stall_seconds."""
+        assert self.indexer
+        stats = self.indexer.stats
+        now = stats.clock()
+        if not stats.busy or self.indexer.paused.is_set():
+            self._busy_since = None
+            return False
+        if self._busy_since is None:
+            self._busy_since = now  # idle until now: the quiet time before is not a stall
+        return now - max(stats.last_progress, self._busy_since) > self.config.service.stall_seconds
+
     def healthy(self) -> bool:
         """True while every part runs and a busy indexer makes progress."""
         assert self.indexer and self.server and self.watcher
-        stats = self.indexer.stats
-        stalled = stats.busy and stats.clock() - stats.last_progress > STALL_SECONDS
-        return self.indexer.is_alive() and self.server.is_alive() and self.watcher.is_alive() and not stalled
+        return (self.indexer.is_alive() and self.server.is_alive() and self.watcher.is_alive()
+                and not self.stalled())
 
     def shutdown(self) -> None:
-        """Stop accepting, drain the current batch, checkpoint, close; idempotent."""
+        """Stop accepting, drain the current batch, checkpoint, close; idempotent.
+
+        Parts get service.stop_timeout to finish; one that does not (an
+        indexer blocked reading a photo from a hung network share) is left
+        behind, the index is saved anyway, and ``abandoned`` tells main()
+        not to wait for its threads.
+        """
         self.notifier.stopping("stopping: finishing the current batch and saving the index")
-        for part in (self.server, self.watcher, self.indexer):
-            if part is not None:
+        # The indexer's batch is the work worth waiting for; a long scan is simply redone.
+        parts = [(name, part) for name, part in (("query server", self.server), ("indexer", self.indexer),
+                                                  ("watcher", self.watcher)) if part is not None]
+        for _, part in parts:
+            part.stop()  # all at once, so that they wind down in parallel
+        closing: list[str] = []
+
+        def close_parts() -> None:
+            for name, part in parts:
+                closing.append(name)
                 part.close()
-        if self.searcher is not None:
-            self.searcher.close()
+            closing.append("")
+
+        closer = threading.Thread(target=close_parts, name="nasclip-shutdown", daemon=True)
+        closer.start()
+        closer.join(self.config.service.stop_timeout)
+        if closer.is_alive():
+            self.abandoned = True
+            log.error("the %s did not stop within service.stop_timeout (%g s)%s; saving the index without it",
+                      closing[-1], self.config.service.stop_timeout,
+                      " — a photo read may be hanging (unresponsive network share?)"
+                      if closing[-1] == "indexer" else "")
+        if self.searcher is not None and not self.abandoned:
+            self.searcher.close()  # encoders it opened for an old model
         if self.store is not None:
-            self.store.close()
-        if self.encoder is not None:
+            self.store.close()  # the final checkpoint
+        if self.encoder is not None and not self.abandoned:
             self.encoder.close()
         if self.indexer is not None:
             stats = self.indexer.stats
@@ -159,6 +217,42 @@ class Daemon:
                      stats.encoded, stats.reused, stats.failed)
         self.server = self.watcher = self.indexer = self.store = self.encoder = self.searcher = None
         self.notifier.close()
+
+    # ------------------------------------------------------------------ reload
+
+    def reload(self) -> None:
+        """Re-read the config file and apply what can change while running (SIGHUP)."""
+        assert self.indexer and self.watcher and self.searcher and self.server
+        source = self.config.source
+        self.notifier.reloading()
+        try:
+            new = load_config(source or "")
+        except ConfigError as exc:
+            log.error("config reload rejected, still running with the previous config:\n%s", exc)
+            self.notifier.ready(self.status_line())
+            return
+        plan = plan_reload(self.config, new)
+        config = self.config = plan.config
+        set_level(config.log_level)
+        roots = self.share_roots
+        self.indexer.config = config.indexer
+        self.indexer.share_roots = dict(roots)
+        self.searcher.share_roots = dict(roots)
+        self.searcher.max_pixels = config.indexer.max_pixels
+        self.watcher.settle_seconds = config.indexer.settle_seconds
+        self.watcher.update_shares(config.shares)
+        self.server.config = config.query
+        self.reloaded = time.time()
+        for problem in check_paths(config):
+            log.warning("%s", problem)
+        log.info("config reloaded from %s: %s", source, plan.describe())
+        for key in plan.restart:
+            log.warning("config reload: %s changed, but %s; restart nasclipd to apply it "
+                        "(systemctl restart nasclip). Still using the previous value", key, RESTART_ONLY[key])
+        # The running config keeps the old values of restart-only settings, so
+        # this lists every such change since start-up that the file still holds.
+        self.restart_needed = plan.restart
+        self.notifier.ready(self.status_line())
 
     # ------------------------------------------------------------------ status
 
@@ -187,6 +281,10 @@ class Daemon:
             "queries": {"served": self.server.served, "errors": self.server.errors, "busy": self.server.refused,
                         "text_cache": {"hits": self.searcher.texts.hits, "misses": self.searcher.texts.misses}},
             "healthy": self.healthy(),
+            "service": {"config": str(self.config.source) if self.config.source else None,
+                        "reloaded": self.reloaded, "restart_needed": list(self.restart_needed),
+                        "watchdog_seconds": self.notifier.watchdog_interval,
+                        "stalled": self.stalled()},
         }
 
     def _failures(self, limit: int) -> list[tuple[str, str, str]]:
@@ -254,12 +352,18 @@ def main(argv: list[str] | None = None) -> int:
     daemon = Daemon(config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
+    code = 0
     try:
         daemon.run()
     except NasclipError as exc:
         log.error("%s", exc)
-        return exc.exit_code
-    return 0
+        code = exc.exit_code
+    if daemon.abandoned:
+        # Threads stuck in a read would keep the interpreter from exiting; the index is saved.
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

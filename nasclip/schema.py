@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import field
@@ -51,14 +52,39 @@ def hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-class Problems:
-    """Located problems, collected so that a person sees them all at once."""
+_KEY_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
-    def __init__(self, source: str) -> None:
+
+def find_node(root: yaml.Node | None, where: str) -> yaml.Node | None:
+    """The value node at a key path such as 'shares[1].name', or the deepest one found on the way."""
+    node = root
+    for index, key in _KEY_PART.findall(where):
+        child = None
+        if index and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
+            child = node.value[int(index)]
+        elif key and isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+        if child is None:
+            break
+        node = child
+    return node
+
+
+class Problems:
+    """Located problems, collected so that a person sees them all at once.
+
+    Problems found after parsing (cross-field checks pass node=None) are
+    located through the document's node tree, so every message has a line.
+    """
+
+    def __init__(self, source: str, root: yaml.Node | None = None) -> None:
         self.source = source
+        self.root = root
         self.items: list[str] = []
 
     def add(self, node: yaml.Node | None, where: str, message: str) -> None:
+        if node is None:
+            node = find_node(self.root, where)
         line = f":{node.start_mark.line + 1}" if node is not None else ""
         self.items.append(f"{self.source}{line}: {where}: {message}")
 
@@ -186,18 +212,24 @@ def parse_yaml(cls: type[T], text: str, source: Path, error: Callable[[str], Exc
     Relative paths resolve against the folder of source. ``check`` adds
     cross-field problems once the types are right.
     """
-    problems = Problems(str(source))
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
+        # An unclosed bracket or quote is noticed far below it: point at where it starts.
         mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
+        context = getattr(exc, "context", None) or ""
+        unclosed = ("flow" in context or "quoted" in context) and getattr(exc, "context_mark", None)
+        start = exc.context_mark if unclosed else mark  # type: ignore[attr-defined]
+        line = f":{start.line + 1}" if start is not None else ""
         reason = getattr(exc, "problem", None) or str(exc)
+        if unclosed and mark is not None:
+            reason = f"{context} that starts here: {reason} (line {mark.line + 1})"
         raise error(f"{source}{line}: not valid YAML: {reason}") from None
     if root is None:
         raise error(f"{source}: the file is empty")
     if not isinstance(root, yaml.MappingNode):
         raise error(f"{source}:{root.start_mark.line + 1}: expected a mapping of 'key: value' lines")
+    problems = Problems(str(source), root)
     value = _build(cls, root, "", source.parent.absolute(), problems)
     if value is not dataclasses.MISSING and check is not None:
         check(value, problems)
@@ -233,3 +265,38 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, Octal):
         return repr(value)
     return value
+
+
+def _flow(value: Any) -> str:
+    """A plain value as one line of YAML (flow style)."""
+    text = yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=1 << 20).strip()
+    return text[1:-1]
+
+
+def to_commented_yaml(value: Any, indent: str = "", first: str = "") -> list[str]:
+    """A dataclass tree as YAML lines, each setting followed by its help; '(default)' marks untouched ones.
+
+    The result loads back into the same tree.
+    """
+    lines: list[str] = []
+    types_ = hints(type(value))
+    for f in dataclasses.fields(value):
+        if f.metadata.get("internal"):
+            continue
+        item, lead = getattr(value, f.name), first or indent
+        first = ""
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        note = f.metadata.get("help", "")
+        tp = types_[f.name]
+        if is_section(tp):
+            lines.append(f"{lead}{f.name}:".ljust(39) + f" # {note}")
+            lines += to_commented_yaml(item, indent + "  ")
+        elif typing.get_origin(tp) is tuple and is_section(typing.get_args(tp)[0]):
+            lines.append(f"{lead}{f.name}:".ljust(39) + f" # {note}")
+            for element in item:
+                lines += to_commented_yaml(element, indent + "    ", first=indent + "  - ")
+        else:
+            note += " (default)" if item == default else ""
+            lines.append(f"{lead}{f.name}: {_flow(to_plain(item))}".ljust(39) + f" # {note}")
+    return lines

@@ -136,6 +136,7 @@ class Watcher:
         self._next_health = 0.0
         self._log_filter = _OverflowFilter(self.overflow)
         self.scans_done = 0
+        self._share_update: tuple[ShareConfig, ...] | None = None  # from a config reload
         # The call that adds a watch; a test may replace it to inject ENOSPC.
         self.add_watch = self._schedule
 
@@ -244,6 +245,8 @@ class Watcher:
 
     def loop(self, timeout: float = 0.0) -> int:
         """Drain events, settle files, apply changes, check health; returns changes applied."""
+        if self._share_update is not None:
+            self._apply_share_update()
         changes: list[Change] = []
         try:
             share, event = self.events.get(timeout=timeout) if timeout else self.events.get_nowait()
@@ -289,7 +292,7 @@ class Watcher:
         return not any(self.filters[share].excluded(p) for p in rel.split("/"))
 
     def _on_event(self, share: str, event: ev.FileSystemEvent, changes: list[Change]) -> None:
-        if share not in self.shares:  # a share removed by a reload
+        if share not in self.shares:  # a share removed by a reload (or the wake-up of one)
             return
         src = self._relative(share, event.src_path)
         wanted = self.filters[share].wanted
@@ -395,6 +398,46 @@ class Watcher:
                             state.config.name, POLL_DEFAULT)
                 state.mode = "poll"
                 self.request_scan(state.config.name)
+
+    # ------------------------------------------------------------------ config reload
+
+    def update_shares(self, shares: tuple[ShareConfig, ...]) -> None:
+        """Take a reloaded share list; the event thread applies it at its next loop()."""
+        self._share_update = shares
+        try:
+            self.events.put_nowait((None, None))  # type: ignore[arg-type]  # wake the event thread
+        except queue.Full:
+            pass  # it is busy anyway and loops within a moment
+
+    def _apply_share_update(self) -> None:
+        """Watch and scan new shares, forget removed ones, restart changed ones (event thread only).
+
+        The share dicts are replaced, never mutated, because the scan thread
+        reads them concurrently.
+        """
+        wanted, self._share_update = {s.name: s for s in self._share_update or ()}, None
+        shares, filters = dict(self.shares), dict(self.filters)
+        for name, state in self.shares.items():
+            if wanted.get(name) == state.config:
+                continue
+            self._end_watch(state)
+            del shares[name], filters[name]
+            self.settling = {k: v for k, v in self.settling.items() if k[0] != name}
+            self.deletes = [d for d in self.deletes if d[1].share != name]
+            if name not in wanted:
+                gone = self.store.apply([Deleted(name, "", folder=True)]).get("deleted", 0)
+                log.info("share '%s' was removed from the config: %d photos leave the search results",
+                         name, gone)
+        added = [wanted[n] for n in wanted if n not in shares]
+        for share in added:
+            shares[share.name] = ShareState(share)
+            filters[share.name] = PathFilter(share)
+        self.shares, self.filters = shares, filters
+        for share in added:
+            self._begin_watch(self.shares[share.name])
+            self.request_scan(share.name)
+            log.info("share '%s' (%s, %s): watching and scanning", share.name, share.path,
+                     self.shares[share.name].mode)
 
     # ------------------------------------------------------------------ scan thread
 
