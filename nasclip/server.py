@@ -147,10 +147,10 @@ class QueryServer:
                     self._stop.wait(0.5)
                 continue
             with self._slot_free:
+                if not self._has_slot() and self._full_since is None:
+                    self._full_since = time.monotonic()
                 full = not self._slot_free.wait_for(self._has_slot, self._grace())
-                if full:
-                    self._full_since = self._full_since or time.monotonic()
-                else:
+                if not full:
                     self._full_since = None
                     self._active += 1
                     self._connections.add(conn)
@@ -164,15 +164,15 @@ class QueryServer:
         return self._active < self.config.max_connections
 
     def _grace(self) -> float:
-        """How long a new client may wait for a slot: briefly, unless the server has been full for a while.
+        """How long a new client may still wait for a slot: what is left of BUSY_GRACE since the server filled up.
 
         A client that just got its reply and reconnects at once would
         otherwise find its old slot not yet released and be told 'busy';
         under a sustained flood refusals stay immediate.
         """
-        if self._full_since is not None and time.monotonic() - self._full_since > BUSY_GRACE:
-            return 0.0
-        return BUSY_GRACE
+        if self._full_since is None:
+            return 0.0  # a slot is free
+        return max(0.0, BUSY_GRACE - (time.monotonic() - self._full_since))
 
     def _refuse(self, conn: socket.socket) -> None:
         try:
