@@ -69,12 +69,12 @@ class Client:
             sock.connect(str(path))
         except FileNotFoundError:
             sock.close()
-            raise DaemonUnavailable(f"nasclipd is not running: no socket at {path} "
-                                    "(start the service, or point --socket/--config at the right one)") from None
+            raise DaemonUnavailable(f"nasclipd is not running: no socket at {path} (start it with "
+                                    "`systemctl start nasclip`, or give --socket/--config)") from None
         except ConnectionRefusedError:
             sock.close()
             raise DaemonUnavailable(f"nasclipd is not running: nothing answers on {path} "
-                                    "(the socket is left over; start the service)") from None
+                                    "(the socket is left over; `systemctl start nasclip`)") from None
         except PermissionError:
             sock.close()
             raise SocketAccessDenied(_denied_message(path)) from None

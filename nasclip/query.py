@@ -46,8 +46,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="nasclip-query",
-        description="Search the photos nasclipd has indexed by describing them. Only photos you may "
-                    "read yourself are shown. Combine terms with + and -, e.g. 'dog + beach - people'.",
+        description="Search the photos nasclipd has indexed by describing them.\n"
+                    "Only photos you may read yourself are shown. Combine terms with + and -.",
         epilog=EXAMPLES + "\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("text", nargs="*", help="what to look for; '+' and '-' between words add or subtract terms")
