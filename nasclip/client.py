@@ -39,8 +39,12 @@ def _denied_message(path: Path) -> str:
     try:
         st = os.stat(path)
     except PermissionError:
-        return (f"permission denied: you may not enter the folder of {path}; ask the NAS admin to "
-                "make it searchable for you")
+        # The socket's folder is closed to us (systemd makes /run/nasclip 0750): its group decides.
+        try:
+            st = os.stat(path.parent)
+        except OSError:
+            return (f"permission denied: you may not enter the folder of {path}; ask the NAS admin "
+                    "to let you use nasclip")
     except OSError:
         return f"permission denied on {path}"
     try:
