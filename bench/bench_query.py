@@ -325,6 +325,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temporary folder)")
     args = parser.parse_args()
 
+    if not (args.model / "model.yaml").is_file():
+        raise SystemExit(f"{args.model} holds no model.yaml; give --model (make train-demo builds models/demo)")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="nasclip-bench-query-", dir="/var/tmp"))
     if work.exists() and any(work.iterdir()):
         raise SystemExit(f"{work} is not empty")
