@@ -49,6 +49,12 @@ def print_status(status: dict) -> None:
         scan = share.get("last_scan")
         scanned = f", last scan {scan['files']} files in {scan['seconds']:.1f} s" if scan else ""
         print(f"share    {share['name']}: {share['path']} ({share['watch']}{scanned})")
+        if share.get("problem"):
+            print(f"           {share['problem']}; its photos stay searchable until it is back")
+        if share.get("settling"):
+            print(f"           {share['settling']} files still arriving")
+        for folder in share.get("unreadable_folders", [])[:5]:
+            print(f"           cannot read {folder} (skipped, its photos kept)")
     service = status.get("service") or {}
     if service.get("config"):
         waiting = service.get("restart_needed") or []

@@ -26,8 +26,9 @@ DEFAULT_EXTENSIONS = (
 )
 
 # NAS junk: Synology thumbnails and recycle bins, QNAP and TrueNAS snapshots,
-# desktop trash and macOS/Windows metadata, hidden files and folders.
-# Matched against every part of the path below the share root.
+# desktop trash and macOS/Windows metadata, hidden files and folders (which
+# also hides the temporary files rsync and many copy tools write first).
+# Matched, ignoring case, against every part of the path below the share root.
 DEFAULT_EXCLUDES = (
     "@eaDir", "#recycle", "@Recycle", "#snapshot", ".snapshot", ".snapshots",
     ".Trash-*", ".AppleDouble", "@__thumb", ".DS_Store", "Thumbs.db", ".*",
@@ -43,10 +44,12 @@ class ShareConfig:
     watch: Literal["inotify", "poll"] = setting(
         "inotify", "inotify for local disks; poll for NFS/SMB mounts, which give no events")
     scan_interval: float | None = setting(
-        None, "seconds between reconcile scans; default 3600 with inotify, 300 with poll")
-    extensions: tuple[str, ...] = setting(DEFAULT_EXTENSIONS, "file extensions to index")
+        None, "seconds between reconcile scans (polls of a poll share); default 3600 with inotify, 300 with poll")
+    extensions: tuple[str, ...] = setting(
+        DEFAULT_EXTENSIONS, "file extensions to index, any case; a list replaces the default")
     exclude: tuple[str, ...] = setting(
-        DEFAULT_EXCLUDES, "glob patterns; a file is skipped if any path part matches one")
+        DEFAULT_EXCLUDES, "globs matched against each path part (the whole path if they contain /), any case; "
+        "a list replaces the default")
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,16 @@ def _check(config: Config, problems: Problems) -> None:
                                                     f"(shares[{names.index(share.name)}] has it too)")
         if share.scan_interval is not None and share.scan_interval <= 0:
             problems.add(None, f"shares[{i}].scan_interval", "must be greater than 0")
+        if not share.extensions:
+            problems.add(None, f"shares[{i}].extensions", "is empty, so nothing would be indexed; "
+                         "leave it out for the default photo types")
+        for other in config.shares[:i]:
+            if other.name == share.name:
+                continue  # reported above
+            if share.path == other.path or share.path.is_relative_to(other.path) \
+                    or other.path.is_relative_to(share.path):
+                problems.add(None, f"shares[{i}].path", f"{share.path} overlaps share '{other.name}' "
+                             f"({other.path}); shares must not contain each other")
     if not config.shares:
         problems.add(None, "shares", "no shares configured; add at least one '- name: ... path: ...'")
     for key in _AT_LEAST_ONE:

@@ -1,17 +1,22 @@
 """The watcher: file-system events and reconcile scans become catalog changes.
 
 Two threads with the usual start/loop/stop shape. The event thread drains
-watchdog events from a bounded queue, lets new files settle (closed after
-writing, or size and mtime unchanged for ``indexer.settle_seconds``), turns
-renames into in-place moves and deletes into ``gone`` rows, and checks the
-health of every share. The scan thread runs reconcile scans at low priority:
-at start-up, on each share's schedule, when asked, and whenever events may
-have been lost (queue overflow, a dead observer).
+watchdog events from a bounded queue, holds new files back until they are
+complete (nasclip.settle), turns renames into in-place moves and deletes into
+``gone`` rows, and checks the health of inotify shares. The scan thread runs
+reconcile scans at low priority: at start-up, on each share's schedule, when
+asked, and whenever events may have been lost; it also checks polled shares,
+so a hung network mount holds up scanning, not the events of local disks.
 
-watchdog facts this relies on (see DESIGN.md): a handler that raises kills the
-observer silently, so ours only enqueues; inotify overflow is only logged, so
-a log filter turns it into a scan; a folder moved out arrives as one
-DirDeletedEvent; exhausting ``max_user_watches`` must become polling.
+watchdog 7.x facts this relies on (see DESIGN.md): a handler that raises
+kills the observer silently, so ours only enqueues and the health check
+restarts a dead observer; inotify queue overflow is only logged, so a log
+filter turns it into a rescan; running out of watches below the root fails
+silently, so folders are counted against ``fs.inotify.max_user_watches``
+first; close-write exists only with inotify. The observer runs with
+``generate_full_events`` so that a file moved in from outside arrives as a
+move (complete) rather than a create (maybe still being written), and a folder
+moved out as one move with no destination: both purge or scan by folder.
 """
 
 from __future__ import annotations
@@ -22,37 +27,44 @@ import os
 import queue
 import threading
 import time
+import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from watchdog import events as ev
-from watchdog.observers import Observer
+from watchdog.observers.inotify import InotifyObserver
 
 from .config import ShareConfig
-from .scanner import PathFilter, ScanReport, count_folders, root_available, scan
+from .scanner import PathFilter, ScanReport, count_folders, scan, unavailable
+from .settle import Activity, Settler
 from .store import Change, Deleted, Moved, Seen, Store
 
 log = logging.getLogger("nasclip.watcher")
 
-EVENT_QUEUE = 100_000
-DELETE_DELAY = 1.0      # deletes wait this long so an unmount in progress is not taken for a wipe
-CLOSE_GRACE = 0.2       # after close-write, the file must be quiet this long
-HEALTH_EVERY = 2.0
-POLL_DEFAULT = 300.0    # scan interval of a poll share that does not set one
+EVENT_QUEUE = 100_000   # events waiting for the event thread; beyond that they count as lost
+DELETE_DELAY = 1.0      # deletes wait this long so a volume going away is not taken for a wipe
+CLOSE_GRACE = 0.5       # after close-write (or a rename into place) the file must be quiet this long
+OPEN_LIMIT = 10.0       # a file written to but never closed is taken as it is after this long unchanged
+HEALTH_EVERY = 1.0     # seconds between checks that roots are there and watches alive
+POLL_DEFAULT = 300.0    # scan interval of a polled share that does not set one
 INOTIFY_DEFAULT = 3600.0
-WATCHED_EVENTS = [ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileClosedEvent, ev.FileDeletedEvent,
-                  ev.FileMovedEvent, ev.DirCreatedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
-MAX_WATCHES_FILE = Path("/proc/sys/fs/inotify/max_user_watches")
+INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify")
+WATCHED_EVENTS: list[type[ev.FileSystemEvent]] = [
+    ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileClosedEvent, ev.FileAttribEvent, ev.FileDeletedEvent,
+    ev.FileMovedEvent, ev.DirCreatedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
+# watchdog's loggers that report "Inotify queue overflowed".
+OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+# A folder moved out and back in keeps its inotify watch; watchdog warns when it
+# registers that watch again. Harmless, and not something a NAS owner can act on.
+warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning)
 
 
-@dataclass
-class _Settling:
-    """A file seen by events that is not yet known to be complete."""
+class FoundRecent(ev.FileSystemEvent):
+    """Not a watchdog event: a scan found a file modified within the settle time."""
 
-    last_change: float
-    closed: bool = False
-    stat: tuple[int, int] | None = None
+    event_type = "nasclip-found-recent"
 
 
 @dataclass
@@ -60,98 +72,149 @@ class ShareState:
     """A share as the watcher sees it."""
 
     config: ShareConfig
-    mode: str = "starting"           # inotify | poll | poll (inotify limit) | unavailable
-    available: bool = True
+    mode: str = "starting"           # inotify | poll | poll (inotify limit) | poll (inotify failed) | unavailable
+    available: bool | None = None    # None until first checked
+    problem: str | None = None       # why it is unavailable
+    was_mount: bool | None = None    # the root was a mount point when last seen available
     watch: object | None = None
+    deleted_at: float = float("-inf")  # when events last said something was deleted here
+    folders: int = 0                 # folders an inotify watch of it needs
+    degraded_logged: bool = False
     next_scan: float = 0.0
     last_scan: ScanReport | None = None
-    denied_logged: set[str] = field(default_factory=set)
+    denied: set[str] = field(default_factory=set)
+
+    @property
+    def owned_by_scanner(self) -> bool:
+        """Polled shares (maybe network mounts) are checked by the scan thread only."""
+        return self.config.watch == "poll"
 
     @property
     def interval(self) -> float:
-        if self.config.scan_interval is not None:
-            return self.config.scan_interval
-        return INOTIFY_DEFAULT if self.mode == "inotify" else POLL_DEFAULT
+        configured = self.config.scan_interval
+        if self.config.watch == "poll":
+            return configured or POLL_DEFAULT
+        if self.mode == "inotify":
+            return configured or INOTIFY_DEFAULT
+        return min(configured or POLL_DEFAULT, POLL_DEFAULT)  # lost inotify: polling must be prompt
 
 
 class _Handler(ev.FileSystemEventHandler):
     """Only enqueues: anything raised here would kill the observer thread silently."""
 
     def __init__(self, share: str, sink: "queue.Queue[tuple[str, ev.FileSystemEvent]]",
-                 overflow: threading.Event) -> None:
+                 lost: threading.Event) -> None:
         self.share = share
         self.sink = sink
-        self.overflow = overflow
+        self.lost = lost
 
-    def on_any_event(self, event: ev.FileSystemEvent) -> None:
+    def dispatch(self, event: ev.FileSystemEvent) -> None:
         try:
             self.sink.put_nowait((self.share, event))
-        except queue.Full:
-            self.overflow.set()
-        except Exception:  # pragma: no cover - belt and braces
-            self.overflow.set()
+        except Exception:  # queue.Full above all: the rescan will find what this event said
+            self.lost.set()
 
 
 class _OverflowFilter(logging.Filter):
-    """watchdog only logs inotify queue overflows; we turn the log line into a rescan."""
+    """watchdog only logs inotify queue overflows; the log record becomes a rescan.
+
+    watchdog's own lines (two per overflow, and a storm of them during a big
+    copy) are dropped: the watcher logs one line that says what to do.
+    """
 
     def __init__(self, flag: threading.Event) -> None:
         super().__init__()
         self.flag = flag
+        self.seen = 0  # overflows the kernel reported
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "overflow" in record.getMessage().lower():
-            self.flag.set()
-        return True
+        if "overflow" not in str(record.msg).lower():
+            return True
+        if "events were lost" in str(record.msg):
+            self.seen += 1
+        self.flag.set()
+        return False
+
+
+def inotify_limit(name: str) -> int | None:
+    """A value from /proc/sys/fs/inotify (max_user_watches, max_user_instances, max_queued_events)."""
+    try:
+        return int((INOTIFY_SYSCTL / name).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def max_user_watches() -> int | None:
-    try:
-        return int(MAX_WATCHES_FILE.read_text())
-    except (OSError, ValueError):
-        return None
+    """fs.inotify.max_user_watches, or None where it cannot be read."""
+    return inotify_limit("max_user_watches")
+
+
+def _suggest(needed: int) -> int:
+    value = 524288
+    while value < 2 * needed:
+        value *= 2
+    return value
 
 
 class Watcher:
     """Keeps the catalog in step with the shares."""
 
     def __init__(self, store: Store, shares: tuple[ShareConfig, ...], settle_seconds: float,
-                 on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic) -> None:
+                 on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
+                 queue_size: int = EVENT_QUEUE) -> None:
         self.store = store
-        self.settle_seconds = settle_seconds
         self.on_change = on_change
         self.clock = clock
         self.shares = {s.name: ShareState(s) for s in shares}
         self.filters = {s.name: PathFilter(s) for s in shares}
-        self.events: queue.Queue[tuple[str, ev.FileSystemEvent]] = queue.Queue(EVENT_QUEUE)
-        self.overflow = threading.Event()
-        self.settling: dict[tuple[str, str], _Settling] = {}
-        self.deletes: list[tuple[float, Change]] = []
-        self._scan_requests: set[tuple[str, str]] = set()
+        self.events: queue.Queue[tuple[str, ev.FileSystemEvent]] = queue.Queue(queue_size)
+        self.settler = Settler(settle_seconds, CLOSE_GRACE, OPEN_LIMIT, clock)
+        self.settle_seconds = settle_seconds
+        self.deletes: deque[tuple[float, Change]] = deque()
+        self.lost = threading.Event()   # events were dropped (kernel or our queue): rescan
+        self.overflows = 0              # times that was noticed (a burst of overflows may count once)
+        self._overflow_report = (float("-inf"), 0)  # when the last warning was logged, overflows then
+        self.scans_done = 0
+        self._lock = threading.RLock()  # share state and watches; both threads check health
+        self._requests: dict[tuple[str, str], None] = {}  # ordered set of (share, folder) to scan
         self._scan_lock = threading.Lock()
         self._scan_wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._observer: Observer | None = None
+        self._observer: InotifyObserver | None = None
         self._next_health = 0.0
-        self._log_filter = _OverflowFilter(self.overflow)
-        self.scans_done = 0
+        self._next_poll_health = 0.0
+        # Files a scan found still arriving, queued for the settler: counted so
+        # that status never shows "nothing settling" while some are on their way.
+        self._arriving: dict[str, int] = {}
+        self._count_lock = threading.Lock()
+        self._log_filter = _OverflowFilter(self.lost)
         self._share_update: tuple[ShareConfig, ...] | None = None  # from a config reload
         # The call that adds a watch; a test may replace it to inject ENOSPC.
-        self.add_watch = self._schedule
+        self.add_watch: Callable[[Path, ev.FileSystemEventHandler], object] = self._schedule
+
+    @property
+    def settle_seconds(self) -> float:
+        return self.settler.settle_seconds
+
+    @settle_seconds.setter
+    def settle_seconds(self, seconds: float) -> None:
+        """Also set by a config reload."""
+        self.settler.settle_seconds = seconds
+        self.settler.close_grace = min(CLOSE_GRACE, seconds)
+        self.settler.open_limit = max(OPEN_LIMIT, 5 * seconds)
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Watch every share and queue a reconcile scan of each; returns at once."""
-        logging.getLogger("watchdog").addFilter(self._log_filter)
-        logging.getLogger("watchdog.observers.inotify_c").addFilter(self._log_filter)
-        logging.getLogger("watchdog.observers.inotify").addFilter(self._log_filter)
-        self._observer = Observer()
-        self._observer.start()
-        for state in self.shares.values():
-            self._begin_watch(state)
-            self.request_scan(state.config.name)
+        """Start the observer and both threads; returns at once (shares are checked by the threads)."""
+        for name in OVERFLOW_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.addFilter(self._log_filter)
+            if not logger.isEnabledFor(logging.WARNING):
+                logger.setLevel(logging.WARNING)  # the filter only sees records that are created
+        self._observer = self._new_observer()
+        self.request_scan()
         for target, name in ((self._run_events, "nasclip-watcher"), (self._run_scans, "nasclip-scanner")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -167,71 +230,173 @@ class Watcher:
         for thread in self._threads:
             thread.join()
         self._threads.clear()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join()
-            self._observer = None
-        for name in ("watchdog", "watchdog.observers.inotify_c", "watchdog.observers.inotify"):
+        with self._lock:
+            if self._observer is not None:
+                self._observer.stop()
+                self._observer.join()
+                self._observer = None
+        for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).removeFilter(self._log_filter)
 
     def is_alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
+    @property
+    def kernel_overflows(self) -> int:
+        """Inotify queue overflows the kernel reported (watchdog's log lines seen)."""
+        return self._log_filter.seen
+
     def request_scan(self, share: str | None = None, below: str = "") -> None:
         """Ask for a reconcile scan of one share (or all), optionally of one folder only."""
+        below = below.strip("/")
         with self._scan_lock:
             for name in ([share] if share else list(self.shares)):
-                self._scan_requests.add((name, below))
+                parts = below.split("/") if below else []
+                # A queued scan of the share or of a folder above covers this one.
+                if any((name, "/".join(parts[:i])) in self._requests for i in range(len(parts) + 1)):
+                    continue
+                self._requests[(name, below)] = None
         self._scan_wake.set()
 
     # ------------------------------------------------------------------ watches
 
+    def _new_observer(self) -> InotifyObserver | None:
+        try:
+            observer = InotifyObserver(generate_full_events=True)
+            observer.start()
+        except OSError as exc:
+            log.warning("cannot use inotify (%s; fs.inotify.max_user_instances = %s); every share is polled",
+                        exc.strerror or exc, inotify_limit("max_user_instances"))
+            return None
+        return observer
+
     def _schedule(self, path: Path, handler: ev.FileSystemEventHandler) -> object:
-        assert self._observer is not None
+        if self._observer is None:
+            raise OSError(errno.ENODEV, "inotify is not available")
         return self._observer.schedule(handler, str(path), recursive=True, event_filter=WATCHED_EVENTS)
 
-    def _begin_watch(self, state: ShareState) -> None:
+    def _watch(self, state: ShareState) -> None:
+        """Watch an available share with inotify, or poll it and say why (call under the lock)."""
         share = state.config
-        state.available = root_available(share, self.store)
-        if not state.available:
-            state.mode = "unavailable"
-            log.warning("share '%s': %s is missing or empty; its photos stay searchable until it is back "
-                        "(is the volume mounted?)", share.name, share.path)
-            return
+        state.watch = None
         if share.watch == "poll":
             state.mode = "poll"
             return
-        limit = max_user_watches()
-        folders = count_folders(share.path, self.filters[share.name])
-        if limit is not None and folders > limit:
-            self._degrade(state, folders, limit)
+        state.folders = count_folders(share.path)
+        limit = inotify_limit("max_user_watches")
+        needed = state.folders + sum(s.folders for s in self.shares.values() if s is not state and s.watch)
+        if limit is not None and needed > limit:
+            self._degrade(state, needed, limit)
             return
         try:
-            state.watch = self.add_watch(share.path, _Handler(share.name, self.events, self.overflow))
+            state.watch = self.add_watch(share.path, _Handler(share.name, self.events, self.lost))
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                self._degrade(state, folders, limit)
-                return
-            log.warning("share '%s': cannot watch %s (%s); polling instead", share.name, share.path, exc)
-            state.mode = "poll"
+                self._degrade(state, needed, limit)
+            else:
+                state.mode = "poll (inotify failed)"
+                log.warning("share '%s': cannot watch %s (%s); polling every %.0f s instead",
+                            share.name, share.path, exc.strerror or exc, state.interval)
             return
+        if state.mode != "inotify" and state.degraded_logged:
+            log.info("share '%s': watching with inotify again", share.name)
         state.mode = "inotify"
+        state.degraded_logged = False
 
-    def _degrade(self, state: ShareState, folders: int, limit: int | None) -> None:
+    def _degrade(self, state: ShareState, needed: int, limit: int | None) -> None:
         state.mode = "poll (inotify limit)"
         state.watch = None
-        log.warning("share '%s': out of inotify watches (%d folders; fs.inotify.max_user_watches = %s); "
-                    "polling every %.0f s instead. For prompt updates raise it, e.g. "
-                    "`sysctl fs.inotify.max_user_watches=524288`",
-                    state.config.name, folders, limit if limit is not None else "unknown", state.interval)
+        if state.degraded_logged:
+            return
+        state.degraded_logged = True
+        log.warning("share '%s': out of inotify watches (%d folders to watch, fs.inotify.max_user_watches = %s); "
+                    "polling every %.0f s instead. For prompt updates raise it: "
+                    "sysctl -w fs.inotify.max_user_watches=%d (and put it in /etc/sysctl.d/)",
+                    state.config.name, needed, limit if limit is not None else "unknown", state.interval,
+                    _suggest(needed))
 
-    def _end_watch(self, state: ShareState) -> None:
+    def _unwatch(self, state: ShareState) -> None:
         if state.watch is not None and self._observer is not None:
             try:
-                self._observer.unschedule(state.watch)
+                self._observer.unschedule(state.watch)  # type: ignore[arg-type]
             except (KeyError, OSError):
                 pass
         state.watch = None
+
+    def _watch_alive(self, state: ShareState) -> bool:
+        """The emitter of an inotify share still runs (watchdog stops it when the root is deleted)."""
+        if state.watch is None or self._observer is None:
+            return False
+        return any(e.watch == state.watch and e.is_alive() for e in list(self._observer.emitters))
+
+    # ------------------------------------------------------------------ health
+
+    def _problem(self, state: ShareState) -> str | None:
+        """Why the share cannot be trusted now (missing, empty, unmounted), or None.
+
+        An empty root is fine right after delete events emptied it: an
+        unmounted volume sends none (inotify says IN_UNMOUNT, a rename away
+        says nothing).
+        """
+        emptied = self.clock() - state.deleted_at < DELETE_DELAY + 2 * HEALTH_EVERY
+        problem = unavailable(state.config, self.store, empty_ok=emptied)
+        if problem is None:
+            mounted = os.path.ismount(state.config.path)
+            if state.was_mount and not mounted:
+                return f"{state.config.path} is no longer a mount point"
+            state.was_mount = mounted
+        return problem
+
+    def _check_share(self, state: ShareState) -> None:
+        """Notice a share going away, coming back, or losing its watch."""
+        problem = self._problem(state)
+        with self._lock:
+            name = state.config.name
+            if problem is not None:
+                if state.available is not False:
+                    state.available, state.problem, state.mode = False, problem, "unavailable"
+                    self._unwatch(state)
+                    log.warning("share '%s': %s; its photos stay searchable and nothing there is deleted until "
+                                "it is back (is the volume mounted?)", name, problem)
+                state.problem = problem
+            elif state.available is not True:
+                if state.available is False:
+                    log.info("share '%s' is back; rescanning", name)
+                state.available, state.problem = True, None
+                self._watch(state)
+                self.request_scan(name)
+            elif state.mode == "inotify" and not self._watch_alive(state):
+                log.warning("share '%s': its inotify watch stopped; watching again and rescanning", name)
+                self._unwatch(state)
+                self._watch(state)
+                self.request_scan(name)
+
+    def _check_observer(self) -> None:
+        """A dead observer (an exception in watchdog) is replaced, and every inotify share rescanned."""
+        with self._lock:
+            if self._observer is None or self._stop.is_set():
+                return
+            reader = getattr(self._observer, "_inotify_fd", None)  # watchdog's thread reading the inotify fd
+            if self._observer.is_alive() and (reader is None or reader.is_alive()):
+                return
+            log.warning("the inotify observer stopped; starting a new one and rescanning")
+            try:
+                self._observer.stop()
+            except Exception:  # it is dead already; only its resources matter
+                pass
+            self._observer = self._new_observer()
+            for state in self.shares.values():
+                if state.available and state.config.watch == "inotify":
+                    state.watch = None
+                    self._watch(state)
+                    self.request_scan(state.config.name)
+
+    def _check_health(self, owned_by_scanner: bool) -> None:
+        if not owned_by_scanner:
+            self._check_observer()
+        for state in list(self.shares.values()):
+            if state.owned_by_scanner == owned_by_scanner:
+                self._check_share(state)
 
     # ------------------------------------------------------------------ event thread
 
@@ -244,7 +409,7 @@ class Watcher:
                 self._stop.wait(1.0)
 
     def loop(self, timeout: float = 0.0) -> int:
-        """Drain events, settle files, apply changes, check health; returns changes applied."""
+        """Drain events, settle files, apply due deletes, check health; returns changes applied."""
         if self._share_update is not None:
             self._apply_share_update()
         changes: list[Change] = []
@@ -257,147 +422,146 @@ class Watcher:
         except queue.Empty:
             pass
         now = self.clock()
-        changes += self._settled(now)
-        due: list[Change] = []
-        while self.deletes and now - self.deletes[0][0] >= DELETE_DELAY:
-            due.append(self.deletes.pop(0)[1])
-        for name in {c.share for c in due}:
-            # Files vanishing because the volume is going away are not deletions.
-            if root_available(self.shares[name].config, self.store):
-                changes += [c for c in due if c.share == name]
-            else:
-                self._next_health = 0.0
-        if self.overflow.is_set():
-            self.overflow.clear()
-            log.warning("file events were lost (inotify queue overflow); rescanning all shares")
+        if self.lost.is_set():
+            self.lost.clear()
+            self.overflows += 1
             self.request_scan()
+            logged_at, logged_count = self._overflow_report
+            if now - logged_at >= 60.0:  # one line a minute at most, however big the copy
+                self._overflow_report = (now, self.overflows)
+                log.warning("file events were lost (inotify queue overflow%s); rescanning every share. If this "
+                            "happens often, raise fs.inotify.max_queued_events (now %s)",
+                            f", {self.overflows - logged_count} times in the last minute" if logged_count else "",
+                            inotify_limit("max_queued_events"))
+        changes += self._due_deletes(now)
         if now >= self._next_health:
             self._next_health = now + HEALTH_EVERY
-            self._check_health(changes)
+            self._check_health(owned_by_scanner=False)
+        with self._count_lock:  # status() sees a settled file either settling or in the catalog
+            for (share, relpath), size, mtime_ns in self.settler.ready():
+                changes.append(Seen(share, relpath, size, mtime_ns))
+            return self._apply(changes)
+
+    def _apply(self, changes: list[Change]) -> int:
+        shares = self.shares
+        changes = [c for c in changes if c.share in shares and shares[c.share].available]
         if changes:
-            changes = [c for c in changes if self.shares[c.share].available]
             self.store.apply(changes)
             self.on_change()
         return len(changes)
 
-    def _relative(self, share: str, path: str | bytes) -> str | None:
+    def _due_deletes(self, now: float) -> list[Change]:
+        due: list[Change] = []
+        while self.deletes and now - self.deletes[0][0] >= DELETE_DELAY:
+            due.append(self.deletes.popleft()[1])
+        ready: list[Change] = []
+        for name in {c.share for c in due}:
+            state = self.shares.get(name)
+            if state is None:
+                continue
+            if not state.available or self._problem(state) is not None:
+                # Files vanishing because the volume is going away are not deletions.
+                self._next_health = 0.0
+                continue
+            root = state.config.path
+            for change in (c for c in due if c.share == name):
+                assert isinstance(change, Deleted)
+                if not os.path.lexists(root / change.relpath):
+                    ready.append(change)
+                elif change.folder:  # replaced by a new folder of that name
+                    self.request_scan(name, change.relpath)
+                else:  # replaced (e.g. saved as delete + create): settle the new file
+                    self.settler.saw((name, change.relpath), str(root / change.relpath), Activity.CHANGED)
+        return ready
+
+    def _relative(self, root: str, path: str | bytes) -> str | None:
         """Path below the share root, or None if outside it (or the root itself)."""
         path = os.fsdecode(path)
-        root = str(self.shares[share].config.path)
         if not path.startswith(root + os.sep):
             return None
         return path[len(root) + 1:].replace(os.sep, "/")
 
-    def _folder_wanted(self, share: str, rel: str) -> bool:
-        return not any(self.filters[share].excluded(p) for p in rel.split("/"))
+    def _delete(self, state: ShareState, change: Deleted) -> None:
+        state.deleted_at = now = self.clock()
+        self.deletes.append((now, change))
+
+    def _saw(self, share: str, relpath: str, what: Activity) -> None:
+        path = str(self.shares[share].config.path / relpath)
+        if not self.settler.saw((share, relpath), path, what):
+            self.lost.set()  # too many files settling at once: a scan catches up later
 
     def _on_event(self, share: str, event: ev.FileSystemEvent, changes: list[Change]) -> None:
-        if share not in self.shares:  # a share removed by a reload (or the wake-up of one)
+        if event is None:  # update_shares() waking us up
             return
-        src = self._relative(share, event.src_path)
-        wanted = self.filters[share].wanted
-        now = self.clock()
-        if isinstance(event, ev.DirDeletedEvent):
-            if src is None:  # the root itself: unmounted or removed
-                self._next_health = 0.0
-            else:
-                self.deletes.append((now, Deleted(share, src, folder=True)))
-        elif isinstance(event, ev.DirMovedEvent):
-            if event.is_synthetic:
-                return  # the folder move itself carries every file below it
-            dest = self._relative(share, event.dest_path)
-            src_ok = src is not None and self._folder_wanted(share, src)
-            dest_ok = dest is not None and self._folder_wanted(share, dest)
-            if src_ok and dest_ok:
-                # Applied now, before the scan of the destination below can
-                # mistake the moved photos for new ones.
-                self.store.apply(changes + [Moved(share, src, share, dest, folder=True)])
-                changes.clear()
-            elif src_ok:
-                self.deletes.append((now, Deleted(share, src, folder=True)))
-            if dest_ok:
-                self.request_scan(share, dest)  # files not known yet, or moved in from outside
-        elif isinstance(event, ev.DirCreatedEvent):
-            if src is not None and self._folder_wanted(share, src):
+        if isinstance(event, FoundRecent):
+            with self._count_lock:
+                self._on_file_event(share, event, changes)
+                if share in self._arriving:
+                    self._arriving[share] -= 1
+        else:
+            self._on_file_event(share, event, changes)
+
+    def _on_file_event(self, share: str, event: ev.FileSystemEvent, changes: list[Change]) -> None:
+        state = self.shares.get(share)
+        if state is None or not state.available:
+            return  # the rescan when it is back covers whatever happened meanwhile
+        root = str(state.config.path)
+        src = self._relative(root, event.src_path)
+        dest = self._relative(root, event.dest_path) if event.dest_path else None
+        pathfilter = self.filters[share]
+        if event.is_directory:
+            src_ok = src is not None and pathfilter.folder_wanted(src)
+            dest_ok = dest is not None and pathfilter.folder_wanted(dest)
+            if isinstance(event, ev.DirDeletedEvent):
+                if src is None:  # the root itself
+                    self._next_health = 0.0
+                elif src_ok:
+                    self.settler.forget_below(share, src)
+                    self._delete(state, Deleted(share, src, folder=True))
+            elif isinstance(event, ev.DirMovedEvent) and not event.is_synthetic:
+                if src_ok:
+                    self.settler.forget_below(share, src)
+                if src_ok and dest_ok:
+                    # Applied now, so the scan of the destination below finds the
+                    # photos already there instead of taking them for new ones.
+                    changes.append(Moved(share, src, share, dest, folder=True))
+                    self._apply(changes)
+                    changes.clear()
+                elif src_ok:  # moved out of the share, or into an excluded folder
+                    self._delete(state, Deleted(share, src, folder=True))
+                if dest_ok:  # moved in from outside, or files not known yet
+                    self.request_scan(share, dest)
+            elif isinstance(event, ev.DirCreatedEvent) and not event.is_synthetic and src_ok:
                 self.request_scan(share, src)
-        elif isinstance(event, ev.FileMovedEvent):
+            return
+        if isinstance(event, ev.FileMovedEvent):
             if event.is_synthetic:
-                return
-            dest = self._relative(share, event.dest_path)
-            src_ok = src is not None and wanted(src)
-            dest_ok = dest is not None and wanted(dest)
+                return  # the folder move carries it
+            src_ok = src is not None and pathfilter.wanted(src)
+            dest_ok = dest is not None and pathfilter.wanted(dest)
             if src is not None:
-                self.settling.pop((share, src), None)
+                self.settler.forget((share, src))
             if src_ok and dest_ok:
                 changes.append(Moved(share, src, share, dest))
-            elif src_ok:
-                self.deletes.append((now, Deleted(share, src)))
-            if dest_ok:
-                self._touch(share, dest, now)
-        elif isinstance(event, ev.FileDeletedEvent):
-            if src is not None and wanted(src):
-                self.settling.pop((share, src), None)
-                self.deletes.append((now, Deleted(share, src)))
-        elif isinstance(event, (ev.FileCreatedEvent, ev.FileModifiedEvent)):
-            if src is not None and wanted(src):
-                self._touch(share, src, now)
+            elif src_ok:  # moved out of the share, or renamed to something not indexed
+                self._delete(state, Deleted(share, src))
+            if dest is not None and dest_ok:
+                self._saw(share, dest, Activity.RENAMED)
+            return
+        if src is None or not pathfilter.wanted(src):
+            return
+        if isinstance(event, ev.FileDeletedEvent):
+            self.settler.forget((share, src))
+            self._delete(state, Deleted(share, src))
+        elif isinstance(event, ev.FileCreatedEvent):
+            if not event.is_synthetic:  # synthetic ones come with a folder, which is scanned
+                self._saw(share, src, Activity.CREATED)
+        elif isinstance(event, ev.FileModifiedEvent):
+            self._saw(share, src, Activity.WRITTEN)
         elif isinstance(event, ev.FileClosedEvent):
-            if src is not None and wanted(src):
-                self._touch(share, src, now).closed = True
-
-    def _touch(self, share: str, rel: str, now: float) -> _Settling:
-        entry = self.settling.get((share, rel))
-        if entry is None:
-            entry = self.settling[(share, rel)] = _Settling(now)
-        entry.last_change = now
-        entry.closed = False
-        return entry
-
-    def _settled(self, now: float) -> list[Change]:
-        """Seen changes for files that stopped changing; the rest keep settling."""
-        ready: list[Change] = []
-        for key, entry in list(self.settling.items()):
-            share, rel = key
-            try:
-                stat = os.stat(self.shares[share].config.path / rel)
-            except OSError:
-                del self.settling[key]  # gone again; a delete event follows
-                continue
-            current = (stat.st_size, stat.st_mtime_ns)
-            if entry.stat != current:
-                if entry.stat is not None:  # still growing or being rewritten
-                    entry.last_change = now
-                    entry.closed = False
-                entry.stat = current
-            quiet = now - entry.last_change
-            if quiet >= (CLOSE_GRACE if entry.closed else self.settle_seconds):
-                del self.settling[key]
-                ready.append(Seen(share, rel, *current))
-        return ready
-
-    def _check_health(self, changes: list[Change]) -> None:
-        observer_ok = self._observer is not None and self._observer.is_alive()
-        for state in self.shares.values():
-            available = root_available(state.config, self.store)
-            if state.available and not available:
-                state.available = False
-                self._end_watch(state)
-                state.mode = "unavailable"
-                dropped = [c for c in changes if c.share == state.config.name]
-                self.deletes = [d for d in self.deletes if d[1].share != state.config.name]
-                log.warning("share '%s': %s is missing or empty; keeping its photos searchable until it is "
-                            "back (is the volume mounted?)%s", state.config.name, state.config.path,
-                            f"; ignored {len(dropped)} changes" if dropped else "")
-            elif not state.available and available:
-                state.available = True
-                log.info("share '%s' is back; rescanning", state.config.name)
-                self._begin_watch(state)
-                self.request_scan(state.config.name)
-            elif state.mode == "inotify" and not observer_ok:
-                log.warning("share '%s': the file watcher stopped; polling every %.0f s and rescanning",
-                            state.config.name, POLL_DEFAULT)
-                state.mode = "poll"
-                self.request_scan(state.config.name)
+            self._saw(share, src, Activity.CLOSED)
+        elif isinstance(event, (ev.FileAttribEvent, FoundRecent)):
+            self._saw(share, src, Activity.CHANGED)
 
     # ------------------------------------------------------------------ config reload
 
@@ -413,31 +577,33 @@ class Watcher:
         """Watch and scan new shares, forget removed ones, restart changed ones (event thread only).
 
         The share dicts are replaced, never mutated, because the scan thread
-        reads them concurrently.
+        and status() read them concurrently.
         """
         wanted, self._share_update = {s.name: s for s in self._share_update or ()}, None
-        shares, filters = dict(self.shares), dict(self.filters)
-        for name, state in self.shares.items():
-            if wanted.get(name) == state.config:
-                continue
-            self._end_watch(state)
-            del shares[name], filters[name]
-            self.settling = {k: v for k, v in self.settling.items() if k[0] != name}
-            self.deletes = [d for d in self.deletes if d[1].share != name]
-            if name not in wanted:
-                gone = self.store.apply([Deleted(name, "", folder=True)]).get("deleted", 0)
-                log.info("share '%s' was removed from the config: %d photos leave the search results",
-                         name, gone)
-        added = [wanted[n] for n in wanted if n not in shares]
+        with self._lock:
+            shares, filters = dict(self.shares), dict(self.filters)
+            for name, state in self.shares.items():
+                if wanted.get(name) == state.config:
+                    continue
+                self._unwatch(state)
+                del shares[name], filters[name]
+                self.settler.forget_share(name)
+                self.deletes = deque(d for d in self.deletes if d[1].share != name)
+                with self._count_lock:
+                    self._arriving.pop(name, None)
+                if name not in wanted:
+                    gone = self.store.apply([Deleted(name, "", folder=True)]).get("deleted", 0)
+                    log.info("share '%s' was removed from the config: %d photos leave the search results",
+                             name, gone)
+            added = [wanted[n] for n in wanted if n not in shares]
+            for share in added:
+                shares[share.name] = ShareState(share)
+                filters[share.name] = PathFilter(share)
+            self.shares, self.filters = shares, filters
         for share in added:
-            shares[share.name] = ShareState(share)
-            filters[share.name] = PathFilter(share)
-        self.shares, self.filters = shares, filters
-        for share in added:
-            self._begin_watch(self.shares[share.name])
+            log.info("share '%s' (%s, watch: %s): checking and scanning", share.name, share.path, share.watch)
             self.request_scan(share.name)
-            log.info("share '%s' (%s, %s): watching and scanning", share.name, share.path,
-                     self.shares[share.name].mode)
+        self._next_health = self._next_poll_health = 0.0  # new shares are checked (and watched) at once
 
     # ------------------------------------------------------------------ scan thread
 
@@ -455,55 +621,112 @@ class Watcher:
                 log.exception("scanner: unexpected error; continuing")
                 self._stop.wait(5.0)
 
+    def _next_request(self) -> tuple[str, str] | None:
+        shares = self.shares
+        with self._scan_lock:
+            for key in [k for k in self._requests if k[0] not in shares]:
+                del self._requests[key]  # a share removed by a reload
+            ready = [k for k in self._requests if shares[k[0]].available is not None]
+            if not ready:
+                return None
+            key = next((k for k in ready if not k[1]), ready[0])  # whole shares first
+            del self._requests[key]
+            for other in [k for k in self._requests if k[0] == key[0] and
+                          (not key[1] or k[1].startswith(key[1] + "/"))]:
+                del self._requests[other]  # this scan covers it
+            return key
+
     def scan_once(self) -> bool:
         """Run one requested or scheduled scan; False when none was due."""
         now = self.clock()
-        with self._scan_lock:
-            request = min(self._scan_requests, key=lambda r: len(r[1]), default=None)
-            if request is not None:
-                self._scan_requests.discard(request)
-                if request[1] and (request[0], "") in self._scan_requests:
-                    return True  # a full scan of that share is queued anyway
+        if now >= self._next_poll_health:
+            self._next_poll_health = now + HEALTH_EVERY
+            self._check_health(owned_by_scanner=True)
+        request = self._next_request()
+        scheduled = request is None
         if request is None:
             due = [s for s in self.shares.values() if s.available and now >= s.next_scan]
             if not due:
                 return False
             request = (due[0].config.name, "")
-        state = self.shares.get(request[0])
+        name, below = request
+        state = self.shares.get(name)
         if state is None or not state.available:
-            return True
-        report = scan(state.config, self.store, self.settle_seconds, below=request[1])
+            return True  # its return is noticed by the health check, which asks for a scan
+        report = scan(state.config, self.store, self.settle_seconds, below, pathfilter=self.filters.get(name),
+                      check=lambda: self._problem(state))
         self.scans_done += 1
-        if not request[1]:
+        if not report.available:
+            self._check_share(state)
+            return True
+        self._log_unreadable(state, report)
+        for relpath in report.recent:  # being written right now, maybe: the event thread settles them
+            with self._count_lock:
+                try:
+                    self.events.put_nowait((name, FoundRecent(str(state.config.path / relpath))))
+                except queue.Full:
+                    self.lost.set()
+                    break
+                self._arriving[name] = self._arriving.get(name, 0) + 1
+        if not below:
             state.last_scan = report
             state.next_scan = self.clock() + state.interval
-        for folder in report.unreadable:
-            if folder not in state.denied_logged:
-                state.denied_logged.add(folder)
-                log.warning("share '%s': cannot read folder %s (permission denied); skipping it",
-                            state.config.name, state.config.path / folder)
-        for rel in report.recent:  # being written right now: the event thread settles them
-            try:
-                self.events.put_nowait((state.config.name, ev.FileModifiedEvent(str(state.config.path / rel))))
-            except queue.Full:
-                self.overflow.set()
-        if not report.available and state.available:
-            self._next_health = 0.0
+            if scheduled and state.config.watch == "inotify":
+                self._recheck_watch(state)
         if report.changes:
-            log.info("scan of '%s'%s: %d files in %d folders, %.2f s; %s", state.config.name,
-                     f"/{request[1]}" if request[1] else "", report.files, report.folders, report.seconds,
+            log.info("scan of '%s'%s: %d photos in %d folders, %.2f s; %s", name, f"/{below}" if below else "",
+                     report.files, report.folders, report.seconds,
                      ", ".join(f"{n} {k}" for k, n in sorted(report.changes.items())))
             self.on_change()
         return True
 
+    def _log_unreadable(self, state: ShareState, report: ScanReport) -> None:
+        """Each unreadable folder is logged once (again only after it was readable in between)."""
+        for folder, reason in report.unreadable.items():
+            if folder not in state.denied:
+                state.denied.add(folder)
+                log.warning("share '%s': cannot read folder %s (%s); skipping it and keeping what was indexed "
+                            "there. Give the nasclip user read access to index it", state.config.name,
+                            state.config.path / folder if folder != "." else state.config.path, reason)
+        below = report.below
+        for folder in list(state.denied):
+            if (not below or folder == below or folder.startswith(below + "/")) and folder not in report.unreadable:
+                state.denied.discard(folder)
+
+    def _recheck_watch(self, state: ShareState) -> None:
+        """After a full scan: does the inotify watch still fit the limit, or fit again after a fallback?"""
+        with self._lock:
+            if not state.available:
+                return
+            if state.mode == "inotify":
+                folders = count_folders(state.config.path)
+                limit = inotify_limit("max_user_watches")
+                needed = folders + sum(s.folders for s in self.shares.values() if s is not state and s.watch)
+                state.folders = folders
+                if limit is not None and needed > limit:
+                    self._unwatch(state)
+                    self._degrade(state, needed, limit)
+            elif state.mode.startswith("poll (inotify"):
+                self._watch(state)
+
+    # ------------------------------------------------------------------ status
+
     def status(self) -> list[dict]:
         """Per-share status for `nasclip status`."""
         out = []
+        now = self.clock()
+        with self._count_lock:
+            settling = {name: self.settler.counts.get(name, 0) + self._arriving.get(name, 0) for name in self.shares}
         for state in self.shares.values():
             scan_info = None
             if state.last_scan is not None:
                 scan_info = {"files": state.last_scan.files, "folders": state.last_scan.folders,
-                             "seconds": round(state.last_scan.seconds, 3)}
+                             "seconds": round(state.last_scan.seconds, 3),
+                             "cpu_seconds": round(state.last_scan.cpu_seconds, 3)}
             out.append({"name": state.config.name, "path": str(state.config.path), "watch": state.mode,
-                        "available": state.available, "last_scan": scan_info})
+                        "available": state.available is not False, "problem": state.problem,
+                        "last_scan": scan_info,
+                        "next_scan_in": round(max(0.0, state.next_scan - now), 1) if state.available else None,
+                        "settling": settling[state.config.name],
+                        "unreadable_folders": sorted(state.denied)})
         return out

@@ -106,10 +106,11 @@ class DaemonProcess:
         return reply["status"]
 
     def wait_idle(self, timeout: float = 60.0) -> dict:
-        """Wait until nothing is pending and the watcher has scanned every share."""
+        """Wait until nothing is pending, nothing is still settling and the watcher has scanned every share."""
         def idle() -> dict | None:
             status = self.status()
-            scanned = all(s["last_scan"] is not None or not s["available"] for s in status["shares"])
+            scanned = all((s["last_scan"] is not None or not s["available"]) and not s.get("settling")
+                          for s in status["shares"])
             return status if scanned and status["photos"]["pending"] == 0 else None
         return wait_until(idle, timeout, interval=0.2, what="indexing to finish")
 
