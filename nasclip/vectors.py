@@ -186,10 +186,12 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the k best matches per query, only among these ids if given; missing slots have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        params = None
+        params = selector = None
         if among is not None:
             # A filter that leaves few photos is applied inside the scan, not after it.
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64)))
+            # (selector stays referenced here until the search is done: params only points at it.)
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))
+            params = faiss.SearchParameters(sel=selector)
         with self._lock.read():
             k = max(1, min(k, max(1, self._index.ntotal)))
             return self._index.search(queries, k, params=params)
