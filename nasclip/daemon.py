@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .access import Peer
+from .access import AccessCheck, Peer
 from .catalog import decode_path
 from .config import Config, check_paths, load_config
 from .encoder import Encoder
@@ -205,6 +205,8 @@ class Daemon:
                       closing[-1], self.config.service.stop_timeout,
                       " — a photo read may be hanging (unresponsive network share?)"
                       if closing[-1] == "indexer" else "")
+        if self.searcher is not None and not self.abandoned:
+            self.searcher.close()  # encoders it opened for an old model
         if self.store is not None:
             self.store.close()  # the final checkpoint
         if self.encoder is not None and not self.abandoned:
@@ -213,7 +215,7 @@ class Daemon:
             stats = self.indexer.stats
             log.info("stopped: encoded %d photos this run, reused %d vectors, %d failed",
                      stats.encoded, stats.reused, stats.failed)
-        self.server = self.watcher = self.indexer = self.store = self.encoder = None
+        self.server = self.watcher = self.indexer = self.store = self.encoder = self.searcher = None
         self.notifier.close()
 
     # ------------------------------------------------------------------ reload
@@ -255,7 +257,7 @@ class Daemon:
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict:
-        assert self.store and self.indexer and self.watcher and self.encoder and self.server
+        assert self.store and self.indexer and self.watcher and self.encoder and self.server and self.searcher
         counts = self.store.counts()
         stats = self.indexer.stats
         rate = stats.rate()
@@ -276,7 +278,8 @@ class Daemon:
             "shares": self.watcher.status(),
             "recent_failures": [{"share": s, "path": p, "error": e}
                                 for s, p, e in self._failures(10)],
-            "queries": {"served": self.server.served, "errors": self.server.errors},
+            "queries": {"served": self.server.served, "errors": self.server.errors, "busy": self.server.refused,
+                        "text_cache": {"hits": self.searcher.texts.hits, "misses": self.searcher.texts.misses}},
             "healthy": self.healthy(),
             "service": {"config": str(self.config.source) if self.config.source else None,
                         "reloaded": self.reloaded, "restart_needed": list(self.restart_needed),
@@ -313,7 +316,11 @@ class Daemon:
         if request.op == "ping":
             return ok_reply(request.id, version=__version__)
         if request.op == "status":
-            return ok_reply(request.id, status=self.status())
+            status = self.status()
+            if not peer.is_root:  # failure reports name photos; show only those the asker may read
+                access = AccessCheck(peer)
+                status["recent_failures"] = [f for f in status["recent_failures"] if access.may_read(Path(f["path"]))]
+            return ok_reply(request.id, status=status)
         if request.op == "scan":
             if request.share and request.share not in self.share_roots:
                 raise ProtocolError(NOT_FOUND, f"no share named '{request.share}'")
@@ -327,7 +334,7 @@ class Daemon:
         if request.share and request.share not in self.share_roots:
             raise ProtocolError(NOT_FOUND, f"no share named '{request.share}'")
         hits, timing = self.searcher.search(request, peer)
-        return ok_reply(request.id, results=[h.as_dict() for h in hits], model=self.encoder.model_id, **timing)
+        return ok_reply(request.id, results=[h.as_dict() for h in hits], **timing)  # timing names the model
 
 
 def main(argv: list[str] | None = None) -> int:
