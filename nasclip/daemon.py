@@ -79,6 +79,7 @@ class Daemon:
         self._next_status = 0.0
         self._next_ping = 0.0
         self._last_status = ""
+        self._next_models = 0.0
 
     @property
     def share_roots(self) -> dict[str, Path]:
@@ -143,6 +144,11 @@ class Daemon:
             purged = self.store.purge_gone(time.time() - index_cfg.keep_deleted)
             if purged:
                 log.info("forgot %d deleted photos", purged)
+        if len(self.store.indexes) > 1 and now >= self._next_models:
+            # A model switch: searches move to the new model once it covers the most
+            # photos, and the old index is dropped once it covers them all.
+            self._next_models = now + 2.0
+            self.store.update_models()
         if now >= self._next_status:
             # Under a short watchdog interval, status keeps the same pace as the pings.
             self._next_status = now + min(STATUS_EVERY, self.notifier.watchdog_interval or STATUS_EVERY)
@@ -269,6 +275,7 @@ class Daemon:
             "model": {"id": self.encoder.model_id, "name": self.encoder.spec.name,
                       "folder": str(self.encoder.spec.folder), "backend": self.encoder.backend},
             "photos": counts,
+            "model_switch": self._switch(),
             "encoded": {"run": stats.encoded, "total": self.store.counter("encoded_total")},
             "reused": stats.reused,
             "rate": round(rate, 2),
@@ -286,6 +293,14 @@ class Daemon:
                         "watchdog_seconds": self.notifier.watchdog_interval,
                         "stalled": self.stalled()},
         }
+
+    def _switch(self) -> dict | None:
+        """Progress of re-encoding for a new model, or None when there is no switch under way."""
+        assert self.store
+        migration = self.store.migration()
+        if migration is None:
+            return None
+        return {**migration, "serving": self.store.serving_model()}
 
     def _failures(self, limit: int) -> list[tuple[str, str, str]]:
         assert self.store
@@ -306,6 +321,10 @@ class Daemon:
             parts.append("up to date")
         if counts["failed"]:
             parts.append(f"{_group(counts['failed'])} failed")
+        switch = self.store.migration()
+        if switch is not None:
+            parts.append(f"new model {switch['to']}: {_group(switch['done'])} / {_group(switch['total'])} "
+                         f"re-encoded, searches use {self.store.serving_model()}")
         return ", ".join(parts)
 
     # ------------------------------------------------------------------ requests

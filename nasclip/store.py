@@ -233,13 +233,14 @@ class Store:
         if missing is None:
             with self._lock:
                 old = [m for m in self.indexes if m != self.model_id]
-                self._serving = self.model_id
                 with self.catalog.transaction() as tx:
                     for model in old:
                         tx.execute("DELETE FROM vectors WHERE model_id=?", (model,))
                         tx.execute("DELETE FROM vector_log WHERE model_id=?", (model,))
+                # Readers see either the switch under way or the switch done, never a mix.
+                self.indexes = {self.model_id: self.index}
+                self._serving = self.model_id
                 for model in old:
-                    del self.indexes[model]
                     self.changes.pop(model, None)
                     self.index_path(model).unlink(missing_ok=True)
                     log.info("every photo now has a vector of model %s; retired model %s", self.model_id, model)
