@@ -36,6 +36,10 @@ def print_status(status: dict) -> None:
     print(f"nasclipd {status['version']}, up {status['uptime'] / 3600:.1f} h, "
           f"{'healthy' if status['healthy'] else 'NOT HEALTHY'}")
     print(f"model    {model['id']} on {model['backend']}")
+    switch = status.get("model_switch")
+    if switch:
+        print(f"         switching from {', '.join(switch['from'])}: {_group(switch['done'])} / "
+              f"{_group(switch['total'])} photos re-encoded; searches use {switch['serving']} meanwhile")
     print(f"photos   {_group(photos['indexed'])} indexed, {_group(photos['pending'])} pending, "
           f"{_group(photos['failed'])} failed, {_group(photos['gone'])} deleted (kept briefly)")
     eta = status.get("eta_seconds")

@@ -92,8 +92,8 @@ class QueryConfig:
     socket_group: str | None = setting(
         "nasclip", "group owning the socket (null: leave as created)")
     socket_mode: Octal = setting(Octal(0o660), "permission bits of the socket file (octal)")
-    max_connections: int = setting(32, "clients served at once; more wait in the backlog")
-    timeout: float = setting(30.0, "seconds a client may take to send a request")
+    max_connections: int = setting(32, "clients served at once; one more waits up to 0.25 s, then gets 'busy'")
+    timeout: float = setting(30.0, "seconds a client may take to send a request line; idle connections close after it")
     max_request_bytes: int = setting(65536, "longest request line accepted")
     max_k: int = setting(1000, "most results one search may ask for")
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .access import Peer
+from .access import AccessCheck, Peer
 from .catalog import decode_path
 from .config import Config, check_paths, load_config
 from .encoder import Encoder
@@ -79,6 +79,7 @@ class Daemon:
         self._next_status = 0.0
         self._next_ping = 0.0
         self._last_status = ""
+        self._next_models = 0.0
 
     @property
     def share_roots(self) -> dict[str, Path]:
@@ -144,6 +145,11 @@ class Daemon:
             purged = self.store.purge_gone(time.time() - index_cfg.keep_deleted)
             if purged:
                 log.info("forgot %d deleted photos", purged)
+        if len(self.store.indexes) > 1 and now >= self._next_models:
+            # A model switch: searches move to the new model once it covers the most
+            # photos, and the old index is dropped once it covers them all.
+            self._next_models = now + 2.0
+            self.store.update_models()
         if now >= self._next_status:
             # Under a short watchdog interval, status keeps the same pace as the pings.
             self._next_status = now + min(STATUS_EVERY, self.notifier.watchdog_interval or STATUS_EVERY)
@@ -206,6 +212,8 @@ class Daemon:
                       closing[-1], self.config.service.stop_timeout,
                       " — a photo read may be hanging (unresponsive network share?)"
                       if closing[-1] == "indexer" else "")
+        if self.searcher is not None and not self.abandoned:
+            self.searcher.close()  # encoders it opened for an old model
         if self.store is not None:
             self.store.close()  # the final checkpoint
         if self.encoder is not None and not self.abandoned:
@@ -214,7 +222,7 @@ class Daemon:
             stats = self.indexer.stats
             log.info("stopped: encoded %d photos this run, reused %d vectors, %d failed",
                      stats.encoded, stats.reused, stats.failed)
-        self.server = self.watcher = self.indexer = self.store = self.encoder = None
+        self.server = self.watcher = self.indexer = self.store = self.encoder = self.searcher = None
         self.notifier.close()
 
     # ------------------------------------------------------------------ reload
@@ -256,7 +264,7 @@ class Daemon:
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict:
-        assert self.store and self.indexer and self.watcher and self.encoder and self.server
+        assert self.store and self.indexer and self.watcher and self.encoder and self.server and self.searcher
         counts = self.store.counts()
         stats = self.indexer.stats
         rate = stats.rate()
@@ -268,6 +276,7 @@ class Daemon:
             "model": {"id": self.encoder.model_id, "name": self.encoder.spec.name,
                       "folder": str(self.encoder.spec.folder), "backend": self.encoder.backend},
             "photos": counts,
+            "model_switch": self._switch(),
             "encoded": {"run": stats.encoded, "total": self.store.counter("encoded_total")},
             "reused": stats.reused,
             "rate": round(rate, 2),
@@ -277,13 +286,22 @@ class Daemon:
             "shares": self.watcher.status(),
             "recent_failures": [{"share": s, "path": p, "error": e}
                                 for s, p, e in self._failures(10)],
-            "queries": {"served": self.server.served, "errors": self.server.errors},
+            "queries": {"served": self.server.served, "errors": self.server.errors, "busy": self.server.refused,
+                        "text_cache": {"hits": self.searcher.texts.hits, "misses": self.searcher.texts.misses}},
             "healthy": self.healthy(),
             "service": {"config": str(self.config.source) if self.config.source else None,
                         "reloaded": self.reloaded, "restart_needed": list(self.restart_needed),
                         "watchdog_seconds": self.notifier.watchdog_interval,
                         "stalled": self.stalled()},
         }
+
+    def _switch(self) -> dict | None:
+        """Progress of re-encoding for a new model, or None when there is no switch under way."""
+        assert self.store
+        migration = self.store.migration()
+        if migration is None:
+            return None
+        return {**migration, "serving": self.store.serving_model()}
 
     def _failures(self, limit: int) -> list[tuple[str, str, str]]:
         assert self.store
@@ -304,6 +322,10 @@ class Daemon:
             parts.append("up to date")
         if counts["failed"]:
             parts.append(f"{_group(counts['failed'])} failed")
+        switch = self.store.migration()
+        if switch is not None:
+            parts.append(f"new model {switch['to']}: {_group(switch['done'])} / {_group(switch['total'])} "
+                         f"re-encoded, searches use {self.store.serving_model()}")
         return ", ".join(parts)
 
     # ------------------------------------------------------------------ requests
@@ -314,7 +336,11 @@ class Daemon:
         if request.op == "ping":
             return ok_reply(request.id, version=__version__)
         if request.op == "status":
-            return ok_reply(request.id, status=self.status())
+            status = self.status()
+            if not peer.is_root:  # failure reports name photos; show only those the asker may read
+                access = AccessCheck(peer)
+                status["recent_failures"] = [f for f in status["recent_failures"] if access.may_read(Path(f["path"]))]
+            return ok_reply(request.id, status=status)
         if request.op == "scan":
             if request.share and request.share not in self.share_roots:
                 raise ProtocolError(NOT_FOUND, f"no share named '{request.share}'")
@@ -328,7 +354,7 @@ class Daemon:
         if request.share and request.share not in self.share_roots:
             raise ProtocolError(NOT_FOUND, f"no share named '{request.share}'")
         hits, timing = self.searcher.search(request, peer)
-        return ok_reply(request.id, results=[h.as_dict() for h in hits], model=self.encoder.model_id, **timing)
+        return ok_reply(request.id, results=[h.as_dict() for h in hits], **timing)  # timing names the model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,10 @@
 """The query server: JSON lines over a Unix stream socket, bounded in every direction.
 
 One accept thread; each connection is served by a bounded pool (at most
-``query.max_connections`` at once; a client beyond that gets a ``busy``
-error). Requests have a size limit and clients a read timeout, so a slow,
-silent or hostile client costs one worker for at most ``query.timeout``
-seconds and never a crash. The socket file gets the configured group and
+``query.max_connections`` at once; a client beyond that waits up to
+BUSY_GRACE for a slot, then gets a ``busy`` error). Requests have a size
+limit and clients a read timeout, so a slow, silent or hostile client costs
+one worker for at most ``query.timeout`` seconds and never a crash. The socket file gets the configured group and
 mode: connecting needs write permission on it.
 """
 
@@ -29,6 +29,9 @@ from .errors import NasclipError, ProtocolError
 log = logging.getLogger("nasclip.server")
 
 Handler = Callable[[protocol.Request, Peer], dict]
+
+SLOW_SECONDS = 2.0  # queries slower than this are logged, with who asked
+BUSY_GRACE = 0.25   # seconds a new client may wait for a free slot before 'busy'
 
 
 def _claim_socket_path(path: Path) -> None:
@@ -58,11 +61,14 @@ class QueryServer:
         self._pool = ThreadPoolExecutor(config.max_connections, thread_name_prefix="nasclip-query")
         self._active = 0
         self._active_lock = threading.Lock()
+        self._slot_free = threading.Condition(self._active_lock)
+        self._full_since: float | None = None
         self._connections: set[socket.socket] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.served = 0
         self.errors = 0
+        self.refused = 0
 
     def start(self) -> None:
         """Bind the socket (with group and mode) and start accepting."""
@@ -140,21 +146,40 @@ class QueryServer:
                     log.error("out of file descriptors; refusing connections for a moment")
                     self._stop.wait(0.5)
                 continue
-            with self._active_lock:
-                full = self._active >= self.config.max_connections
+            with self._slot_free:
+                if not self._has_slot() and self._full_since is None:
+                    self._full_since = time.monotonic()
+                full = not self._slot_free.wait_for(self._has_slot, self._grace())
                 if not full:
+                    self._full_since = None
                     self._active += 1
                     self._connections.add(conn)
             if full:
+                self.refused += 1  # only the accept thread writes it
                 self._refuse(conn)
                 continue
             self._pool.submit(self._serve, conn)
+
+    def _has_slot(self) -> bool:
+        return self._active < self.config.max_connections
+
+    def _grace(self) -> float:
+        """How long a new client may still wait for a slot: what is left of BUSY_GRACE since the server filled up.
+
+        A client that just got its reply and reconnects at once would
+        otherwise find its old slot not yet released and be told 'busy';
+        under a sustained flood refusals stay immediate.
+        """
+        if self._full_since is None:
+            return 0.0  # a slot is free
+        return max(0.0, BUSY_GRACE - (time.monotonic() - self._full_since))
 
     def _refuse(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(1.0)
             conn.sendall(protocol.encode(protocol.error_reply(
-                protocol.BUSY, f"{self.config.max_connections} clients are being served; try again")))
+                protocol.BUSY, f"{self.config.max_connections} clients are being served (query.max_connections); "
+                "try again in a moment")))
         except OSError:
             pass
         finally:
@@ -179,12 +204,16 @@ class QueryServer:
                         conn.settimeout(max(0.01, deadline - time.monotonic()))
                         chunk = conn.recv(65536)
                     except socket.timeout:
-                        if buffer.strip():
+                        if buffer:  # an idle connection (nothing sent since the last reply) just ends
                             self._send(conn, protocol.error_reply(
                                 protocol.TIMEOUT, f"no complete request line within {self.config.timeout:g} s"))
                         return
                     if not chunk:
-                        return  # client closed; a half-sent request is dropped
+                        # The client finished sending: a last line without its newline
+                        # (`printf '{"op":"ping"}' | nc -U`) is still a request.
+                        if buffer.strip():
+                            self._send(conn, self._answer(buffer, peer))
+                        return
                     buffer += chunk
                     continue
                 line, buffer = buffer[:newline], buffer[newline + 1:]
@@ -201,26 +230,35 @@ class QueryServer:
             with self._active_lock:
                 self._active -= 1
                 self._connections.discard(conn)
+                self._slot_free.notify()
             conn.close()
 
     def _answer(self, line: bytes, peer: Peer) -> dict:
+        started = time.monotonic()
         request_id = None
+        ok = False
         try:
             request = protocol.parse_request(line, self.config.max_k)
             request_id = request.id
             reply = self.handler(request, peer)
-            self.served += 1
+            ok = True
             return reply
         except ProtocolError as exc:
-            self.errors += 1
-            return protocol.error_reply(exc.code, str(exc), request_id)
+            return protocol.error_reply(exc.code, str(exc), getattr(exc, "request_id", request_id))
         except NasclipError as exc:
-            self.errors += 1
             return protocol.error_reply(protocol.INTERNAL, str(exc), request_id)
         except Exception:
-            self.errors += 1
             log.exception("query failed")
             return protocol.error_reply(protocol.INTERNAL, "internal error; see the nasclipd log", request_id)
+        finally:
+            took = time.monotonic() - started
+            with self._active_lock:
+                if ok:
+                    self.served += 1
+                else:
+                    self.errors += 1
+            if took > SLOW_SECONDS:
+                log.info("slow query (%.1f s) from uid %d: %s", took, peer.uid, line[:200].decode("utf-8", "replace"))
 
     def _send(self, conn: socket.socket, reply: dict) -> None:
         conn.settimeout(self.config.timeout)  # a client that never reads cannot hold us forever

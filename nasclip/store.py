@@ -233,13 +233,14 @@ class Store:
         if missing is None:
             with self._lock:
                 old = [m for m in self.indexes if m != self.model_id]
-                self._serving = self.model_id
                 with self.catalog.transaction() as tx:
                     for model in old:
                         tx.execute("DELETE FROM vectors WHERE model_id=?", (model,))
                         tx.execute("DELETE FROM vector_log WHERE model_id=?", (model,))
+                # Readers see either the switch under way or the switch done, never a mix.
+                self.indexes = {self.model_id: self.index}
+                self._serving = self.model_id
                 for model in old:
-                    del self.indexes[model]
                     self.changes.pop(model, None)
                     self.index_path(model).unlink(missing_ok=True)
                     log.info("every photo now has a vector of model %s; retired model %s", self.model_id, model)
@@ -273,6 +274,15 @@ class Store:
             args += cat.prefix_range(below)
         for raw, size, mtime_ns, state in self.reader().execute(sql, args):
             yield cat.decode_path(raw), size, mtime_ns, state
+
+    def get_meta(self, key: str) -> str | None:
+        """A small piece of state kept in the catalog (read without the write lock)."""
+        row = self.reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock, self.catalog.transaction():
+            self.catalog.set_meta(key, value)
 
     def counter(self, key: str) -> int:
         row = self.reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

@@ -78,6 +78,7 @@ class ShareState:
     was_mount: bool | None = None    # the root was a mount point when last seen available
     watch: object | None = None
     deleted_at: float = float("-inf")  # when events last said something was deleted here
+    root_id: str | None = None       # "st_dev:st_ino" of the root when last seen available
     folders: int = 0                 # folders an inotify watch of it needs
     degraded_logged: bool = False
     next_scan: float = 0.0
@@ -97,6 +98,15 @@ class ShareState:
         if self.mode == "inotify":
             return configured or INOTIFY_DEFAULT
         return min(configured or POLL_DEFAULT, POLL_DEFAULT)  # lost inotify: polling must be prompt
+
+
+def _root_identity(path: Path) -> str | None:
+    """Device and inode of a share root: a mount point shows another one when unmounted."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 class _Handler(ev.FileSystemEventHandler):
@@ -339,7 +349,16 @@ class Watcher:
         says nothing).
         """
         emptied = self.clock() - state.deleted_at < DELETE_DELAY + 2 * HEALTH_EVERY
-        problem = unavailable(state.config, self.store, empty_ok=emptied)
+        # The very folder we saw before, now empty, was emptied (photos moved or deleted
+        # while we were not told); an unmounted volume leaves a different folder behind.
+        identity = _root_identity(state.config.path)
+        if state.root_id is None:
+            state.root_id = self.store.get_meta(f"share_root:{state.config.name}")
+        same_root = identity is not None and identity == state.root_id
+        problem = unavailable(state.config, self.store, empty_ok=emptied or same_root)
+        if problem is None and identity is not None and identity != state.root_id:
+            state.root_id = identity
+            self.store.set_meta(f"share_root:{state.config.name}", identity)
         if problem is None:
             mounted = os.path.ismount(state.config.path)
             if state.was_mount and not mounted:
@@ -501,52 +520,66 @@ class Watcher:
         else:
             self._on_file_event(share, event, changes)
 
+    def _locate(self, path: str | bytes) -> tuple[ShareState, str] | None:
+        """The available share holding path, and the path below its root."""
+        for state in self.shares.values():
+            rel = self._relative(str(state.config.path), path)
+            if rel is not None:
+                return (state, rel) if state.available else None
+        return None
+
+    def _on_move(self, event: ev.FileSystemEvent, changes: list[Change]) -> None:
+        """A rename, resolved against every share: one inotify instance watches them all, so a
+        move from one share to another arrives as one paired event, not as a delete and a create."""
+        src = self._locate(event.src_path)
+        dest = self._locate(event.dest_path) if event.dest_path else None
+        folder = event.is_directory
+        wanted = (lambda loc: self.filters[loc[0].config.name].folder_wanted(loc[1])) if folder else \
+            (lambda loc: self.filters[loc[0].config.name].wanted(loc[1]))
+        src_ok = src is not None and wanted(src)
+        dest_ok = dest is not None and wanted(dest)
+        if src is not None:
+            name = src[0].config.name
+            if folder:
+                self.settler.forget_below(name, src[1])
+            else:
+                self.settler.forget((name, src[1]))
+        if src_ok and dest_ok:
+            changes.append(Moved(src[0].config.name, src[1], dest[0].config.name, dest[1], folder=folder))
+            if folder:
+                # Applied now, so the scan of the destination below finds the
+                # photos already there instead of taking them for new ones.
+                self._apply(changes)
+                changes.clear()
+        elif src_ok:  # moved out of the shares, or into an excluded folder
+            self._delete(src[0], Deleted(src[0].config.name, src[1], folder=folder))
+        if dest_ok:
+            if folder:  # moved in from outside, or files not known yet
+                self.request_scan(dest[0].config.name, dest[1])
+            else:
+                self._saw(dest[0].config.name, dest[1], Activity.RENAMED)
+
     def _on_file_event(self, share: str, event: ev.FileSystemEvent, changes: list[Change]) -> None:
         state = self.shares.get(share)
         if state is None or not state.available:
             return  # the rescan when it is back covers whatever happened meanwhile
+        if isinstance(event, (ev.DirMovedEvent, ev.FileMovedEvent)):
+            if not event.is_synthetic:  # synthetic ones come with a folder move, which carries them
+                self._on_move(event, changes)
+            return
         root = str(state.config.path)
         src = self._relative(root, event.src_path)
-        dest = self._relative(root, event.dest_path) if event.dest_path else None
         pathfilter = self.filters[share]
         if event.is_directory:
             src_ok = src is not None and pathfilter.folder_wanted(src)
-            dest_ok = dest is not None and pathfilter.folder_wanted(dest)
             if isinstance(event, ev.DirDeletedEvent):
                 if src is None:  # the root itself
                     self._next_health = 0.0
                 elif src_ok:
                     self.settler.forget_below(share, src)
                     self._delete(state, Deleted(share, src, folder=True))
-            elif isinstance(event, ev.DirMovedEvent) and not event.is_synthetic:
-                if src_ok:
-                    self.settler.forget_below(share, src)
-                if src_ok and dest_ok:
-                    # Applied now, so the scan of the destination below finds the
-                    # photos already there instead of taking them for new ones.
-                    changes.append(Moved(share, src, share, dest, folder=True))
-                    self._apply(changes)
-                    changes.clear()
-                elif src_ok:  # moved out of the share, or into an excluded folder
-                    self._delete(state, Deleted(share, src, folder=True))
-                if dest_ok:  # moved in from outside, or files not known yet
-                    self.request_scan(share, dest)
             elif isinstance(event, ev.DirCreatedEvent) and not event.is_synthetic and src_ok:
                 self.request_scan(share, src)
-            return
-        if isinstance(event, ev.FileMovedEvent):
-            if event.is_synthetic:
-                return  # the folder move carries it
-            src_ok = src is not None and pathfilter.wanted(src)
-            dest_ok = dest is not None and pathfilter.wanted(dest)
-            if src is not None:
-                self.settler.forget((share, src))
-            if src_ok and dest_ok:
-                changes.append(Moved(share, src, share, dest))
-            elif src_ok:  # moved out of the share, or renamed to something not indexed
-                self._delete(state, Deleted(share, src))
-            if dest is not None and dest_ok:
-                self._saw(share, dest, Activity.RENAMED)
             return
         if src is None or not pathfilter.wanted(src):
             return
