@@ -61,6 +61,8 @@ class IndexerConfig:
     batch_size: int = setting(8, "photos per encoder batch")
     decode_threads: int = setting(2, "threads decoding photos ahead of the encoder")
     threads: int = setting(0, "ONNX Runtime threads for the encoder; 0 = one per core")
+    onnx_providers: tuple[str, ...] = setting(
+        ("CPUExecutionProvider",), "ONNX Runtime execution providers to try, in order of preference")
     max_pixels: int = setting(
         120_000_000, "photos with more pixels are refused as possible decompression bombs")
     settle_seconds: float = setting(

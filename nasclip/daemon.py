@@ -90,7 +90,8 @@ class Daemon:
     def start(self) -> None:
         config = self.config
         spec = load_model_spec(config.model)
-        self.encoder = Encoder.open(spec, backend=config.indexer.backend, threads=config.indexer.threads)
+        self.encoder = Encoder.open(spec, backend=config.indexer.backend, threads=config.indexer.threads,
+                                    providers=config.indexer.onnx_providers)
         self.store = Store(config.state_dir, spec.id, spec.embedding_dim, config.index.type,
                            config.index.search_threads, model_folder=spec.folder)
         self.searcher = Searcher(self.store, self.encoder, self.share_roots, config.indexer.max_pixels)

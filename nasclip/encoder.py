@@ -55,14 +55,15 @@ class Encoder:
 
     @classmethod
     def open(cls, spec: ModelSpec, *, backend: BackendName = "auto", threads: int = 0,
-             text_threads: int = 1, image: bool = True, text: bool = True) -> "Encoder":
-        """Load the model's sessions; ``backend`` applies to the image encoder."""
+             providers: Sequence[str] = ("CPUExecutionProvider",), text_threads: int = 1,
+             image: bool = True, text: bool = True) -> "Encoder":
+        """Load the model's sessions; ``backend``, ``threads`` and ``providers`` apply to the image encoder."""
         image_session = text_session = None
         if image:
             image_session = open_session(
                 spec.path(spec.image.onnx) if spec.image.onnx else None,
                 spec.path(spec.image.axmodel) if spec.image.axmodel else None,
-                backend, threads)
+                backend, threads, providers, announce=True)
             log.info("image encoder of %s on %s", spec.id, image_session.description)
         if text:
             # Text runs on the CPU when there is an ONNX file (queries then never

@@ -199,7 +199,16 @@ class Indexer:
     # ------------------------------------------------------------------ decode pool
 
     def _prepare(self, row: FileRow) -> _Prepared:
-        """Fingerprint, look for a reusable vector, else decode. Runs in the pool."""
+        """Fingerprint, look for a reusable vector, else decode. Runs in the pool; never raises."""
+        try:
+            return self._prepare_row(row)
+        except Exception as exc:  # a decoder bug or a busy catalog must cost one photo, not the batch
+            log.exception("unexpected error preparing %s/%s", row.share, row.relpath)
+            reason = f"unexpected error: {type(exc).__name__}: {exc}"
+            retry_at = self.clock() + 60.0 * 2 ** row.attempts if row.attempts < MAX_RETRIES else None
+            return _Prepared(row, result=Failed(row, None, reason, retry_at=retry_at))
+
+    def _prepare_row(self, row: FileRow) -> _Prepared:
         root = self.share_roots.get(row.share)
         if root is None:
             return _Prepared(row, result=Failed(row, None, f"share '{row.share}' is no longer configured",

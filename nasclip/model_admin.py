@@ -1,4 +1,4 @@
-"""``nasclip models``: list, install, verify, remove and export CLIP models.
+"""``nasclip models``: list, install, verify, remove, export and quantize CLIP models.
 
 Installed models live in ``<state_dir>/models/<name>/`` (state_dir from the
 config given with ``nasclip --config``), or wherever ``--models-dir`` says.
@@ -252,6 +252,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .quantize import quantize_model
+
+    source = Path(args.model_dir).expanduser()
+    if not (source / MANIFEST).exists() and (models_dir(args) / args.model_dir / MANIFEST).exists():
+        source = models_dir(args) / args.model_dir  # an installed model's name
+    spec = quantize_model(source, args.out, args.id)
+    print("Put this line in the config (then `nasclip config check` and restart nasclipd; photos are "
+          "re-encoded in the background while the old vectors keep answering):")
+    print(f"model: {spec.folder.absolute()}")
+    return 0
+
+
 def add_models_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `nasclip models ...` to the admin tool's subcommands."""
     models = subparsers.add_parser("models", help="list, install, verify, remove and export CLIP models")
@@ -289,3 +302,10 @@ def add_models_commands(subparsers: argparse._SubParsersAction) -> None:
                         help="token ids per text (default: 77 for CLIP, 52 for Chinese-CLIP)")
     export.add_argument("--force", action="store_true", help="replace an existing folder")
     export.set_defaults(func=cmd_export)
+    quantize = commands.add_parser("quantize", parents=[common],
+                                   help="write an int8 copy of a model's image encoder as a new model "
+                                        "(about 2x faster on a CPU, its own model id)")
+    quantize.add_argument("model_dir", help="model folder holding model.yaml, or an installed model's name")
+    quantize.add_argument("--out", help="folder for the copy (default: MODEL_DIR-int8 beside it)")
+    quantize.add_argument("--id", help="model id of the copy (default: the original's id + '-int8')")
+    quantize.set_defaults(func=cmd_quantize)

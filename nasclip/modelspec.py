@@ -33,9 +33,12 @@ class ImageSpec:
     size: int = setting(224, "input height and width in pixels")
     resize: Literal["crop", "squash"] = setting(
         "crop", "crop: shortest side to size, then centre crop (OpenAI CLIP); squash: resize to size")
-    mean: tuple[float, ...] = setting((0.48145466, 0.4578275, 0.40821073), "per-channel mean (0-1 scale)")
-    std: tuple[float, ...] = setting((0.26862954, 0.26130258, 0.27577711), "per-channel std (0-1 scale)")
-    channel_order: Literal["RGB", "BGR"] = setting("RGB", "order of the colour channels")
+    mean: tuple[float, ...] = setting(
+        (0.48145466, 0.4578275, 0.40821073), "mean of the red, green and blue channels (0-1 scale)")
+    std: tuple[float, ...] = setting(
+        (0.26862954, 0.26130258, 0.27577711), "std of the red, green and blue channels (0-1 scale)")
+    channel_order: Literal["RGB", "BGR"] = setting(
+        "RGB", "order of the colour channels in the input tensor (mean/std stay in RGB order)")
     layout: Literal["NCHW", "NHWC"] = setting("NCHW", "tensor layout")
     dtype: Literal["float32", "uint8"] = setting(
         "float32", "float32: normalised with mean/std; uint8: raw pixels (normalisation compiled in)")

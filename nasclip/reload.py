@@ -21,6 +21,7 @@ RESTART_ONLY = {
     "socket": "clients are connected to the socket that is open",
     "indexer.backend": "the encoder session is opened at start-up",
     "indexer.threads": "the encoder session is opened at start-up",
+    "indexer.onnx_providers": "the encoder session is opened at start-up",
     "indexer.decode_threads": "the decode pool is created at start-up",
     "index.type": "the index is loaded at start-up",
     "index.search_threads": "the index is loaded at start-up",

@@ -60,8 +60,9 @@ def write_config(path: Path, shares: dict[str, Path], **overrides: Any) -> Path:
 class DaemonProcess:
     """nasclipd running as a real process on a config file."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, prefix: list[str] | None = None) -> None:
         self.config_path = config
+        self.prefix = list(prefix or [])  # e.g. setpriv, to run the daemon with fewer privileges
         self.config = yaml.safe_load(config.read_text())
         self.socket = Path(self.config["socket"])
         self.env = {**os.environ, **(env or {})}
@@ -73,7 +74,8 @@ class DaemonProcess:
         log = open(self.log_path, "ab")
         log.write(f"---- start {self.runs}\n".encode())
         log.flush()
-        self.proc = subprocess.Popen([sys.executable, "-m", "nasclip.daemon", "--config", str(self.config_path)],
+        command = [*self.prefix, sys.executable, "-m", "nasclip.daemon", "--config", str(self.config_path)]
+        self.proc = subprocess.Popen(command,
                                      stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=str(ROOT))
         log.close()
         self.runs += 1

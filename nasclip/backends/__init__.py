@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -52,18 +52,31 @@ def axengine_available() -> bool:
     return True
 
 
+def choose_backend(backend: BackendName, axmodel_path: Path | None) -> tuple[str, str]:
+    """The runtime ``backend`` means for a model, and why (for the log)."""
+    if backend != "auto":
+        return backend, "set by indexer.backend"
+    if axmodel_path is None:
+        return "onnx", "auto: the model has no image.axmodel"
+    if not axengine_available():
+        return "onnx", "auto: the axengine module (AXERA's NPU runtime) is not installed"
+    return "axengine", "auto: axengine imports and the model has an image.axmodel"
+
+
 def open_session(onnx_path: Path | None, axmodel_path: Path | None, backend: BackendName,
-                 threads: int = 0) -> Session:
+                 threads: int = 0, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 announce: bool = False) -> Session:
     """Open the model file that fits the configured backend.
 
     ``auto`` takes the NPU where axengine imports and an .axmodel exists,
-    else ONNX Runtime on the CPU.
+    else ONNX Runtime on the CPU; with ``announce`` the choice and its
+    reason are logged.
     """
-    if backend == "auto":
-        if axmodel_path is not None and axengine_available():
-            backend = "axengine"
-        else:
-            backend = "onnx"
+    chosen, reason = choose_backend(backend, axmodel_path)
+    if announce:
+        log.info("image encoder backend: %s (%s)", "NPU via axengine" if chosen == "axengine"
+                 else "CPU via ONNX Runtime", reason)
+    backend = chosen  # type: ignore[assignment]
     if backend == "axengine":
         if axmodel_path is None:
             raise ModelError("indexer.backend is axengine but the model has no image.axmodel")
@@ -75,4 +88,4 @@ def open_session(onnx_path: Path | None, axmodel_path: Path | None, backend: Bac
                          "set indexer.backend: axengine or use another model")
     from .onnx import OnnxSession
 
-    return OnnxSession(onnx_path, threads=threads)
+    return OnnxSession(onnx_path, threads=threads, providers=providers)
