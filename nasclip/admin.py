@@ -88,6 +88,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         request["share"] = args.share
     reply = call(resolve_socket(args.socket, args.config), **request)
     print("scan requested for " + ", ".join(reply["scanning"]))
+    if reply.get("retrying"):
+        print(f"retrying {reply['retrying']} photos that could not be read before")
     return 0
 
 

@@ -345,7 +345,12 @@ class Daemon:
             if request.share and request.share not in self.share_roots:
                 raise ProtocolError(NOT_FOUND, f"no share named '{request.share}'")
             self.watcher.request_scan(request.share)
-            return ok_reply(request.id, scanning=[request.share] if request.share else list(self.share_roots))
+            retried = self.store.retry_unreadable(request.share)
+            if retried:
+                log.info("retrying %d photos that could not be read before", retried)
+                self.indexer.wake()
+            return ok_reply(request.id, scanning=[request.share] if request.share else list(self.share_roots),
+                            retrying=retried)
         if request.op == "failed":
             if not peer.is_root and peer.uid != os.getuid():
                 raise ProtocolError(FORBIDDEN, "only root or the nasclip user may list failed photos")

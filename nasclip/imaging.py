@@ -58,7 +58,7 @@ def open_photo(path: Path, min_side: int, max_pixels: int) -> Image.Image:
     except FileNotFoundError:
         raise DecodeError("file disappeared before it could be read") from None
     except PermissionError:
-        raise DecodeError("permission denied (give the nasclip user read access)") from None
+        raise DecodeError("permission denied (give the nasclip user read access, then run `nasclip scan`)") from None
     except OSError as exc:
         raise DecodeError(f"cannot open: {exc.strerror or exc}") from None
     with handle:

@@ -221,7 +221,7 @@ class Indexer:
             # The watcher will mark it gone; do not spin on it meanwhile.
             return _Prepared(row, result=Failed(row, None, "file disappeared", retry_at=self.clock() + 60))
         except PermissionError:
-            return self._failed(row, None, path, "permission denied (give the nasclip user read access)")
+            return self._failed(row, None, path, "permission denied (give the nasclip user read access, then run `nasclip scan`)")
         except OSError as exc:
             return self._failed(row, None, path, f"cannot read: {exc.strerror or exc}")
         donor = self.store.donor_for(row, fp)

@@ -323,6 +323,22 @@ class Store:
             for model, index in self.indexes.items():
                 self.changes[model] += index.remove(np.array(ids, dtype=np.int64))
 
+    def retry_unreadable(self, share: str | None = None) -> int:
+        """Failed photos that could not be read (permissions, I/O) go back to pending.
+
+        A chmod or chown changes neither size nor mtime, so scans cannot see
+        that such a photo became readable; `nasclip scan` asks for this.
+        """
+        sql = ("UPDATE files SET state='pending', attempts=0, retry_at=NULL WHERE state='failed' AND "
+               "(error LIKE 'permission denied%' OR error LIKE 'cannot read%' OR error LIKE 'cannot open%' "
+               "OR error LIKE 'read error%')")
+        args: tuple = ()
+        if share is not None:
+            sql += " AND share=?"
+            args = (share,)
+        with self._lock, self.catalog.transaction() as tx:
+            return tx.execute(sql, args).rowcount
+
     def purge_gone(self, older_than: float) -> int:
         """Forget gone rows (and their vectors) whose deletion is older than older_than."""
         with self._lock:

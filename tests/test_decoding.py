@@ -427,6 +427,13 @@ def test_a_corpus_of_real_world_files_through_the_daemon(tmp_path: Path, bomb: P
                    what="the changed and the completed files to be indexed")
         assert daemon.proc is not None and daemon.proc.poll() is None
         assert daemon.request(op="ping")["ok"]
+        if prefix is not None:
+            # Permissions fixed: chmod changes neither size nor mtime, so `nasclip scan` retries it.
+            os.chmod(photos / "locked.jpg", 0o644)
+            reply = daemon.request(op="scan")
+            assert reply["ok"] and reply["retrying"] == 1, reply
+            wait_until(lambda: daemon.status()["photos"]["indexed"] == len(good) + 4, 30, interval=0.2,
+                       what="the no longer locked photo to be indexed")
         if prefix is None:
             pytest.skip("running as root without setpriv: the unreadable-file case could not be checked")
     finally:
