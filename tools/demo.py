@@ -37,8 +37,8 @@ QUERIES = ["a red circle", "红色的圆形", "a photo of a blue square on a yel
 CHECKED = {"a red circle": "red-circle", "红色的圆形": "red-circle"}
 
 
-def make_share(count: int = 128, seed: int = 2024) -> None:
-    """Render count scenes into demo/photos, named by what they show."""
+def make_share(count: int = 192, seed: int = 2024) -> None:
+    """Render count scenes (6 of each colour and shape) into demo/photos, named by what they show."""
     rng = random.Random(seed)
     if PHOTOS.exists():
         shutil.rmtree(PHOTOS)

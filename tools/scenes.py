@@ -90,10 +90,13 @@ def jpeg_bytes(image: Image.Image, rng: random.Random) -> bytes:
 def balanced_scenes(count: int, rng: random.Random) -> list[Scene]:
     """count scenes covering every colour x shape as evenly as possible, in random order."""
     combos = [(c, s) for c in PALETTE for s in SHAPES]
+    names = list(PALETTE)
     scenes = []
     for i in range(count):
         colour, shape = combos[i % len(combos)]
-        background = rng.choice([c for c in PALETTE if c != colour])
+        # Each repeat of a combo gets another background, so every colour pair shows up.
+        others = [c for c in PALETTE if c != colour]
+        background = others[(i // len(combos) + names.index(colour)) % len(others)]
         scenes.append(Scene(colour, shape, background))
     rng.shuffle(scenes)
     return scenes
