@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -151,14 +153,25 @@ def daemon_factory(tmp_path: Path):
             daemon.stop(signal.SIGKILL)
 
 
-def make_scenes(folder: Path, count: int, seed: int, prefix: str = "scene") -> dict[Path, Scene]:
-    """Write count balanced demo scenes as JPEGs into folder; returns what each shows."""
+def make_scenes(folder: Path, count: int, seed: int, prefix: str = "scene",
+                size: tuple[int, int] | None = None, noise: int = 0) -> dict[Path, Scene]:
+    """Write count balanced demo scenes as JPEGs into folder; returns what each shows.
+
+    size fixes the pixel size; noise adds sensor-like grain, which makes the
+    JPEGs as big and as slow to decode as real photos of that size.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
+    grain = np.random.default_rng(seed)
     scenes = {}
     for i, scene in enumerate(balanced_scenes(count, rng)):
         path = folder / f"{prefix}-{i:04d}.jpg"
-        path.write_bytes(jpeg_bytes(render(scene, rng), rng))
+        image = render(scene, rng, *(size or (None, None)))
+        if noise:
+            pixels = np.asarray(image, dtype=np.int16)
+            pixels = pixels + grain.integers(-noise, noise + 1, pixels.shape[:2] + (1,), dtype=np.int16)
+            image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        path.write_bytes(jpeg_bytes(image, rng))
         scenes[path] = scene
     return scenes
 
