@@ -20,6 +20,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Benchmarks (bench/): PyTorch and transformers come in with the bench extra. Takes a while.
+bench: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PY) bench/bench_indexing.py
+	$(PY) bench/bench_search.py
+	$(PY) bench/bench_query.py
+	$(PY) bench/bench_scan.py
+
 # Maintainer only: retrain models/demo (needs PyTorch; about 15 minutes on 2 cores).
 train-demo:
 	$(PYTHON) tools/bootstrap_venv.py .venv-train
