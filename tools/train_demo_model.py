@@ -30,10 +30,13 @@ Design, and why:
    wider than the +-20 of the acceptance generator, so the decision
    boundaries are not fitted to the palette centres.
 2. Image encoder.  A small strided CNN (stride-4 patchify stem, then 3x3
-   convs that halve the resolution) with global average + max pooling.  Shape
-   classes are separable by *local* evidence (corners, notches, curvature) and
-   colour by pooled statistics, so no large receptive field or attention is
-   needed; this keeps inference at thousands of images/s on two cores.
+   convs that halve the resolution) with global average + max pooling, which
+   keeps inference at thousands of images/s on two cores.  Its input is RGB
+   plus one fixed, parameter-free "silhouette" channel: each pixel's distance
+   from the background colour (median of the image border).  Backgrounds are
+   plain, so this is a colour-agnostic mask of the shape; without it the
+   shape filters must be learnt for every foreground/background colour pair,
+   and in the same training budget shape accuracy was ~87% instead of ~95%.
 3. Text encoder.  Token + learned position embeddings and a 2-layer
    pre-LN transformer with masked mean pooling.  Positions matter: "a blue
    square on a yellow background" must differ from "a yellow square on a blue
@@ -47,9 +50,10 @@ Design, and why:
    other half (colours swapped, another shape, another background) so the
    model must attend to roles, not just to which colours are present.
 5. Reproducibility.  All randomness flows from ``--seed``; torch uses two
-   threads; the number of steps is fixed.  ``--minutes`` is only a safety cap:
-   the cosine schedule follows whichever of step- and time-progress is larger,
-   so a much slower machine still finishes annealed (but then not bit-exact).
+   threads; the number of steps is fixed.  ``--minutes`` is only a safety cap
+   for the whole run: should the pace put the run at risk of overrunning it,
+   the cosine schedule switches to time-progress, so a slow or busy machine
+   still finishes annealed in time (but then stops early and is not bit-exact).
 
 At the end the exported ONNX files are checked against PyTorch (<=1e-4),
 timed with onnxruntime, and evaluated on held-out scenes generated with a
@@ -67,6 +71,7 @@ import multiprocessing as mp
 import random
 import re
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -181,8 +186,11 @@ def make_scenes(seed: int, labels: list[tuple[int, int, int]], jitter: int) -> l
 
 
 def render_all(scenes: list[dict]) -> np.ndarray:
+    out = np.empty((len(scenes), SIZE, SIZE, 3), np.uint8)  # filled in place: no 2x peak memory
     with mp.get_context("fork").Pool(2) as pool:
-        return np.stack(pool.map(render, scenes, chunksize=64))
+        for i, img in enumerate(pool.imap(render, scenes, chunksize=64)):
+            out[i] = img
+    return out
 
 
 def pool_labels(n: int, rng: random.Random) -> list[tuple[int, int, int]]:
@@ -274,18 +282,28 @@ def conv(i: int, o: int, k: int = 3, s: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(i, o, k, s, (k - 1) // 2 if k % 2 else 0, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
 
 
+def silhouette(x: torch.Tensor) -> torch.Tensor:
+    """Colour-agnostic foreground map: distance of each pixel from the background
+    colour, estimated as the per-channel median of the image border (robust while
+    the shape covers less than half of the border).  Without it the shape
+    filters would have to be learnt separately for each of ~70 colour pairs."""
+    border = torch.cat([x[:, :, 0, :], x[:, :, -1, :], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
+    median = border.topk(border.shape[2] // 2, dim=2).values[:, :, -1:]  # TopK exports cleanly
+    return (((x - median[..., None]) ** 2).sum(1, keepdim=True) + 1e-3).sqrt()
+
+
 class ImageEncoder(nn.Module):
-    """Strided CNN: 224 -> 56 (patchify) -> 28 -> 14 -> 7, avg+max pooled."""
+    """Strided CNN over RGB + silhouette: 224 -> 56 (patchify) -> 28 -> 14 -> 7, avg+max pooled."""
 
     def __init__(self, dim: int = DIM) -> None:
         super().__init__()
-        self.features = nn.Sequential(*conv(3, 32, 4, 4), *conv(32, 48, 3, 2), *conv(48, 48),
+        self.features = nn.Sequential(*conv(4, 32, 4, 4), *conv(32, 48, 3, 2), *conv(48, 48),
                                       *conv(48, 96, 3, 2), *conv(96, 96), *conv(96, 128, 3, 2), *conv(128, 128))
         # max pooling keeps evidence from small shapes that averaging would dilute
         self.head = nn.Sequential(nn.Linear(256, 256), nn.ReLU(inplace=True), nn.Linear(256, dim))
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        h = self.features(pixel_values)
+        h = self.features(torch.cat([pixel_values, silhouette(pixel_values)], 1))
         return F.normalize(self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)), dim=-1)
 
 
@@ -320,7 +338,7 @@ class TextEncoder(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = (input_ids != 0).float()  # pad id 0 is ignored by attention and pooling
         key_bias = ((1.0 - mask) * -1e4)[:, None, None, :]
-        x = self.tok(input_ids) + self.pos
+        x = self.tok(input_ids) + self.pos[: input_ids.shape[1]]  # training trims trailing pads
         for blk in self.blocks:
             x = blk(x, key_bias)
         pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
@@ -366,6 +384,7 @@ def train(args: argparse.Namespace, tok: Tokenizer) -> tuple[ImageEncoder, TextE
     print(f"rendered {len(images)} training scenes in {time.time() - t0:.0f}s", flush=True)
 
     img_enc, txt_enc = ImageEncoder(), TextEncoder(tok.get_vocab_size())
+    img_enc = img_enc.to(memory_format=torch.channels_last)  # ~30% faster convs on CPU
     logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
     params = list(img_enc.parameters()) + list(txt_enc.parameters())
     decay = [p for p in params if p.ndim >= 2]
@@ -375,7 +394,10 @@ def train(args: argparse.Namespace, tok: Tokenizer) -> tuple[ImageEncoder, TextE
     half = args.batch // 2
     t_train, budget = time.time(), args.minutes * 60 - (time.time() - t0) - 90
     for step in range(args.steps):
-        progress = max(step / args.steps, (time.time() - t_train) / max(budget, 60))
+        # Time only steers the schedule when the run is at risk of overrunning
+        # its budget (a slow start alone must not change the lr, or reruns differ).
+        time_progress = ((time.time() - t_train) / max(budget, 60) - 0.3) / 0.7
+        progress = max(step / args.steps, time_progress)
         if progress >= 1.0:
             print(f"time budget reached at step {step}; stopping early (run is not bit-exact)")
             break
@@ -399,8 +421,9 @@ def train(args: argparse.Namespace, tok: Tokenizer) -> tuple[ImageEncoder, TextE
         lab = labels[idx]
         caps = [caption(rng, *map(int, l), zh=rng.random() < 0.5) for l in lab]
         ids = torch.from_numpy(encode_texts(tok, [c[0] for c in caps]))
+        ids = ids[:, : int((ids != 0).sum(1).max())]  # pads are masked anyway; skip their compute
         attrs = torch.tensor([c[1] for c in caps])
-        pix = to_pixels(dihedral(images[idx], nrng))
+        pix = to_pixels(dihedral(images[idx], nrng)).contiguous(memory_format=torch.channels_last)
 
         ie, te = img_enc(pix), txt_enc(ids)
         logits = logit_scale.exp().clamp(max=100) * te @ ie.t()
@@ -415,13 +438,15 @@ def train(args: argparse.Namespace, tok: Tokenizer) -> tuple[ImageEncoder, TextE
             print(f"step {step:5d}/{args.steps}  loss {loss.item():.4f}  scale {logit_scale.exp().item():5.1f}"
                   f"  lr {opt.param_groups[0]['lr']:.2e}  elapsed {time.time() - t0:6.0f}s", flush=True)
     print(f"training done in {time.time() - t0:.0f}s", flush=True)
-    return img_enc.eval(), txt_enc.eval()
+    return img_enc.to(memory_format=torch.contiguous_format).eval(), txt_enc.eval()
 
 # --------------------------------------------------------------------------- export & evaluation
 
 
 def export(img_enc: ImageEncoder, txt_enc: TextEncoder, tok: Tokenizer, out: Path, seed: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")  # we want it: small, single-file
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
     for model, name, inp, oname, dummy in [
             (img_enc, "pixel_values", "image.onnx", "image_embeds", torch.randn(2, 3, SIZE, SIZE)),
             (txt_enc, "input_ids", "text.onnx", "text_embeds", torch.randint(0, 5, (2, CTX)))]:
@@ -496,13 +521,14 @@ def evaluate(args: argparse.Namespace, img_enc: ImageEncoder, txt_enc: TextEncod
     assert d_img < 1e-4 and d_txt < 1e-4, "ONNX export does not match PyTorch"
 
     # 2. speed of the image encoder at batch 8 on preprocessed tensors
-    batch = pix[:8]
+    #    (best of 5 rounds, so other processes on the machine distort it less)
+    batch, rounds = pix[:8], []
     for _ in range(5):
-        isess.run(None, {"pixel_values": batch})
-    n, t = 40, time.time()
-    for _ in range(n):
-        isess.run(None, {"pixel_values": batch})
-    res = {"img_per_s": 8 * n / (time.time() - t)}
+        t = time.time()
+        for _ in range(20):
+            isess.run(None, {"pixel_values": batch})
+        rounds.append(time.time() - t)
+    res = {"img_per_s": 8 * 20 / min(rounds[1:])}
     print(f"image encoder speed (onnxruntime, batch 8, 2 threads): {res['img_per_s']:.0f} images/s")
 
     # 3. precision@5 for "a {colour} {shape}" / "{颜色}的{形状}"
@@ -548,7 +574,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default="models/demo")
     ap.add_argument("--minutes", type=float, default=18.0, help="wall-clock cap for the whole run")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--pool", type=int, default=20000, help="number of pre-rendered training scenes")
     ap.add_argument("--lr", type=float, default=2e-3)
