@@ -165,9 +165,13 @@ def _output(args: argparse.Namespace, results: list[dict], reply: dict) -> None:
     sys.stdout.flush()
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {10: "\\n", 9: "\\t", 13: "\\r"}
+
+
 def _printable(path: str) -> str:
-    """A path for display: bytes that are not UTF-8 become U+FFFD."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """A path for display: bytes that are not UTF-8 become U+FFFD; control characters are
+    escaped (a newline in a file name must not look like another result)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace").translate(_CONTROL)
 
 
 def _thumbnail(path: str, size: int = 320) -> str | None:
