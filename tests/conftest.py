@@ -111,11 +111,19 @@ class DaemonProcess:
 
     def wait_idle(self, timeout: float = 60.0) -> dict:
         """Wait until nothing is pending, nothing is still settling and the watcher has scanned every share."""
+        last: list[tuple] = []
+
         def idle() -> dict | None:
             status = self.status()
             scanned = all((s["last_scan"] is not None or not s["available"]) and not s.get("settling")
                           for s in status["shares"])
-            return status if scanned and status["photos"]["pending"] == 0 else None
+            if not scanned or status["photos"]["pending"] != 0:
+                return None
+            # The indexer's counters follow the catalog a moment later: wait until they are still.
+            counters = (status["photos"], status["encoded"], status["reused"])
+            steady = last == [counters]
+            last[:] = [counters]
+            return status if steady else None
         return wait_until(idle, timeout, interval=0.2, what="indexing to finish")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
