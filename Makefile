@@ -3,18 +3,26 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+BASE := $(VENV)/.base-stamp
+STAMP := $(VENV)/.test-stamp
 
 .PHONY: demo test venv bench train-demo clean
 
-$(STAMP): pyproject.toml tools/bootstrap_venv.py
+# nasclip and its run-time dependencies: all the demo needs.
+$(BASE): pyproject.toml tools/bootstrap_venv.py
 	$(PYTHON) tools/bootstrap_venv.py $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PIP) -e .
+	touch $(BASE)
+
+# The tests also need pytest, and PyTorch + transformers for the export tests.
+$(STAMP): $(BASE)
+	$(PIP) -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(PY) tools/demo.py
 
 test: $(STAMP)
@@ -22,7 +30,7 @@ test: $(STAMP)
 
 # Benchmarks (bench/): PyTorch and transformers come in with the bench extra. Takes a while.
 bench: $(STAMP)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PIP) -e '.[bench]'
 	$(PY) bench/bench_indexing.py
 	$(PY) bench/bench_search.py
 	$(PY) bench/bench_query.py
