@@ -176,10 +176,6 @@ class Catalog:
                                    (share, encode_path(relpath))).fetchone()
         return row_from(values) if values else None
 
-    def get_by_id(self, id_: int) -> FileRow | None:
-        values = self.conn.execute(f"SELECT {ROW_COLUMNS} FROM files WHERE id=?", (id_,)).fetchone()
-        return row_from(values) if values else None
-
     def see(self, share: str, relpath: str, size: int, mtime_ns: int, now: float) -> str:
         """Record that the file exists with this size and mtime.
 
@@ -271,12 +267,6 @@ class Catalog:
 
     def vector_ids(self, model_id: str) -> set[int]:
         return {r[0] for r in self.conn.execute("SELECT file_id FROM vectors WHERE model_id=?", (model_id,))}
-
-    def failures(self, limit: int = 20) -> list[tuple[str, str, str]]:
-        """(share, relpath, error) of the most recently failed rows."""
-        return [(s, decode_path(p), e) for s, p, e in self.conn.execute(
-            "SELECT share, relpath, error FROM files WHERE state='failed' ORDER BY updated DESC LIMIT ?",
-            (limit,))]
 
 
 class _Transaction:

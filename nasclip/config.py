@@ -214,11 +214,6 @@ def _path_problems(config: Config) -> list[tuple[str, str]]:
     return problems
 
 
-def missing_paths(config: Config) -> list[str]:
-    """Problems with paths the config names that do not exist, as 'key: message'."""
-    return [f"{key}: {message}" for key, message in _path_problems(config)]
-
-
 def check_paths(config: Config) -> list[str]:
     """The same problems located in the config file: 'file:line: key: message'."""
     root = None

@@ -209,11 +209,6 @@ def unavailable(share: ShareConfig, store: Store, empty_ok: bool = False) -> str
     return None
 
 
-def root_available(share: ShareConfig, store: Store) -> bool:
-    """False when the root is missing, unreadable, or empty while the catalog knows many photos there."""
-    return unavailable(share, store) is None
-
-
 def live_rows(store: Store, share: str, below: str = "") -> dict[bytes, tuple[int, int]]:
     """(size, mtime_ns) of the share's rows that are not gone, keyed by stored path, optionally below a folder."""
     sql = "SELECT relpath, size, mtime_ns FROM files WHERE share=? AND state!='gone'"

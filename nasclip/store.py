@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Union
 
 import numpy as np
 
@@ -264,16 +264,6 @@ class Store:
         for state, n in conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state"):
             counts[state] = n
         return counts
-
-    def catalog_rows(self, share: str, below: str = "") -> Iterator[tuple[str, int, int, str]]:
-        """(relpath, size, mtime_ns, state) of the rows of share, or of those below a folder."""
-        sql = "SELECT relpath, size, mtime_ns, state FROM files WHERE share=?"
-        args: tuple = (share,)
-        if below.strip("/"):
-            sql += " AND relpath>=? AND relpath<?"
-            args += cat.prefix_range(below)
-        for raw, size, mtime_ns, state in self.reader().execute(sql, args):
-            yield cat.decode_path(raw), size, mtime_ns, state
 
     def get_meta(self, key: str) -> str | None:
         """A small piece of state kept in the catalog (read without the write lock)."""

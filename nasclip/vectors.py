@@ -206,8 +206,3 @@ class VectorIndex:
         os.replace(tmp, path)
         fsync_dir(path.parent)
         return path.stat().st_size
-
-    def memory_bytes(self) -> int:
-        """Approximate bytes held by the vectors and the id map."""
-        per_vector = {"flat": 4, "fp16": 2, "sq8": 1}[_kind_of(self._index)] * self.dim
-        return len(self) * (per_vector + 16)

@@ -184,7 +184,6 @@ class Watcher:
         self.lost = threading.Event()   # events were dropped (kernel or our queue): rescan
         self.overflows = 0              # times that was noticed (a burst of overflows may count once)
         self._overflow_report = (float("-inf"), 0)  # when the last warning was logged, overflows then
-        self.scans_done = 0
         self._lock = threading.RLock()  # share state and watches; both threads check health
         self._requests: dict[tuple[str, str], None] = {}  # ordered set of (share, folder) to scan
         self._scan_lock = threading.Lock()
@@ -688,7 +687,6 @@ class Watcher:
             return True  # its return is noticed by the health check, which asks for a scan
         report = scan(state.config, self.store, self.settle_seconds, below, pathfilter=self.filters.get(name),
                       check=lambda: self._problem(state))
-        self.scans_done += 1
         if not report.available:
             self._check_share(state)
             return True
