@@ -129,6 +129,8 @@ class Catalog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.conn = connect(path)
+        # Counts committed write transactions: readers cache what they derive until it moves.
+        self.commits = 0
         self._migrate()
 
     def _migrate(self) -> None:
@@ -153,7 +155,7 @@ class Catalog:
 
     def transaction(self) -> "_Transaction":
         """Context manager: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
-        return _Transaction(self.conn)
+        return _Transaction(self)
 
     # ------------------------------------------------------------------ meta
 
@@ -270,8 +272,9 @@ class Catalog:
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.conn = catalog.conn
 
     def __enter__(self) -> sqlite3.Connection:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -280,6 +283,7 @@ class _Transaction:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.conn.execute("COMMIT")
+            self.catalog.commits += 1
         else:
             self.conn.execute("ROLLBACK")
 

@@ -114,6 +114,7 @@ class Store:
         self.catalog = Catalog(state_dir / "catalog.db")
         self._lock = threading.RLock()
         self._local = threading.local()
+        self._counts: tuple[int, dict[str, int]] | None = None
         self.changes: dict[str, int] = {}
         self.last_checkpoint = time.monotonic()
         self.indexes: dict[str, VectorIndex] = {}
@@ -259,11 +260,17 @@ class Store:
         return conn
 
     def counts(self) -> dict[str, int]:
-        conn = self.reader()
+        """Photos by state. Cached until the next write: the status line asks every few
+        seconds, and counting a million rows on a NAS CPU is not free."""
+        commits = self.catalog.commits
+        cached = self._counts
+        if cached is not None and cached[0] == commits:
+            return dict(cached[1])
         counts = {cat.PENDING: 0, cat.INDEXED: 0, cat.FAILED: 0, cat.GONE: 0}
-        for state, n in conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state"):
+        for state, n in self.reader().execute("SELECT state, COUNT(*) FROM files GROUP BY state"):
             counts[state] = n
-        return counts
+        self._counts = (commits, counts)
+        return dict(counts)
 
     def get_meta(self, key: str) -> str | None:
         """A small piece of state kept in the catalog (read without the write lock)."""
