@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any, NoReturn
 
 from . import __version__
 from .client import DEFAULT_CONFIG, call, resolve_socket
@@ -21,7 +22,7 @@ from .schema import to_commented_yaml
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(64, f"{self.prog}: {message}\n")
 
@@ -83,7 +84,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    request = {"op": "scan"}
+    request: dict[str, Any] = {"op": "scan"}
     if args.share:
         request["share"] = args.share
     reply = call(resolve_socket(args.socket, args.config), **request)

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import AbstractSet, Callable, TextIO
 
 from . import __version__
 from .errors import DownloadError, ModelError
@@ -133,7 +133,7 @@ class Progress:
             pass
 
 
-def _total_from(response: http.client.HTTPResponse, offset: int) -> int | None:
+def _total_from(response: http.client.HTTPResponse | urllib.error.HTTPError, offset: int) -> int | None:
     """Full size of the remote file from Content-Range, else offset + Content-Length."""
     content_range = response.headers.get("Content-Range", "")
     if "/" in content_range:
@@ -344,7 +344,7 @@ class Staging:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def clear(self, keep: set[str] = frozenset()) -> None:
+    def clear(self, keep: AbstractSet[str] = frozenset()) -> None:
         """Delete everything in the staging folder except the names in keep."""
         for entry in self.path.iterdir():
             if entry.name in keep and entry.is_file():

@@ -57,6 +57,7 @@ class ProtocolError(NasclipError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+        self.request_id: object = None  # set once the request's id is known
 
 
 class DaemonUnavailable(NasclipError):

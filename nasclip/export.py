@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 TOLERANCE = 1e-4
 
 
-def _import_torch():
+def _import_torch() -> tuple[Any, Any]:
     try:
         import torch
         import transformers
@@ -44,7 +45,7 @@ def _import_torch():
     return torch, transformers
 
 
-def _features(output):
+def _features(output: Any) -> Any:
     """transformers 5 returns an output object from get_*_features, 4.x a tensor."""
     return output if not hasattr(output, "pooler_output") else output.pooler_output
 
@@ -93,8 +94,9 @@ def _write_tokenizer(checkpoint: Path, out: Path, model_type: str) -> int:
         tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
     elif (checkpoint / "vocab.json").is_file() and (checkpoint / "merges.txt").is_file():
         vocab = _read_json(checkpoint / "vocab.json")
-        merges = [tuple(line.split()) for line in (checkpoint / "merges.txt").read_text(encoding="utf-8")
-                  .splitlines() if line.strip() and not line.startswith("#version")]
+        lines = (checkpoint / "merges.txt").read_text(encoding="utf-8").splitlines()
+        pairs = [line.split() for line in lines if line.strip() and not line.startswith("#version")]
+        merges = [(pair[0], pair[1]) for pair in pairs]
         tokenizer = clip_bpe_tokenizer(vocab, merges)
     elif (checkpoint / "vocab.txt").is_file():
         tokenizer = wordpiece_tokenizer(read_wordpiece_vocab(checkpoint / "vocab.txt"))
@@ -157,13 +159,13 @@ def export_checkpoint(checkpoint: Path, target: Path, *, context_length: int | N
             raise
 
 
-def _export_onnx(torch, model, out: Path, image_size: int, length: int) -> None:
+def _export_onnx(torch: Any, model: Any, out: Path, image_size: int, length: int) -> None:
     class ImageEncoder(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, pixel_values):
+        def forward(self, pixel_values: Any) -> Any:
             return _features(self.model.get_image_features(pixel_values=pixel_values))
 
     class TextEncoder(torch.nn.Module):
@@ -171,7 +173,7 @@ def _export_onnx(torch, model, out: Path, image_size: int, length: int) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask):
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
             return _features(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
 
     import warnings
@@ -198,7 +200,7 @@ def _export_onnx(torch, model, out: Path, image_size: int, length: int) -> None:
                                         "text_embeds": {0: "batch"}})
 
 
-def _self_check(torch, model, folder: Path, manifest: str) -> None:
+def _self_check(torch: Any, model: Any, folder: Path, manifest: str) -> None:
     """ONNX Runtime must reproduce PyTorch's unit vectors within TOLERANCE, through nasclip's own loading."""
     from .encoder import Encoder, l2_normalise
     from .modelspec import MANIFEST, load_model_spec

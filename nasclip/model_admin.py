@@ -25,7 +25,7 @@ from .registry import Registry, load_registry
 
 log = logging.getLogger("nasclip.models")
 
-DEFAULT_STATE_DIR: Path = Config.__dataclass_fields__["state_dir"].default
+DEFAULT_STATE_DIR = Path(str(Config.__dataclass_fields__["state_dir"].default))
 
 
 def _config(args: argparse.Namespace) -> Config | None:

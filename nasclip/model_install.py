@@ -355,14 +355,15 @@ def _install_files(root: Path, origin: str, staging: Staging, entry: RegistryEnt
     for number, (name, path) in enumerate(pairs, 1):
         seen = _copy(path, staging.path / name, f"[{number}/{len(pairs)}] {name}", stream)
         expected = source_sums.get(name)
-        remote = published.get(name)
-        if remote is not None and remote.sha256 is not None:
-            expected = remote.sha256
+        published_file = published.get(name)
+        if published_file is not None and published_file.sha256 is not None:
+            expected = published_file.sha256
         if expected is not None and seen != expected:
             raise DownloadError(f"{path}: SHA-256 mismatch: expected {expected}, got {seen}; the copy is damaged "
                                 "or not the published file — nothing was installed")
-        if remote is not None and remote.size is not None and path.stat().st_size != remote.size:
-            raise DownloadError(f"{path}: {path.stat().st_size} bytes, the registry says {remote.size}; "
+        if published_file is not None and published_file.size is not None \
+                and path.stat().st_size != published_file.size:
+            raise DownloadError(f"{path}: {path.stat().st_size} bytes, the registry says {published_file.size}; "
                                 "nothing was installed")
         provenance.files[name] = {"copied_from": str(path.resolve()), "sha256": seen}
     return finish(staging, manifest_text, provenance, replace=replace)

@@ -16,6 +16,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .client import RequestFailed, call, resolve_socket
@@ -38,7 +39,7 @@ EXAMPLES = """examples:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own 2 would mean "daemon down" here
+    def error(self, message: str) -> NoReturn:  # argparse's own 2 would mean "daemon down" here
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_terms(words: list[str], likes: list[str]) -> list[dict]:
     """'dog + beach - people' (as separate words) into weighted terms."""
     terms: list[dict] = []
-    sign, current = 1.0, []
+    sign = 1.0
+    current: list[str] = []
 
     def flush() -> None:
         if current:
@@ -179,9 +181,9 @@ def _thumbnail(path: str, size: int = 320) -> str | None:
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
-            image = ImageOps.exif_transpose(image).convert("RGB")
+        with Image.open(path) as opened:
+            opened.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
+            image = ImageOps.exif_transpose(opened).convert("RGB")
             image.thumbnail((size, size))
             buffer = io.BytesIO()
             image.save(buffer, "JPEG", quality=80)

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 
 from .errors import ModelError
 from .modelspec import ModelSpec
+
+if TYPE_CHECKING:  # tokenizers is imported where it is used: the light client never needs it
+    from tokenizers import Tokenizer
 
 # OpenAI CLIP's word splitter (its ``simple_tokenizer`` pattern without the
 # special tokens, which tokenizers handles itself). Applied after lowercasing.
@@ -34,7 +37,7 @@ CLIP_BOS = "<|startoftext|>"
 CLIP_EOS = "<|endoftext|>"
 
 
-def clip_bpe_tokenizer(vocab: Mapping[str, int], merges: Iterable[tuple[str, str]]):
+def clip_bpe_tokenizer(vocab: Mapping[str, int], merges: Iterable[tuple[str, str]]) -> Tokenizer:
     """OpenAI CLIP's tokenizer from its vocabulary (token -> id) and BPE merges.
 
     The vocabulary is byte-level (GPT-2's byte-to-unicode alphabet) with
@@ -46,7 +49,7 @@ def clip_bpe_tokenizer(vocab: Mapping[str, int], merges: Iterable[tuple[str, str
     for special in (CLIP_BOS, CLIP_EOS):
         if special not in vocab:
             raise ModelError(f"CLIP BPE vocabulary has no {special} token")
-    tokenizer = Tokenizer(models.BPE(vocab=dict(vocab), merges=[tuple(m) for m in merges],
+    tokenizer = Tokenizer(models.BPE(vocab=dict(vocab), merges=[(m[0], m[1]) for m in merges],
                                      unk_token=CLIP_EOS, continuing_subword_prefix="",
                                      end_of_word_suffix="</w>", fuse_unk=False))
     # CLIP's basic_clean + whitespace_clean + lower(): collapse runs of
@@ -79,7 +82,7 @@ def read_wordpiece_vocab(path: Path) -> dict[str, int]:
     return vocab
 
 
-def wordpiece_tokenizer(vocab: Mapping[str, int] | Path):
+def wordpiece_tokenizer(vocab: Mapping[str, int] | Path) -> Tokenizer:
     """BERT's WordPiece tokenizer (as Chinese-CLIP uses it) from vocab.txt or token -> id.
 
     Lower-cases and strips accents, splits every CJK character and every
@@ -105,7 +108,7 @@ def wordpiece_tokenizer(vocab: Mapping[str, int] | Path):
     return tokenizer
 
 
-def load_tokenizer(path: Path):
+def load_tokenizer(path: Path) -> Tokenizer:
     """The tokenizers pipeline in path: a tokenizer.json, or a BERT vocab.txt."""
     from tokenizers import Tokenizer
 

@@ -28,11 +28,14 @@ def _dtype(value: object) -> np.dtype:
         name = value.lower().replace("tensor(", "").rstrip(")")
         if name in _NUMPY_DTYPES:
             return np.dtype(_NUMPY_DTYPES[name])
-    return np.dtype(value)  # type: ignore[arg-type]
+    return np.dtype(value)  # type: ignore[call-overload]
 
 
 class AxEngineSession:
     """A Session backed by axengine.InferenceSession."""
+
+    description: str
+    fixed_batch: int | None
 
     def __init__(self, path: Path) -> None:
         try:
