@@ -137,11 +137,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        for line in str(exc).splitlines():  # one problem a line; keys and values quoted from the file
+            print(printable(line), file=sys.stderr)
         return 1
     problems = check_paths(config)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(printable(problem), file=sys.stderr)
     if problems:
         return 1
     shares = len(config.shares)

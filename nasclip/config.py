@@ -176,7 +176,8 @@ def _check(config: Config, problems: Problems) -> None:
 _AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pixels", "indexer.max_file_bytes",
                  "index.checkpoint_changes", "index.search_threads", "query.max_connections",
                  "query.max_request_bytes", "query.max_k", "query.max_image_decodes")
-_POSITIVE = ("indexer.decode_timeout", "index.checkpoint_seconds", "query.timeout", "service.stall_seconds", "service.stop_timeout")
+_POSITIVE = ("indexer.decode_timeout", "index.checkpoint_seconds", "query.timeout", "service.stall_seconds",
+             "service.stop_timeout")
 _NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted")
 
 

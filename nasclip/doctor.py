@@ -51,7 +51,8 @@ class Check:
     hint: str = ""
 
     def line(self) -> str:
-        return printable(f"{self.level:<4}  {self.topic:<7}  {self.message}" + (f"  → {self.hint}" if self.hint else ""))
+        hint = f"  → {self.hint}" if self.hint else ""
+        return printable(f"{self.level:<4}  {self.topic:<7}  {self.message}{hint}")
 
 
 def _size(n: float) -> str:

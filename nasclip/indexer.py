@@ -339,7 +339,8 @@ class Indexer:
             return _Prepared(row, result=Failed(row, None, "file disappeared",
                                                 retry_at=self.clock() + retry_delay(row, 60.0)))
         except PermissionError:
-            return self._failed(row, None, path, "permission denied (give the nasclip user read access, then run `nasclip scan`)")
+            return self._failed(row, None, path,
+                                "permission denied (give the nasclip user read access, then run `nasclip scan`)")
         except OSError as exc:
             return self._failed(row, None, path, f"cannot read: {exc.strerror or exc}")
         try:
@@ -379,9 +380,9 @@ class Indexer:
     def _donor(self, row: FileRow, fd: int, size: int, fp: str) -> int | None:
         """A row whose vector fits; a row still carrying an old-style fingerprint may keep its own."""
         stored = row.fingerprint
-        if stored is not None and stored != fp and not stored.startswith(WHOLE_FILE) \
-                and fp.startswith(WHOLE_FILE) and _head_and_tail(fd, size, _read(fd, 0, FINGERPRINT_CHUNK)) == stored \
-                and self.store.donor_for(row, stored) == row.id:
+        legacy = stored is not None and fp.startswith(WHOLE_FILE) and not stored.startswith(WHOLE_FILE)
+        if legacy and _head_and_tail(fd, size, _read(fd, 0, FINGERPRINT_CHUNK)) == stored \
+                and self.store.donor_for(row, stored or "") == row.id:
             return row.id  # only itself: a head-and-tail twin of a small file may differ in between
         return self.store.donor_for(row, fp)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEMO_MODEL, ROOT, Scene, wait_until, write_config, write_scene
+from conftest import DEMO_MODEL, Scene, wait_until, write_scene
 from nasclip import catalog as cat
 from nasclip.config import load_config
 from nasclip.errors import ConfigError, ModelError
@@ -163,4 +163,4 @@ def test_2000_empty_files_cost_little_cpu_once_they_failed_and_their_retries_gro
           f"retry gaps by attempt {gaps}")
     assert min(gaps) >= 3, gaps
     assert all(gaps[n] < gaps[m] for n in gaps for m in gaps if n < m), gaps
-    assert spent < 0.45, f"{spent:.2f} CPU-seconds for 2000 retries"
+    assert spent < 0.6, f"{spent:.2f} CPU-seconds for 2000 retries"  # today's main: 0.71 alone
