@@ -302,10 +302,13 @@ class Daemon:
     def _switch(self) -> dict | None:
         """Progress of re-encoding for a new model, or None when there is no switch under way."""
         assert self.store
+        # Serving first: the health loop may retire the old model in between, and a switch
+        # read after that is simply over, never "under way, served by the new model".
+        serving = self.store.serving_model()
         migration = self.store.migration()
         if migration is None:
             return None
-        return {**migration, "serving": self.store.serving_model()}
+        return {**migration, "serving": serving}
 
     def _failures(self, limit: int) -> list[tuple[str, str, str]]:
         assert self.store
