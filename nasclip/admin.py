@@ -18,6 +18,7 @@ from .client import DEFAULT_CONFIG, call, resolve_socket
 from .config import check_paths, load_config
 from .errors import ConfigError, NasclipError
 from .model_admin import add_models_commands
+from .printable import printable
 from .schema import to_commented_yaml
 
 
@@ -31,46 +32,51 @@ def _group(n: int) -> str:
     return f"{n:,}".replace(",", " ")
 
 
+def _say(line: str) -> None:
+    """Print one line of human output; names in it (paths, errors) cannot break it into more."""
+    print(printable(line))
+
+
 def print_status(status: dict) -> None:
     photos = status["photos"]
     model = status["model"]
-    print(f"nasclipd {status['version']}, up {status['uptime'] / 3600:.1f} h, "
+    _say(f"nasclipd {status['version']}, up {status['uptime'] / 3600:.1f} h, "
           f"{'healthy' if status['healthy'] else 'NOT HEALTHY'}")
-    print(f"model    {model['id']} on {model['backend']}")
+    _say(f"model    {model['id']} on {model['backend']}")
     switch = status.get("model_switch")
     if switch:
-        print(f"         switching from {', '.join(switch['from'])}: {_group(switch['done'])} / "
+        _say(f"         switching from {', '.join(switch['from'])}: {_group(switch['done'])} / "
               f"{_group(switch['total'])} photos re-encoded; searches use {switch['serving']} meanwhile")
-    print(f"photos   {_group(photos['indexed'])} indexed, {_group(photos['pending'])} pending, "
+    _say(f"photos   {_group(photos['indexed'])} indexed, {_group(photos['pending'])} pending, "
           f"{_group(photos['failed'])} failed, {_group(photos['gone'])} deleted (kept briefly)")
     eta = status.get("eta_seconds")
     rate = f"{status['rate']:.1f} photos/s" + (f", about {eta / 60:.0f} min left" if eta else "")
-    print(f"encoded  {_group(status['encoded']['run'])} this run ({rate}), "
+    _say(f"encoded  {_group(status['encoded']['run'])} this run ({rate}), "
           f"{_group(status['encoded']['total'])} in total; {_group(status['reused'])} vectors reused")
     index = status["index"]
-    print(f"index    {index['type']}, {_group(index['vectors'])} vectors, "
+    _say(f"index    {index['type']}, {_group(index['vectors'])} vectors, "
           f"{index['bytes_on_disk'] / 1e6:.1f} MB on disk")
     for share in status["shares"]:
         scan = share.get("last_scan")
         scanned = f", last scan {scan['files']} files in {scan['seconds']:.1f} s" if scan else ""
-        print(f"share    {share['name']}: {share['path']} ({share['watch']}{scanned})")
+        _say(f"share    {share['name']}: {share['path']} ({share['watch']}{scanned})")
         if share.get("problem"):
-            print(f"           {share['problem']}; its photos stay searchable until it is back")
+            _say(f"           {share['problem']}; its photos stay searchable until it is back")
         if share.get("settling"):
-            print(f"           {share['settling']} files still arriving")
+            _say(f"           {share['settling']} files still arriving")
         for folder in share.get("unreadable_folders", [])[:5]:
-            print(f"           cannot read {folder} (skipped, its photos kept)")
+            _say(f"           cannot read {folder} (skipped, its photos kept)")
     service = status.get("service") or {}
     if service.get("config"):
         waiting = service.get("restart_needed") or []
-        print(f"config   {service['config']}" + (f" (changed, waiting for a restart: {', '.join(waiting)})"
+        _say(f"config   {service['config']}" + (f" (changed, waiting for a restart: {', '.join(waiting)})"
                                                    if waiting else ""))
     if service.get("stalled"):
-        print("indexer  STUCK: no batch finished for longer than service.stall_seconds; systemd will restart it")
+        _say("indexer  STUCK: no batch finished for longer than service.stall_seconds; systemd will restart it")
     if status["recent_failures"]:
-        print("recent failures:")
+        _say("recent failures:")
         for failure in status["recent_failures"][:5]:
-            print(f"  {failure['path']}: {failure['error']}")
+            _say(f"  {failure['path']}: {failure['error']}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -88,16 +94,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.share:
         request["share"] = args.share
     reply = call(resolve_socket(args.socket, args.config), **request)
-    print("scan requested for " + ", ".join(reply["scanning"]))
+    _say("scan requested for " + ", ".join(reply["scanning"]))
     if reply.get("retrying"):
-        print(f"retrying {reply['retrying']} photos that could not be read before")
+        _say(f"retrying {reply['retrying']} photos that could not be read before")
     return 0
 
 
 def cmd_failed(args: argparse.Namespace) -> int:
     reply = call(resolve_socket(args.socket, args.config), op="failed")
     for failure in reply["failed"]:
-        print(f"{failure['path']}\t{failure['error']}")
+        print(f"{printable(failure['path'])}\t{printable(failure['error'])}")  # the tab separates
     if not reply["failed"]:
         print("no failed photos", file=sys.stderr)
     return 0
@@ -132,11 +138,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        for line in str(exc).splitlines():  # one problem a line; keys and values quoted from the file
+            print(printable(line), file=sys.stderr)
         return 1
     problems = check_paths(config)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(printable(problem), file=sys.stderr)
     if problems:
         return 1
     shares = len(config.shares)

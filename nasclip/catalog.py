@@ -63,6 +63,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 1 -> 2: claiming work must not walk every row waiting for a retry (10,000 empty files
+    # made each claim of 8 photos read all of them). New work in mtime order, due retries by time.
+    """
+    CREATE INDEX files_new ON files (mtime_ns) WHERE state = 'pending' AND retry_at IS NULL;
+    CREATE INDEX files_retry ON files (retry_at) WHERE state = 'pending' AND retry_at IS NOT NULL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -201,9 +207,11 @@ class Catalog:
                                   (now, id_))
                 return "returned"
             return "same"
+        # A changed file is re-encoded whatever its fingerprint says: an edit in place may keep
+        # the size and the bytes a fingerprint looks at. (A copy elsewhere still reuses vectors.)
         self.conn.execute(
-            "UPDATE files SET size=?, mtime_ns=?, state='pending', error=NULL, attempts=0, retry_at=NULL, "
-            "gone_at=NULL, updated=? WHERE id=?", (size, mtime_ns, now, id_))
+            "UPDATE files SET size=?, mtime_ns=?, state='pending', fingerprint=NULL, error=NULL, attempts=0, "
+            "retry_at=NULL, gone_at=NULL, updated=? WHERE id=?", (size, mtime_ns, now, id_))
         return "changed"
 
     def mark_gone(self, share: str, relpath: str, now: float) -> int:

@@ -17,7 +17,7 @@ from typing import Literal
 import yaml
 
 from .errors import ConfigError
-from .schema import Octal, Problems, internal, parse_yaml, setting
+from .schema import Octal, Problems, compose_yaml, internal, parse_yaml, read_yaml_file, setting
 
 # Extensions nasclip decodes; compared case-insensitively.
 DEFAULT_EXTENSIONS = (
@@ -65,6 +65,10 @@ class IndexerConfig:
         ("CPUExecutionProvider",), "ONNX Runtime execution providers to try, in order of preference")
     max_pixels: int = setting(
         120_000_000, "photos with more pixels are refused as possible decompression bombs")
+    max_file_bytes: int = setting(
+        512 << 20, "larger files are refused before a byte is read (also as --like queries)")
+    decode_timeout: float = setting(
+        60.0, "seconds one photo may take to read and decode; a slower one fails and is retried later")
     settle_seconds: float = setting(
         2.0, "a file must keep its size and mtime this long before it is indexed")
 
@@ -96,6 +100,8 @@ class QueryConfig:
     timeout: float = setting(30.0, "seconds a client may take to send a request line; idle connections close after it")
     max_request_bytes: int = setting(65536, "longest request line accepted")
     max_k: int = setting(1000, "most results one search may ask for")
+    max_image_decodes: int = setting(
+        2, "--like photos decoded at once; more wait up to a second, then get 'busy' (each may take 100s of MB)")
 
 
 @dataclass(frozen=True)
@@ -167,9 +173,11 @@ def _check(config: Config, problems: Problems) -> None:
 
 
 # Bounds of numeric settings, checked once the types are right.
-_AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pixels", "index.checkpoint_changes",
-                 "index.search_threads", "query.max_connections", "query.max_request_bytes", "query.max_k")
-_POSITIVE = ("index.checkpoint_seconds", "query.timeout", "service.stall_seconds", "service.stop_timeout")
+_AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pixels", "indexer.max_file_bytes",
+                 "index.checkpoint_changes", "index.search_threads", "query.max_connections",
+                 "query.max_request_bytes", "query.max_k", "query.max_image_decodes")
+_POSITIVE = ("indexer.decode_timeout", "index.checkpoint_seconds", "query.timeout", "service.stall_seconds",
+             "service.stop_timeout")
 _NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted")
 
 
@@ -188,7 +196,7 @@ def load_config(path: Path | str) -> Config:
     """Read and validate the config file at path."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_yaml_file(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found; copy config/nasclip.yaml and edit it") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -219,7 +227,7 @@ def check_paths(config: Config) -> list[str]:
     root = None
     if config.source is not None:
         try:
-            root = yaml.compose(config.source.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+            root = compose_yaml(read_yaml_file(config.source))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             pass  # the file changed under us: report without lines
     problems = Problems(str(config.source or "config"), root)

@@ -28,8 +28,9 @@ from .catalog import decode_path
 from .config import Config, check_paths, load_config
 from .encoder import Encoder
 from .errors import ConfigError, NasclipError, ProtocolError
-from .indexer import Indexer
+from .indexer import Indexer, decode_limits
 from .logs import set_level, setup_logging
+from .memory import tune_malloc
 from .modelspec import load_model_spec
 from .notify import Notifier
 from .protocol import FORBIDDEN, NOT_FOUND, Request, ok_reply
@@ -94,7 +95,8 @@ class Daemon:
                                     providers=config.indexer.onnx_providers)
         self.store = Store(config.state_dir, spec.id, spec.embedding_dim, config.index.type,
                            config.index.search_threads, model_folder=spec.folder)
-        self.searcher = Searcher(self.store, self.encoder, self.share_roots, config.indexer.max_pixels)
+        self.searcher = Searcher(self.store, self.encoder, self.share_roots, config.indexer.max_pixels,
+                                 limits=decode_limits(config.indexer), max_decodes=config.query.max_image_decodes)
         self.indexer = Indexer(self.store, self.encoder, config.indexer, self.share_roots)
         self.watcher = Watcher(self.store, config.shares, config.indexer.settle_seconds,
                                on_change=self.indexer.wake)
@@ -219,6 +221,8 @@ class Daemon:
         if self.encoder is not None and not self.abandoned:
             self.encoder.close()
         if self.indexer is not None:
+            # A decode thread given up on may still be blocked in a read: do not wait for it at exit.
+            self.abandoned = self.abandoned or self.indexer.stuck_workers > 0
             stats = self.indexer.stats
             log.info("stopped: encoded %d photos this run, reused %d vectors, %d failed",
                      stats.encoded, stats.reused, stats.failed)
@@ -245,7 +249,7 @@ class Daemon:
         self.indexer.config = config.indexer
         self.indexer.share_roots = dict(roots)
         self.searcher.share_roots = dict(roots)
-        self.searcher.max_pixels = config.indexer.max_pixels
+        self.searcher.limits = decode_limits(config.indexer)
         self.watcher.settle_seconds = config.indexer.settle_seconds
         self.watcher.update_shares(config.shares)
         self.server.config = config.query
@@ -298,10 +302,13 @@ class Daemon:
     def _switch(self) -> dict | None:
         """Progress of re-encoding for a new model, or None when there is no switch under way."""
         assert self.store
+        # Serving first: the health loop may retire the old model in between, and a switch
+        # read after that is simply over, never "under way, served by the new model".
+        serving = self.store.serving_model()
         migration = self.store.migration()
         if migration is None:
             return None
-        return {**migration, "serving": self.store.serving_model()}
+        return {**migration, "serving": serving}
 
     def _failures(self, limit: int) -> list[tuple[str, str, str]]:
         assert self.store
@@ -374,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nasclipd: {exc}", file=sys.stderr)
         return exc.exit_code
     setup_logging(config.log_level)
+    tune_malloc()  # big decoded photos go back to the system when freed
     daemon = Daemon(config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.request_stop())

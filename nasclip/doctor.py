@@ -24,6 +24,7 @@ from .client import call
 from .config import Config
 from .errors import DaemonUnavailable, ModelError, NasclipError, SocketAccessDenied
 from .modelspec import load_model_spec, model_files
+from .printable import printable
 from .scanner import PathFilter
 from .watcher import max_user_watches
 
@@ -50,7 +51,8 @@ class Check:
     hint: str = ""
 
     def line(self) -> str:
-        return f"{self.level:<4}  {self.topic:<7}  {self.message}" + (f"  → {self.hint}" if self.hint else "")
+        hint = f"  → {self.hint}" if self.hint else ""
+        return printable(f"{self.level:<4}  {self.topic:<7}  {self.message}{hint}")
 
 
 def _size(n: float) -> str:

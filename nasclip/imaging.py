@@ -12,16 +12,21 @@ gives the same tensor on every backend.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import struct
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DecodeError
+from .memory import release_memory
 from .modelspec import ImageSpec
 
 log = logging.getLogger("nasclip.imaging")
@@ -43,18 +48,101 @@ Image.MAX_IMAGE_PIXELS = None
 PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 
 _TRUNCATED = "truncated (incomplete file, maybe still being copied)"
+# After a decode this big, freed pixel buffers are handed back to the system at once.
+TRIM_PIXELS = 16_000_000
 
 
-def open_photo(path: Path, min_side: int, max_pixels: int) -> Image.Image:
-    """Decode path into an 8-bit RGB image with EXIF orientation applied.
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one decode may cost: pixels (from the header), file size and wall-clock time."""
+
+    max_pixels: int
+    max_bytes: int = 512 << 20
+    timeout: float = 60.0
+
+
+class BoundedFile(io.RawIOBase):
+    """A read-only view of a descriptor that stops reading at a deadline or a byte budget.
+
+    Pillow reads some damaged files a byte at a time (a JPEG start marker
+    followed by a 20 GB hole takes it most of an hour), so every read checks
+    the clock and the bytes read so far, and the decode fails with a reason
+    instead. Reads use pread at its own offset: the descriptor's offset is
+    shared with whoever else reads it (the fingerprint).
+    """
+
+    def __init__(self, fd: int, limits: DecodeLimits, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.fd = fd
+        self.limits = limits
+        self.clock = clock
+        self._deadline = clock() + limits.timeout
+        self._budget = 2 * limits.max_bytes  # a decoder may seek back and read parts again
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.clock() > self._deadline:
+            raise DecodeError(f"reading it took longer than indexer.decode_timeout ({self.limits.timeout:g} s); "
+                              "is it really a photo? raise the setting if it is")
+        data = os.pread(self.fd, len(buffer), self._pos)
+        self._budget -= len(data)
+        if self._budget < 0:
+            raise DecodeError(f"the decoder read more than twice indexer.max_file_bytes "
+                              f"({self.limits.max_bytes} bytes); the file keeps growing or is damaged")
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self._pos
+        elif whence == os.SEEK_END:
+            offset += os.fstat(self.fd).st_size
+        if offset < 0:
+            raise OSError(22, "negative seek position")
+        self._pos = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:  # the descriptor belongs to the caller
+        super().close()
+
+
+def open_bounded(fd: int, size: int, limits: DecodeLimits) -> BinaryIO:
+    """A buffered reader of fd (a regular file of size bytes) within limits; refuses an oversized file at once."""
+    if size > limits.max_bytes:
+        raise DecodeError(f"{size} bytes is more than indexer.max_file_bytes ({limits.max_bytes}); "
+                          "raise the setting if this photo is genuine")
+    if size == 0:
+        raise DecodeError("empty file (0 bytes)", retry=True)
+    return io.BufferedReader(BoundedFile(fd, limits), 1 << 16)  # type: ignore[return-value]
+
+
+Source = Path | BinaryIO
+
+
+def open_photo(source: Source, min_side: int, max_pixels: int) -> Image.Image:
+    """Decode source (a path, or a file the caller opened) into an 8-bit RGB image with EXIF orientation applied.
 
     JPEGs are decoded at the smallest DCT scale that keeps both sides at
     least ``min_side``. Raises DecodeError naming the reason; ``retry`` is
     set when the file looks incomplete (empty, or shorter than its own
-    structure says), which may mean it is still arriving.
+    structure says), which may mean it is still arriving. A file object is
+    read from its start and left open.
     """
+    if not isinstance(source, (str, os.PathLike)):
+        source.seek(0)
+        return _decode_handle(source, min_side, max_pixels)
     try:
-        handle = open(path, "rb")
+        handle = open(source, "rb")
     except FileNotFoundError:
         raise DecodeError("file disappeared before it could be read") from None
     except PermissionError:
@@ -62,27 +150,32 @@ def open_photo(path: Path, min_side: int, max_pixels: int) -> Image.Image:
     except OSError as exc:
         raise DecodeError(f"cannot open: {exc.strerror or exc}") from None
     with handle:
-        try:
-            return _decode(handle, min_side, max_pixels)
-        except DecodeError:
-            raise
-        except MemoryError:
-            raise DecodeError("not enough memory to decode (lower indexer.max_pixels)") from None
-        except UnidentifiedImageError:
-            if _size(handle) == 0:
-                raise DecodeError("empty file (0 bytes)", retry=True) from None
-            if _looks_incomplete(handle):
-                raise DecodeError(_TRUNCATED, retry=True) from None
-            raise DecodeError("not an image nasclip can read (unknown format or damaged header)") from None
-        except Exception as exc:  # decoders raise OSError, ValueError, SyntaxError, struct.error, ...
-            text = str(exc)
-            lowered = text.lower()
-            if isinstance(exc, OSError) and exc.errno is not None:
-                raise DecodeError(f"read error: {exc.strerror or exc}") from None
-            if isinstance(exc, EOFError) or "truncated" in lowered or "end of file" in lowered \
-                    or _looks_incomplete(handle):
-                raise DecodeError(_TRUNCATED, retry=True) from None
-            raise DecodeError(f"damaged image data ({type(exc).__name__}: {text[:200] or 'no detail'})") from None
+        return _decode_handle(handle, min_side, max_pixels)
+
+
+def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int) -> Image.Image:
+    """_decode, with every failure turned into a DecodeError that says why."""
+    try:
+        return _decode(handle, min_side, max_pixels)
+    except DecodeError:
+        raise
+    except MemoryError:
+        raise DecodeError("not enough memory to decode (lower indexer.max_pixels)") from None
+    except UnidentifiedImageError:
+        if _size(handle) == 0:
+            raise DecodeError("empty file (0 bytes)", retry=True) from None
+        if _looks_incomplete(handle):
+            raise DecodeError(_TRUNCATED, retry=True) from None
+        raise DecodeError("not an image nasclip can read (unknown format or damaged header)") from None
+    except Exception as exc:  # decoders raise OSError, ValueError, SyntaxError, struct.error, ...
+        text = str(exc)
+        lowered = text.lower()
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise DecodeError(f"read error: {exc.strerror or exc}") from None
+        if isinstance(exc, EOFError) or "truncated" in lowered or "end of file" in lowered \
+                or _looks_incomplete(handle):
+            raise DecodeError(_TRUNCATED, retry=True) from None
+        raise DecodeError(f"damaged image data ({type(exc).__name__}: {text[:200] or 'no detail'})") from None
 
 
 def _size(handle: BinaryIO) -> int:
@@ -239,11 +332,17 @@ def to_tensor(image: Image.Image, spec: ImageSpec) -> np.ndarray:
     return data
 
 
-def load_image(path: Path, spec: ImageSpec, max_pixels: int) -> Image.Image:
+def load_image(source: Source, spec: ImageSpec, max_pixels: int) -> Image.Image:
     """Decode and resize one photo: the model's input as an RGB image."""
-    return resize(open_photo(path, spec.size, max_pixels), spec)
+    photo = open_photo(source, spec.size, max_pixels)
+    big = photo.width * photo.height >= TRIM_PIXELS
+    small = resize(photo, spec)
+    del photo
+    if big:  # hundreds of MB just freed: give them back rather than keep them for the next one
+        release_memory()
+    return small
 
 
-def load_tensor(path: Path, spec: ImageSpec, max_pixels: int) -> np.ndarray:
+def load_tensor(source: Source, spec: ImageSpec, max_pixels: int) -> np.ndarray:
     """Decode and preprocess one photo for the image encoder."""
-    return to_tensor(load_image(path, spec, max_pixels), spec)
+    return to_tensor(load_image(source, spec, max_pixels), spec)

@@ -5,6 +5,15 @@ bounded thread pool (fingerprint, then decode and preprocess unless a twin's
 vector can be reused), takes the oldest finished batch, encodes it and
 records the results in one transaction. A bad photo becomes a ``Failed``
 result naming the reason; it never stops the worker.
+
+A share is written by its users, so nothing about a path is trusted: each
+file is opened once, from the share root with no symbolic link in any
+component (fsopen), checked with fstat against its catalog row, and then
+fingerprinted and decoded from that one descriptor within the decode limits.
+Just before recording, the path must still lead to the same inode, or the
+result is dropped and the row tried again. A decode that never returns (a
+hung mount, a decoder stuck in C) is given up after twice
+``indexer.decode_timeout``, and the pool it blocks is replaced.
 """
 
 from __future__ import annotations
@@ -12,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat as stat_
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,26 +37,70 @@ from .catalog import FileRow
 from .config import IndexerConfig
 from .encoder import Encoder
 from .errors import DecodeError, NasclipError
-from .imaging import load_tensor
+from .fsopen import LinkRefused, open_nofollow
+from .imaging import DecodeLimits, load_tensor, open_bounded
 from .store import Encoded, Failed, Result, Store
 
 log = logging.getLogger("nasclip.indexer")
 
 FINGERPRINT_CHUNK = 64 * 1024
+# Files up to this size are hashed whole (the decoder reads them whole anyway);
+# larger ones by their head and tail, unless their format is uncompressed.
+FULL_HASH_BYTES = 8 << 20
+# Uncompressed formats (BMP, TIFF, PNM): two photos can share the first and last
+# 64 KB and differ in between, so their fingerprint always covers every byte.
+UNCOMPRESSED_MAGIC = (b"BM", b"II*\x00", b"MM\x00*", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
+# Marks the whole-file scheme; head-and-tail fingerprints keep the old "size:hash" form,
+# so rows written before the change still match their unchanged files.
+WHOLE_FILE = "w"
 # A file still arriving (truncated, empty) is retried while its mtime is this recent.
 ARRIVAL_WINDOW = 600.0
 MAX_RETRIES = 6
+# Retries of a file that does not change back off exponentially up to this.
+RETRY_CAP = 6 * 3600.0
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK  # a FIFO in a share must not hold a worker
 
 
-def fingerprint(path: Path, size: int) -> str:
-    """Size plus a hash of the head and tail: cheap, and equal for a moved or copied file."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        digest.update(handle.read(FINGERPRINT_CHUNK))
-        if size > FINGERPRINT_CHUNK:
-            handle.seek(max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK))
-            digest.update(handle.read(FINGERPRINT_CHUNK))
+def _read(fd: int, offset: int, length: int) -> bytes:
+    return os.pread(fd, length, offset)
+
+
+def _head_and_tail(fd: int, size: int, head: bytes) -> str:
+    digest = hashlib.blake2b(head, digest_size=16)
+    if size > FINGERPRINT_CHUNK:
+        digest.update(_read(fd, max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK), FINGERPRINT_CHUNK))
     return f"{size}:{digest.hexdigest()}"
+
+
+def fingerprint(fd: int, size: int) -> str:
+    """Equal for a moved or copied file, different for any edit of a file hashed whole.
+
+    Small and uncompressed files are hashed whole; big compressed ones by size,
+    head and tail, which is cheap and as before (an edit of one also changes
+    its mtime, and a changed row never reuses its own old vector).
+    """
+    head = _read(fd, 0, FINGERPRINT_CHUNK)
+    if size > FULL_HASH_BYTES and not head.startswith(UNCOMPRESSED_MAGIC):
+        return _head_and_tail(fd, size, head)
+    digest = hashlib.blake2b(digest_size=16)
+    offset = 0
+    while offset < size:
+        chunk = _read(fd, offset, 1 << 20)
+        if not chunk:
+            break
+        digest.update(chunk)
+        offset += len(chunk)
+    return f"{WHOLE_FILE}{size}:{digest.hexdigest()}"
+
+
+def decode_limits(config: IndexerConfig) -> DecodeLimits:
+    """What one decode may cost, from the indexer settings (for shares and --like queries alike)."""
+    return DecodeLimits(config.max_pixels, config.max_file_bytes, config.decode_timeout)
+
+
+def retry_delay(row: FileRow, base: float) -> float:
+    """Seconds until a file that did not change is tried again: doubling per attempt, capped."""
+    return min(RETRY_CAP, base * 2 ** min(row.attempts, 32))
 
 
 @dataclass
@@ -56,6 +111,10 @@ class _Prepared:
     fingerprint: str | None = None
     tensor: np.ndarray | None = None
     result: Result | None = None
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file that was read
+
+
+_Batch = list[tuple[FileRow, "Future[_Prepared]"]]
 
 
 class IndexerStats:
@@ -101,7 +160,8 @@ class Indexer:
         self.stats = IndexerStats()
         self.depth = 2  # batches being prepared ahead of the encoder
         self._pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="nasclip-decode")
-        self._window: deque[list[Future[_Prepared]]] = deque()
+        self._window: deque[_Batch] = deque()
+        self.stuck_workers = 0  # decode threads given up on (still blocked somewhere)
         self._inflight: set[int] = set()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -150,7 +210,7 @@ class Indexer:
         self.stop()
         self.join()
         for batch in self._window:
-            for future in batch:
+            for _, future in batch:
                 future.cancel()
         self._window.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -164,15 +224,71 @@ class Indexer:
             self.stats.busy = False
             return 0
         self.stats.busy = True
-        prepared = [future.result() for future in self._window.popleft()]
+        batch = self._window.popleft()
         try:
+            prepared = self._collect(batch)
+            for p in prepared:
+                self._recheck(p)
             results = self._encode(prepared)
             summary = self.store.record(results)
         finally:
-            self._inflight.difference_update(p.row.id for p in prepared)
+            self._inflight.difference_update(row.id for row, _ in batch)
         self.stats.add(summary)
         self._fill_window()  # keep the pool busy while the caller does anything else
         return len(prepared)
+
+    def _collect(self, batch: _Batch) -> list[_Prepared]:
+        """The batch's prepared photos; one that takes far longer than decode_timeout is given up."""
+        patience = 2 * self.config.decode_timeout + 1.0  # the reader's own deadline, plus resizing
+        prepared = []
+        for i in range(len(batch)):
+            row, future = batch[i]  # re-read: replacing the pool may resubmit it
+            try:
+                prepared.append(future.result(timeout=patience))
+            except FutureTimeout:
+                reason = (f"reading or decoding took longer than indexer.decode_timeout "
+                          f"({self.config.decode_timeout:g} s) and did not stop; trying again later")
+                log.warning("cannot index %s/%s: %s", row.share, row.relpath, reason,
+                            extra={"PHOTO_PATH": f"{row.share}/{row.relpath}"})
+                delay = retry_delay(row, 60.0)
+                prepared.append(_Prepared(row, result=Failed(row, None, reason, retry_at=self.clock() + delay)))
+                self._replace_pool([batch, *self._window])
+        return prepared
+
+    def _replace_pool(self, batches: list[_Batch]) -> None:
+        """A worker is stuck: queued work moves to a new pool; the stuck thread is left to finish alone."""
+        stuck, self._pool = self._pool, ThreadPoolExecutor(self.config.decode_threads,
+                                                           thread_name_prefix="nasclip-decode")
+        self.stuck_workers += 1
+        for batch in batches:
+            for i, (row, future) in enumerate(batch):
+                if future.cancel():
+                    batch[i] = (row, self._pool.submit(self._prepare, row))
+        stuck.shutdown(wait=False)
+
+    def _recheck(self, p: _Prepared) -> None:
+        """Drop a result whose path no longer leads to the file that was read (swapped meanwhile)."""
+        if p.identity is None or isinstance(p.result, Failed):
+            return
+        if self._identity(p.row) != p.identity:
+            log.info("%s/%s was replaced while it was being indexed; trying it again", p.row.share, p.row.relpath)
+            p.tensor = None
+            p.result = Failed(p.row, None, "replaced while being indexed; trying again",
+                              retry_at=self.clock() + 1.0)
+
+    def _identity(self, row: FileRow) -> tuple[int, int] | None:
+        root = self.share_roots.get(row.share)
+        if root is None:
+            return None
+        try:
+            fd = open_nofollow(row.relpath, base=root, flags=os.O_PATH)
+        except (OSError, NasclipError):
+            return None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return (st.st_dev, st.st_ino) if stat_.S_ISREG(st.st_mode) else None
 
     def _fill_window(self) -> None:
         while len(self._window) < self.depth and not self._stop.is_set():
@@ -180,7 +296,7 @@ class Indexer:
             if not rows:
                 return
             self._inflight.update(r.id for r in rows)
-            self._window.append([self._pool.submit(self._prepare, row) for row in rows])
+            self._window.append([(row, self._pool.submit(self._prepare, row)) for row in rows])
 
     def _encode(self, prepared: list[_Prepared]) -> list[Result]:
         todo = [p for p in prepared if p.result is None]
@@ -205,36 +321,70 @@ class Indexer:
         except Exception as exc:  # a decoder bug or a busy catalog must cost one photo, not the batch
             log.exception("unexpected error preparing %s/%s", row.share, row.relpath)
             reason = f"unexpected error: {type(exc).__name__}: {exc}"
-            retry_at = self.clock() + 60.0 * 2 ** row.attempts if row.attempts < MAX_RETRIES else None
+            retry_at = self.clock() + retry_delay(row, 60.0) if row.attempts < MAX_RETRIES else None
             return _Prepared(row, result=Failed(row, None, reason, retry_at=retry_at))
 
     def _prepare_row(self, row: FileRow) -> _Prepared:
         root = self.share_roots.get(row.share)
         if root is None:
             return _Prepared(row, result=Failed(row, None, f"share '{row.share}' is no longer configured",
-                                                retry_at=self.clock() + 3600))
+                                                retry_at=self.clock() + retry_delay(row, 3600.0)))
         path = root / row.relpath
         try:
-            stat = os.stat(path)
-            fp = fingerprint(path, stat.st_size)
+            fd = open_nofollow(row.relpath, base=root, flags=_OPEN_FLAGS)
+        except LinkRefused:
+            return self._failed(row, None, path, "a symbolic link, or below one; nasclip does not follow links")
         except FileNotFoundError:
             # The watcher will mark it gone; do not spin on it meanwhile.
-            return _Prepared(row, result=Failed(row, None, "file disappeared", retry_at=self.clock() + 60))
+            return _Prepared(row, result=Failed(row, None, "file disappeared",
+                                                retry_at=self.clock() + retry_delay(row, 60.0)))
         except PermissionError:
-            return self._failed(row, None, path, "permission denied (give the nasclip user read access, then run `nasclip scan`)")
+            return self._failed(row, None, path,
+                                "permission denied (give the nasclip user read access, then run `nasclip scan`)")
         except OSError as exc:
             return self._failed(row, None, path, f"cannot read: {exc.strerror or exc}")
-        donor = self.store.donor_for(row, fp)
-        if donor is not None:
-            return _Prepared(row, fp, result=Encoded(row, fp, donor=donor))
         try:
-            tensor = load_tensor(path, self.encoder.spec.image, self.config.max_pixels)
+            return self._prepare_open(row, path, fd)
+        finally:
+            os.close(fd)
+
+    def _prepare_open(self, row: FileRow, path: Path, fd: int) -> _Prepared:
+        """Everything from the one descriptor: what fstat says is what is fingerprinted and decoded."""
+        st = os.fstat(fd)
+        if not stat_.S_ISREG(st.st_mode):
+            return self._failed(row, None, path, "not a regular file")
+        identity = (st.st_dev, st.st_ino)
+        if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+            # Changed since the watcher saw it: it will tell the catalog; nothing is recorded meanwhile.
+            return _Prepared(row, result=Failed(row, None, "changed while being indexed; trying again",
+                                                retry_at=self.clock() + retry_delay(row, 5.0)))
+        config = self.config
+        limits = decode_limits(config)
+        fp: str | None = None
+        try:
+            handle = open_bounded(fd, st.st_size, limits)
+            fp = fingerprint(fd, st.st_size)
+            donor = self._donor(row, fd, st.st_size, fp)
+            if donor is not None:
+                return _Prepared(row, fp, result=Encoded(row, fp, donor=donor), identity=identity)
+            tensor = load_tensor(handle, self.encoder.spec.image, config.max_pixels)
         except DecodeError as exc:
-            if exc.retry and self.clock() - stat.st_mtime < ARRIVAL_WINDOW and row.attempts < MAX_RETRIES:
-                delay = min(300.0, 5.0 * 2 ** row.attempts)
+            if exc.retry and self.clock() - st.st_mtime < ARRIVAL_WINDOW and row.attempts < MAX_RETRIES:
+                delay = min(300.0, retry_delay(row, 5.0))
                 return _Prepared(row, fp, result=Failed(row, fp, str(exc), retry_at=self.clock() + delay))
             return self._failed(row, fp, path, str(exc))
-        return _Prepared(row, fp, tensor=tensor)
+        except OSError as exc:
+            return self._failed(row, None, path, f"read error: {exc.strerror or exc}")
+        return _Prepared(row, fp, tensor=tensor, identity=identity)
+
+    def _donor(self, row: FileRow, fd: int, size: int, fp: str) -> int | None:
+        """A row whose vector fits; a row still carrying an old-style fingerprint may keep its own."""
+        stored = row.fingerprint
+        legacy = stored is not None and fp.startswith(WHOLE_FILE) and not stored.startswith(WHOLE_FILE)
+        if legacy and _head_and_tail(fd, size, _read(fd, 0, FINGERPRINT_CHUNK)) == stored \
+                and self.store.donor_for(row, stored or "") == row.id:
+            return row.id  # only itself: a head-and-tail twin of a small file may differ in between
+        return self.store.donor_for(row, fp)
 
     def _failed(self, row: FileRow, fp: str | None, path: Path, reason: str) -> _Prepared:
         log.warning("cannot index %s: %s", path, reason, extra={"PHOTO_PATH": str(path)})

@@ -18,6 +18,8 @@ import struct
 import sys
 from pathlib import Path
 
+from .printable import PrintableArgs
+
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -129,6 +131,8 @@ def setup_logging(level: str = "info", *, identifier: str = "nasclipd",
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                                                "%Y-%m-%d %H:%M:%S"))
+    # File names come from users: one with a newline must not forge a log line.
+    handler.addFilter(PrintableArgs())
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     set_level(level)

@@ -17,7 +17,7 @@ from typing import Literal
 import yaml
 
 from .errors import ModelError
-from .schema import Problems, internal, parse_yaml, setting, to_plain
+from .schema import Problems, internal, parse_yaml, read_yaml_file, setting, to_plain
 
 MANIFEST = "model.yaml"
 
@@ -105,7 +105,7 @@ def load_model_spec(folder: Path | str, *, check_files: bool = True) -> ModelSpe
     folder = Path(folder)
     manifest = folder / MANIFEST
     try:
-        text = manifest.read_text(encoding="utf-8")
+        text = read_yaml_file(manifest)
     except FileNotFoundError:
         if not folder.is_dir():
             raise ModelError(f"model folder {folder} does not exist (setting: model)") from None

@@ -21,6 +21,7 @@ from typing import NoReturn
 from . import __version__
 from .client import RequestFailed, call, resolve_socket
 from .errors import DaemonUnavailable, NasclipError, SocketAccessDenied
+from .printable import printable
 
 EXIT_OK, EXIT_REFUSED, EXIT_DOWN, EXIT_DENIED, EXIT_USAGE = 0, 1, 2, 3, 64
 EXIT_CODES = f"""exit codes:
@@ -163,17 +164,8 @@ def _output(args: argparse.Namespace, results: list[dict], reply: dict) -> None:
         if not results:
             print("no matching photos (or none you may read)", file=sys.stderr)
         for rank, r in enumerate(results, 1):
-            print(f"{rank:3d}  {r['score']:.3f}  {_printable(r['path'])}")
+            print(f"{rank:3d}  {r['score']:.3f}  {printable(r['path'])}")
     sys.stdout.flush()
-
-
-_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {10: "\\n", 9: "\\t", 13: "\\r"}
-
-
-def _printable(path: str) -> str:
-    """A path for display: bytes that are not UTF-8 become U+FFFD; control characters are
-    escaped (a newline in a file name must not look like another result)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace").translate(_CONTROL)
 
 
 def _thumbnail(path: str, size: int = 320) -> str | None:
@@ -198,7 +190,7 @@ def html_page(title: str, results: list[dict]) -> str:
         thumbs = list(pool.map(_thumbnail, [r["path"] for r in results]))
     cards = []
     for rank, (r, thumb) in enumerate(zip(results, thumbs), 1):
-        shown = Path(_printable(r["path"]))
+        shown = Path(printable(r["path"]))
         picture = (f'<img src="{thumb}" alt="{html.escape(shown.name)}">' if thumb
                    else '<div class="missing">no preview</div>')
         when = datetime.fromtimestamp(r.get("mtime", 0)).strftime("%Y-%m-%d")

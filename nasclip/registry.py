@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from .errors import ModelError
 from .modelspec import ModelSpec, check_model_spec, model_files
-from .schema import Problems, parse_yaml, setting
+from .schema import Problems, parse_yaml, read_yaml_file, setting
 
 REGISTRY_FILE = "registry.yaml"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -126,7 +126,7 @@ def load_registry(path: Path | None = None) -> Registry:
         text = resources.files("nasclip").joinpath(REGISTRY_FILE).read_text(encoding="utf-8")
         return parse_registry(text, Path(__file__).with_name(REGISTRY_FILE))
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_yaml_file(Path(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: cannot read the model registry: {exc}") from None
     return parse_registry(text, Path(path))

@@ -26,6 +26,7 @@ RESTART_ONLY = {
     "index.type": "the index is loaded at start-up",
     "index.search_threads": "the index is loaded at start-up",
     "query.max_connections": "the connection pool is created at start-up",
+    "query.max_image_decodes": "the --like decode slots are created at start-up",
     "query.socket_group": "the socket's owner is set when it is created",
     "query.socket_mode": "the socket's mode is set when it is created",
 }

@@ -89,6 +89,58 @@ class Problems:
         self.items.append(f"{self.source}{line}: {where}: {message}")
 
 
+# Bounds of every YAML file nasclip reads (config, model manifests, the registry): real
+# ones are a few kB and a few levels deep. Without them a 100,000-deep document is a raw
+# RecursionError and a 72 MB one costs a minute and 750 MB before any error is shown.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than MAX_YAML_DEPTH while composing (which recurses)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def compose_yaml(text: str) -> yaml.Node | None:
+    """The node tree of a YAML document within the size and depth bounds (yaml.YAMLError if not)."""
+    if len(text) > MAX_YAML_BYTES or len(text.encode("utf-8", "surrogateescape")) > MAX_YAML_BYTES:
+        raise yaml.YAMLError(str(YamlTooLarge()))
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
+class YamlTooLarge(OSError):
+    """A YAML file beyond MAX_YAML_BYTES: an OSError, so that readers report it as a file they cannot read."""
+
+    def __str__(self) -> str:
+        return f"larger than {MAX_YAML_BYTES // 1024} KiB, the most nasclip reads of a YAML file"
+
+
+def read_yaml_file(path: Path) -> str:
+    """A YAML file's text, reading no more than just past MAX_YAML_BYTES (raises OSError, UnicodeDecodeError)."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_YAML_BYTES + 1)
+    if len(data) > MAX_YAML_BYTES:
+        raise YamlTooLarge()
+    return data.decode("utf-8")
+
+
 _SCALAR_LOADER = yaml.SafeLoader("")
 
 
@@ -213,7 +265,7 @@ def parse_yaml(cls: type[T], text: str, source: Path, error: Callable[[str], Exc
     cross-field problems once the types are right.
     """
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_yaml(text)
     except yaml.YAMLError as exc:
         # An unclosed bracket or quote is noticed far below it: point at where it starts.
         mark = getattr(exc, "problem_mark", None)

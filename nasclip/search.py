@@ -28,9 +28,9 @@ from . import catalog as cat
 from .access import AccessCheck, Peer
 from .encoder import Encoder, l2_normalise
 from .errors import DecodeError, ModelError, NasclipError, ProtocolError
-from .imaging import load_tensor
+from .imaging import DecodeLimits, load_tensor, open_bounded
 from .modelspec import load_model_spec
-from .protocol import BAD_REQUEST, FORBIDDEN, NOT_FOUND, Request, Term
+from .protocol import BAD_REQUEST, BUSY, FORBIDDEN, NOT_FOUND, Request, Term
 from .store import Store
 from .vectors import VectorIndex
 
@@ -41,6 +41,7 @@ log = logging.getLogger("nasclip.search")
 # handed to the catalog, whose ids the index then scans alone.
 POST_FILTER_LIMIT = 512
 TEXT_CACHE_SIZE = 4096
+DECODE_WAIT = 1.0  # seconds a --like query waits for a decode slot before it is told 'busy'
 
 
 @dataclass(frozen=True)
@@ -144,11 +145,14 @@ class Searcher:
     opened here (once) from the folder the store remembers for it.
     """
 
-    def __init__(self, store: Store, encoder: Encoder, share_roots: dict[str, Path], max_pixels: int) -> None:
+    def __init__(self, store: Store, encoder: Encoder, share_roots: dict[str, Path], max_pixels: int,
+                 *, limits: DecodeLimits | None = None, max_decodes: int = 2) -> None:
         self.store = store
         self.encoder = encoder
         self.share_roots = dict(share_roots)
-        self.max_pixels = max_pixels
+        self.limits = limits or DecodeLimits(max_pixels)  # replaced by a config reload
+        self.max_decodes = max_decodes
+        self._decodes = threading.BoundedSemaphore(max_decodes)
         self.texts = TextCache()
         self._encoders: dict[str, Encoder] = {encoder.model_id: encoder}
         self._encoders_lock = threading.Lock()
@@ -276,7 +280,7 @@ class Searcher:
                 if stored is not None:
                     return stored
             try:
-                tensor = load_tensor(Path(f"/proc/self/fd/{fd}"), encoder.spec.image, self.max_pixels)
+                tensor = self._decode(fd, st.st_size, encoder)
             except DecodeError as exc:
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image} as a query: {exc}") from None
             except OSError as exc:  # e.g. a file that cannot seek
@@ -284,6 +288,20 @@ class Searcher:
         finally:
             os.close(fd)
         return encoder.encode_images(tensor[None])[0]
+
+    def _decode(self, fd: int, size: int, encoder: Encoder) -> np.ndarray:
+        """A query photo's tensor, within the decode limits and the --like slots."""
+        limits = self.limits
+        handle = open_bounded(fd, size, limits)  # an oversized file is refused before it takes a slot
+        # Each slot may hold hundreds of MB of pixels for a moment: a few users
+        # must not be able to make the daemon as large as they like.
+        if not self._decodes.acquire(timeout=DECODE_WAIT):
+            raise ProtocolError(BUSY, f"{self.max_decodes} --like photos are being decoded "
+                                      "(query.max_image_decodes); try again in a moment")
+        try:
+            return load_tensor(handle, encoder.spec.image, limits.max_pixels)
+        finally:
+            self._decodes.release()
 
     def query_vector(self, terms: tuple[Term, ...], access: AccessCheck, index: VectorIndex | None = None,
                      encoder: Encoder | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ quiet period is over, so waiting files cost nothing in between.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable
@@ -46,9 +47,12 @@ class _Entry:
 
 
 def _stat(path: str) -> tuple[int, int] | None:
+    """Size and mtime of a regular file; None for anything else, a symbolic link above all (never followed)."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
         return None
     return st.st_size, st.st_mtime_ns
 
@@ -124,7 +128,7 @@ class Settler:
                 continue
             current = _stat(entry.path)
             if current is None:
-                self._drop(key)  # gone again; its delete event does the rest
+                self._drop(key)  # gone again (its delete event does the rest), or not a regular file
             elif current != entry.stat:
                 entry.stat, entry.last_change = current, now  # changed without an event: wait again
             else:

@@ -349,11 +349,21 @@ class Store:
     # ------------------------------------------------------------------ writing: indexer side
 
     def pending(self, limit: int, skip: set[int]) -> list[FileRow]:
-        """Rows due for indexing, read without the write lock."""
+        """Rows due for indexing, newest new photos first, then retries that are due; without the write lock.
+
+        Each half reads one partial index (files_new, files_retry), so rows
+        waiting for a later retry cost nothing however many there are.
+        """
         conn = self.reader()
+        wanted = limit + len(skip)
         rows = conn.execute(
-            f"SELECT {cat.ROW_COLUMNS} FROM files WHERE state='pending' AND (retry_at IS NULL OR retry_at<=?) "
-            "ORDER BY mtime_ns DESC LIMIT ?", (cat.now(), limit + len(skip))).fetchall()
+            f"SELECT {cat.ROW_COLUMNS} FROM files INDEXED BY files_new WHERE state='pending' AND retry_at IS NULL "
+            "ORDER BY mtime_ns DESC LIMIT ?", (wanted,)).fetchall()
+        if len(rows) < wanted:
+            rows += conn.execute(
+                f"SELECT {cat.ROW_COLUMNS} FROM files INDEXED BY files_retry WHERE state='pending' "
+                "AND retry_at IS NOT NULL AND retry_at<=? ORDER BY retry_at LIMIT ?",
+                (cat.now(), wanted - len(rows))).fetchall()
         return [r for r in map(cat.row_from, rows) if r.id not in skip][:limit]
 
     def donor_for(self, row: FileRow, fingerprint: str) -> int | None:

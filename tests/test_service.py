@@ -108,12 +108,16 @@ def answers(path: Path) -> bool:
         return False
 
 
-def link_stuck_photo(folder: Path, name: str) -> Path:
-    """A FIFO under a hidden (excluded) name, linked in as a photo: reading it blocks until a writer opens it."""
-    fifo = folder / f".{name}.fifo"
-    os.mkfifo(fifo)
-    os.link(fifo, folder / name)
-    return fifo
+HUNG_MOUNT = Path(__file__).resolve().parent / "fakes" / "hung_mount"
+
+
+def hang_photo(folder: Path, name: str) -> Path:
+    """A photo whose reads block (tests/fakes/hung_mount) until folder/.release exists."""
+    (folder / ".release").unlink(missing_ok=True)
+    path = folder / f"hung-{name}"
+    write_scene(folder / f".{name}.part", Scene("blue", "star", "white"))
+    os.replace(folder / f".{name}.part", path)
+    return path
 
 
 def catalog_counts(state: Path) -> tuple[int, int]:
@@ -154,12 +158,13 @@ def test_notify_ready_status_watchdog_stall_and_stopping(tmp_path: Path, photos:
     # believe it. With no journald to take native entries, lines get <N> priority prefixes.
     log_file = tmp_path / "nasclipd.log"
     log_file.touch()
-    env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000",
+           "PYTHONPATH": os.pathsep.join([str(HUNG_MOUNT), os.environ.get("PYTHONPATH", "")])}
     journal_stream = not JOURNAL_SOCKET.exists()
     if journal_stream:
         env["JOURNAL_STREAM"] = f"{log_file.stat().st_dev}:{log_file.stat().st_ino}"
     daemon = daemon_factory({"photos": photos, "incoming": incoming}, env=env, start=False,
-                            indexer={"batch_size": 2, "decode_threads": 1},
+                            indexer={"batch_size": 2, "decode_threads": 1, "decode_timeout": 600},
                             service={"stall_seconds": 1.0, "stop_timeout": 2.0})
     notify = NotifySocket(env["NOTIFY_SOCKET"], on_ready=lambda: answers(daemon.socket))
     try:
@@ -191,8 +196,8 @@ def test_notify_ready_status_watchdog_stall_and_stopping(tmp_path: Path, photos:
         gaps = [b - a for a, b in zip(pings, pings[1:])]
         assert len(pings) >= 4 and max(gaps) < 1.0, f"pings {len(pings)}, longest gap {max(gaps):.2f} s"
 
-        # A photo whose read blocks: the indexer stalls, the pings stop, queries still work.
-        fifo = link_stuck_photo(incoming, "stuck.jpg")
+        # A photo whose read blocks (a hung mount): the indexer stalls, the pings stop, queries still work.
+        stuck = hang_photo(incoming, "stuck.jpg")
         wait_until(lambda: daemon.status()["service"]["stalled"], 20, what="the daemon to notice the stall")
         stalled_at = time.monotonic()
         time.sleep(3.0)
@@ -200,20 +205,18 @@ def test_notify_ready_status_watchdog_stall_and_stopping(tmp_path: Path, photos:
         assert status["healthy"] is False and status["photos"]["pending"] == 1
         assert notify.pings(stalled_at, time.monotonic()) == [], "WATCHDOG=1 was sent while the indexer was stuck"
 
-        # The read completes (the file is replaced by a real photo and the FIFO gets its writer): pings resume.
-        write_scene(incoming / ".arriving.jpg", Scene("red", "circle", "white"))
-        os.replace(incoming / ".arriving.jpg", incoming / "stuck.jpg")
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        # The mount answers again: the read completes, pings resume, the photo is indexed.
+        (incoming / ".release").touch()
         unblocked = time.monotonic()
         notify.wait_for(lambda m: m.get("WATCHDOG") == "1", after=unblocked, timeout=15, what="pings to resume")
-        real = (incoming / "stuck.jpg").stat().st_size
-        wait_until(lambda: catalog_row(tmp_path / "state", "incoming", "stuck.jpg") == (real, "indexed"), 15,
-                   what="the photo that replaced the FIFO to be indexed")
+        real = stuck.stat().st_size
+        wait_until(lambda: catalog_row(tmp_path / "state", "incoming", stuck.name) == (real, "indexed"), 15,
+                   what="the photo whose read blocked to be indexed")
         status = daemon.wait_idle()
         assert status["healthy"] and status["photos"]["indexed"] == N_PHOTOS + 1
 
         # SIGTERM with a read stuck again: STOPPING=1, and the process leaves within service.stop_timeout.
-        link_stuck_photo(incoming, "stuck-again.jpg")
+        hang_photo(incoming, "stuck-again.jpg")
         wait_until(lambda: daemon.status()["service"]["stalled"], 20, what="the second stall")
         asked = time.monotonic()
         assert daemon.stop(signal.SIGTERM, timeout=30) == 0
