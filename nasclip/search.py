@@ -26,6 +26,7 @@ import numpy as np
 
 from . import catalog as cat
 from .access import AccessCheck, Peer
+from .acl import R
 from .encoder import Encoder, l2_normalise
 from .errors import DecodeError, ModelError, NasclipError, ProtocolError
 from .imaging import load_tensor
@@ -260,7 +261,7 @@ class Searcher:
             raise refused from None
         try:
             st = os.fstat(fd)
-            if not access.readable(st):
+            if not access.allows(fd, st, R):
                 raise refused
             if not stat.S_ISREG(st.st_mode):
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image}: not a regular file")

@@ -1,0 +1,287 @@
+"""POSIX ACLs decide who sees a photo: real users, real setfacl, the kernel as the oracle.
+
+Every expectation here is checked against what the kernel itself lets each
+user do (a forked child running as that user tries to open the file), so a
+tree whose ACLs make no difference cannot pass. ``nca_svc`` stands for the
+service account that README step 5 grants read access with setfacl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import DaemonProcess, make_scenes, wait_until, write_config
+from nasclip import acl, query
+from nasclip.access import AccessCheck, Peer
+from nasclip.errors import NasclipError
+from users import User, accounts, needs_root
+
+pytestmark = [needs_root, pytest.mark.skipif(shutil.which("setfacl") is None,
+                                             reason="needs setfacl/getfacl (apt package acl; make test installs it)")]
+
+USERS = ("nca_bob", "nca_dave", "nca_alice", "nca_svc")
+
+
+@pytest.fixture(scope="module")
+def people():
+    """bob and dave in nca_users, alice in nca_other, svc in neither."""
+    yield from accounts({"nca_users": [], "nca_other": []},
+                        {"nca_bob": ["nca_users"], "nca_dave": ["nca_users"], "nca_alice": ["nca_other"],
+                         "nca_svc": []})
+
+
+def setfacl(path: Path, *args: str) -> None:
+    subprocess.run(["setfacl", *args, str(path)], check=True, capture_output=True)
+
+
+def peer(user: User) -> Peer:
+    return Peer(0, user.uid, user.gid, user.groups)
+
+
+def kernel_opens(user: User, paths: list[Path]) -> set[Path]:
+    """The paths user can really open for reading, as the kernel decides."""
+    def body() -> int:
+        opened = []
+        for path in paths:
+            try:
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+                opened.append(str(path))
+            except OSError:
+                pass
+        print(json.dumps(opened))
+        return 0
+    ran = user.run(body)
+    assert ran.code == 0, ran
+    return {Path(p) for p in ran.json}
+
+
+def nasclip_reads(user: User, paths: list[Path], check: AccessCheck | None = None) -> set[Path]:
+    check = check or AccessCheck(peer(user))
+    return {p for p in paths if check.may_read(p)}
+
+
+@pytest.fixture
+def base():
+    folder = Path(tempfile.mkdtemp(prefix="nasclip-acl-"))  # not below pytest's 0700 tmp folder
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def build_issue_tree(share: Path, people: dict) -> dict[str, Path]:
+    """Every case of finding 1, plus a folder grant, the mask, and a named group."""
+    make_scenes(share / "open", 7, seed=31, prefix="f")
+    make_scenes(share / "bobdir", 1, seed=32, prefix="trip")
+    make_scenes(share / "alicedir", 1, seed=33, prefix="gift")
+    share.chmod(0o755)
+    photos = sorted((share / "open").iterdir())
+    files = {"bob_private": photos[0], "not_dave": photos[1], "for_alice": photos[2], "masked": photos[3],
+             "for_group": photos[4], "plain": photos[5], "mask_off": photos[6],
+             "bob_trip": next((share / "bobdir").iterdir()), "alice_gift": next((share / "alicedir").iterdir())}
+    bob, users = people["nca_bob"].uid, people["nca_users"]
+    # 1. the issue's own: bob:users 0600 with a grant for the service: ls shows 0640, users still cannot read.
+    os.chown(files["bob_private"], bob, users)
+    files["bob_private"].chmod(0o600)
+    setfacl(files["bob_private"], "-m", "u:nca_svc:r")
+    # 2. world-readable, but not for dave.
+    files["not_dave"].chmod(0o644)
+    setfacl(files["not_dave"], "-m", "u:nca_dave:---")
+    # 3. root's 0600 file shared with alice alone.
+    files["for_alice"].chmod(0o600)
+    setfacl(files["for_alice"], "-m", "u:nca_alice:r")
+    # The mask limits named entries: alice's read grant is void, and "other" does not apply to her.
+    files["masked"].chmod(0o604)
+    setfacl(files["masked"], "-m", "u:nca_alice:rw,m::-w-")
+    # A mask of --- voids every named grant (Linux then judges by the mode bits alone).
+    files["mask_off"].chmod(0o600)
+    setfacl(files["mask_off"], "-m", "u:nca_alice:r,m::---")
+    # A named group.
+    files["for_group"].chmod(0o600)
+    setfacl(files["for_group"], "-m", "g:nca_users:r")
+    files["plain"].chmod(0o644)
+    # README step 5 on bob's 0700 folder: the mask becomes r-x, so ls shows group users r-x; they still cannot enter.
+    os.chown(share / "bobdir", bob, users)
+    (share / "bobdir").chmod(0o700)
+    files["bob_trip"].chmod(0o644)
+    setfacl(share / "bobdir", "-R", "-m", "u:nca_svc:rX")
+    # A 0700 folder alice may pass through by a named-user x grant.
+    (share / "alicedir").chmod(0o700)
+    files["alice_gift"].chmod(0o644)
+    setfacl(share / "alicedir", "-m", "u:nca_alice:x")
+    return files
+
+
+def test_the_issue_cases_agree_with_the_kernel(base, people) -> None:
+    files = build_issue_tree(base / "photos", people)
+    everything = list(files.values())
+    bob, dave, alice = people["nca_bob"], people["nca_dave"], people["nca_alice"]
+    expected = {
+        bob: {"bob_private", "not_dave", "masked", "for_group", "plain", "bob_trip"},
+        dave: {"masked", "for_group", "plain"},  # "masked" by its other bits: dave has no entry of his own
+        alice: {"not_dave", "for_alice", "plain", "alice_gift"},
+    }
+    for user, keys in expected.items():
+        want = {files[k] for k in keys}
+        assert kernel_opens(user, everything) == want, user.name  # the tree means what it says
+        assert nasclip_reads(user, everything) == want, user.name
+
+
+def test_a_changed_acl_counts_at_the_next_check(base, people) -> None:
+    photo = make_scenes(base, 1, seed=34, prefix="c")
+    path = next(iter(photo))
+    path.chmod(0o644)
+    dave = people["nca_dave"]
+    assert nasclip_reads(dave, [path]) == {path}
+    setfacl(path, "-m", "u:nca_dave:---")
+    assert nasclip_reads(dave, [path]) == set() == kernel_opens(dave, [path])
+    setfacl(path, "-x", "u:nca_dave")
+    assert nasclip_reads(dave, [path]) == {path} == kernel_opens(dave, [path])
+
+
+# ---------------------------------------------------------------------- the parser and getfacl
+
+
+def getfacl_entries(path: Path) -> set[tuple[int, int, int]]:
+    """(tag, perm, id) of every entry as getfacl prints it: the parser's oracle."""
+    out = subprocess.run(["getfacl", "-n", "-p", "-E", "-c", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    tags = {("user", False): acl.USER_OBJ, ("user", True): acl.USER, ("group", False): acl.GROUP_OBJ,
+            ("group", True): acl.GROUP, ("mask", False): acl.MASK, ("other", False): acl.OTHER}
+    entries = set()
+    for line in out.split():
+        kind, who, perms = line.split(":")
+        perm = sum(bit for bit, char in zip((4, 2, 1), perms) if char != "-")
+        entries.add((tags[(kind, bool(who))], perm, int(who) if who else 0xFFFFFFFF))
+    return entries
+
+
+def random_acl(rng: random.Random, people: dict) -> str:
+    """A random setfacl -m argument over the test users and groups, with or without an explicit mask."""
+    perms = ["---", "r--", "-w-", "--x", "r-x", "rw-", "rwx", "r-x"]
+    parts = [f"u::{rng.choice(perms)}", f"g::{rng.choice(perms)}", f"o::{rng.choice(perms)}"]
+    for name in rng.sample(USERS[:3], rng.randint(0, 3)):
+        parts.append(f"u:{name}:{rng.choice(perms)}")
+    for name in rng.sample(["nca_users", "nca_other"], rng.randint(0, 2)):
+        parts.append(f"g:{name}:{rng.choice(perms)}")
+    if rng.random() < 0.5:
+        parts.append(f"m::{rng.choice(perms)}")
+    return ",".join(parts)
+
+
+def randomise(path: Path, rng: random.Random, people: dict) -> None:
+    owner = rng.choice([0] + [people[n].uid for n in USERS[:3]])
+    group = rng.choice([0, people["nca_users"], people["nca_other"]])
+    os.chown(path, owner, group)
+    setfacl(path, "-b")
+    setfacl(path, "-m", random_acl(rng, people))
+
+
+def test_the_parser_reads_what_setfacl_wrote_as_getfacl_does(base, people) -> None:
+    rng = random.Random(5)
+    for i in range(40):
+        path = base / f"f{i}"
+        path.write_bytes(b"x")
+        randomise(path, rng, people)
+        try:
+            raw = os.getxattr(path, acl.POSIX_ACCESS)
+        except OSError:  # setfacl left only the three base entries: no ACL, the mode bits say it all
+            assert len(getfacl_entries(path)) == 3
+            assert acl.rules_of(str(path)) == acl.MODE_ONLY
+            continue
+        assert {(e.tag, e.perm, e.id) for e in acl.parse_acl(raw)} == getfacl_entries(path), path
+    with pytest.raises(NasclipError, match="version 3"):
+        acl.parse_acl(b"\x03\x00\x00\x00")
+    with pytest.raises(NasclipError, match="8-byte entries"):
+        acl.parse_acl(b"\x02\x00\x00\x00\x01\x00")
+
+
+def test_random_acls_on_files_and_folders_agree_with_the_kernel(base, people) -> None:
+    """Files with random owners, groups and ACLs; folders likewise, each holding a world-readable file."""
+    rng = random.Random(11)
+    files = []
+    for i in range(80):
+        path = base / f"file{i}"
+        path.write_bytes(b"photo")
+        randomise(path, rng, people)
+        files.append(path)
+    for i in range(40):
+        folder = base / f"dir{i}"
+        folder.mkdir()
+        inside = folder / "inside"
+        inside.write_bytes(b"photo")
+        inside.chmod(0o644)
+        randomise(folder, rng, people)
+        files.append(inside)
+    for name in USERS[:3]:
+        user = people[name]
+        kernel = kernel_opens(user, files)
+        assert 0 < len(kernel) < len(files), name  # the random ACLs make a difference
+        assert nasclip_reads(user, files) == kernel, name
+
+
+# ---------------------------------------------------------------------- NFSv4: root only
+
+
+def test_nfsv4_acls_are_shown_to_root_only(base, people) -> None:
+    """system.nfs4_acl cannot be set on a local file system (only an NFS client or ZFS has it), so the
+    attribute is injected through AccessCheck's xattr reader; files, folders and mode bits are real."""
+    share = base / "photos"
+    (share / "zfs").mkdir(parents=True)
+    plain, file_acl = share / "plain.jpg", share / "nfs4.jpg"
+    below = share / "zfs" / "inside.jpg"
+    for path in (plain, file_acl, below):
+        path.write_bytes(b"photo")
+        path.chmod(0o644)
+    carrying = {str(file_acl), str(share / "zfs")}
+
+    def reader(target, name: str) -> bytes:
+        if name in acl.NFS4_NAMES[:1] and str(target) in carrying:
+            return b"\x00\x00\x00\x01" + b"\x00" * 16  # one ACE; its content does not matter
+        return acl.read_xattr(target, name)
+
+    alice = people["nca_alice"]
+    check = AccessCheck(peer(alice), reader=reader)
+    assert kernel_opens(alice, [plain, file_acl, below]) == {plain, file_acl, below}  # mode bits say all may
+    assert nasclip_reads(alice, [plain, file_acl, below], check) == {plain}
+    assert acl.rules_of(str(file_acl), reader).kind == "unknown"
+    root = AccessCheck(Peer(0, 0, 0, frozenset({0})), reader=reader)
+    assert all(root.may_read(p) for p in (plain, file_acl, below))
+
+
+# ---------------------------------------------------------------------- through the daemon
+
+
+def test_search_results_follow_acls_end_to_end(base, people, tmp_path) -> None:
+    """The issue's reproduction: nasclip-query as each user returns exactly what that user can open."""
+    share = base / "photos"
+    files = build_issue_tree(share, people)
+    run = base / "run"
+    run.mkdir(mode=0o755)
+    config = write_config(tmp_path / "nasclip.yaml", {"photos": share}, socket=str(run / "query.sock"),
+                          query={"socket_group": None, "socket_mode": "0666"})
+    daemon = DaemonProcess(config).start()
+    try:
+        wait_until(lambda: daemon.status()["photos"]["indexed"] == len(files), 60, interval=0.2,
+                   what="the ACL tree to be indexed")
+        for name in ("nca_bob", "nca_dave", "nca_alice"):
+            user = people[name]
+            ran = user.run(lambda: query.main(["--socket", str(run / "query.sock"), "--json", "-k", "100",
+                                               "a red circle"]))
+            assert ran.code == 0, ran
+            shown = {Path(r["path"]) for r in ran.json["results"]}
+            assert shown == kernel_opens(user, list(files.values())), name
+        # A grant withdrawn between two queries counts at the second.
+        alice = people["nca_alice"]
+        setfacl(files["for_alice"], "-x", "u:nca_alice")
+        ran = alice.run(lambda: query.main(["--socket", str(run / "query.sock"), "--paths", "-k", "100", "a"]))
+        assert ran.code == 0 and str(files["for_alice"]).encode() not in ran.out, ran
+    finally:
+        daemon.stop()
