@@ -8,9 +8,11 @@ service account that README step 5 grants read access with setfacl.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DaemonProcess, make_scenes, wait_until, write_config
+from conftest import DEMO_MODEL, DaemonProcess, make_scenes, wait_until, write_config
 from nasclip import acl, query
 from nasclip.access import AccessCheck, Peer
+from nasclip.config import load_config
+from nasclip.doctor import ServiceUser, run_checks
 from nasclip.errors import NasclipError
 from users import User, accounts, needs_root
 
@@ -285,3 +289,56 @@ def test_search_results_follow_acls_end_to_end(base, people, tmp_path) -> None:
         assert ran.code == 0 and str(files["for_alice"]).encode() not in ran.out, ran
     finally:
         daemon.stop()
+
+
+# ---------------------------------------------------------------------- nasclip doctor
+
+
+def test_doctor_judges_the_service_user_by_acls_and_reports_nfsv4(base, people) -> None:
+    """The doctor's judgement of nca_svc (the service) must be the kernel's; NFSv4 ACLs are reported.
+
+    The NFSv4 attribute is injected through ServiceUser's xattr reader (no local file system takes it).
+    """
+    shutil.copytree(DEMO_MODEL, base / "model")
+    share = base / "share"
+    granted, refused, search_only = share / "granted", share / "refused", share / "search-only"
+    for folder in (granted, refused, search_only):
+        folder.mkdir(parents=True)
+    share.chmod(0o755)
+    granted.chmod(0o700)
+    setfacl(granted, "-m", "u:nca_svc:rx")  # root's private folder, open to the service alone
+    refused.chmod(0o755)
+    setfacl(refused, "-m", "u:nca_svc:---")  # open to all but the service
+    search_only.chmod(0o711)  # x without r: the service could not list it
+    folders = [share, granted, refused, search_only]
+
+    def listable() -> int:
+        print(json.dumps([str(f) for f in folders if not _fails(os.listdir, f)]))
+        return 0
+    svc = ServiceUser.lookup("nca_svc")
+    assert svc is not None
+    ran = people["nca_svc"].run(listable)
+    assert ran.code == 0 and set(ran.json) == {str(share), str(granted)}, ran  # the kernel's answer
+
+    config = load_config(write_config(base / "nasclip.yaml", {"photos": share}, model=str(base / "model")))
+    shares = [c.line() for c in run_checks(config, svc, watch_limit=100_000) if c.topic == "share"]
+    assert len(shares) == 1 and "nca_svc cannot read 2 of 4 folders" in shares[0], shares
+    assert str(granted) not in shares[0]
+
+    def reader(target, name: str) -> bytes:
+        if name == "system.nfs4_acl_xdr" and str(target) == str(granted):
+            return b"\x00\x00\x00\x01" + b"\x00" * 16
+        return acl.read_xattr(target, name)
+    shares = [c.line() for c in run_checks(config, dataclasses.replace(svc, reader=reader), watch_limit=100_000)
+              if c.topic == "share"]
+    assert any(re.search(rf"1 of 4 folders carry an ACL nasclip cannot evaluate, e\.g\. {re.escape(str(granted))} "
+                         r"\(an NFSv4 ACL \(system\.nfs4_acl_xdr\)\): their photos are shown to root only", line)
+               for line in shares), shares
+
+
+def _fails(function, *args) -> bool:
+    try:
+        function(*args)
+    except OSError:
+        return True
+    return False
