@@ -26,9 +26,10 @@ import numpy as np
 
 from . import catalog as cat
 from .access import AccessCheck, Peer
-from .acl import R
+from .acl import R, X
 from .encoder import Encoder, l2_normalise
-from .errors import DecodeError, ModelError, NasclipError, ProtocolError
+from .errors import DecodeError, ModelError, NasclipError, PathRefused, ProtocolError
+from .fsopen import open_nofollow
 from .imaging import load_tensor
 from .modelspec import load_model_spec
 from .protocol import BAD_REQUEST, FORBIDDEN, NOT_FOUND, Request, Term
@@ -237,20 +238,30 @@ class Searcher:
 
     def image_vector(self, image: str, access: AccessCheck, index: VectorIndex | None = None,
                      encoder: Encoder | None = None) -> np.ndarray:
-        """The vector of a photo the peer may read: stored if indexed and unchanged, else encoded."""
+        """The vector of a photo the peer may read: stored if indexed and unchanged, else encoded.
+
+        The photo is opened by a walk that follows no symbolic link and
+        checks the peer's search permission on each folder it really
+        opened, then its read permission on the opened file: a link (or one
+        swapped in during the walk) cannot make nasclipd read someone
+        else's photo. nasclip-query resolves links as the asking user first.
+        """
         index = index or self.store.index
         encoder = encoder or self.encoder
         if not image.startswith("/"):
             raise ProtocolError(BAD_REQUEST, f"image path must be absolute: {image}")
-        path = Path(os.path.normpath(image))
         refused = ProtocolError(FORBIDDEN, f"cannot use {image}: it does not exist or you may not read it")
-        if not access.may_enter(path.parent):
-            raise refused
-        # The checks are made on the opened file, so a path swapped for a
-        # symlink after the check cannot make nasclipd read someone else's
-        # photo; O_NONBLOCK keeps a FIFO from holding a worker.
+
+        def enter(fd: int, st: os.stat_result) -> None:
+            if not access.allows(fd, st, X):
+                raise refused
+        # O_NONBLOCK keeps a FIFO from holding a worker.
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = open_nofollow(image, flags=os.O_RDONLY | os.O_NONBLOCK, on_folder=enter)
+        except PathRefused as exc:
+            if access.peer.is_root:
+                raise ProtocolError(BAD_REQUEST, f"cannot use {image}: {exc}") from None
+            raise refused from None
         except FileNotFoundError:
             if access.peer.is_root:
                 raise ProtocolError(NOT_FOUND, f"no such photo: {image}") from None
@@ -267,7 +278,7 @@ class Searcher:
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image}: not a regular file")
             if st.st_size == 0:  # also every /proc file, which cannot be read like a photo
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image}: the file is empty")
-            located = self._locate(path)
+            located = self._locate(Path(self._share_path(image) or image))
             if located is not None:
                 row = self.store.reader().execute(
                     "SELECT id FROM files WHERE share=? AND relpath=? AND state='indexed' AND size=? "
