@@ -15,6 +15,7 @@ import grp
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from typing import Callable
 
 from . import protocol
 from .access import Peer, peer_of
-from .config import QueryConfig
+from .config import QueryConfig, file_kind
 from .errors import NasclipError, ProtocolError
 
 log = logging.getLogger("nasclip.server")
@@ -35,9 +36,20 @@ BUSY_GRACE = 0.25   # seconds a new client may wait for a free slot before 'busy
 
 
 def _claim_socket_path(path: Path) -> None:
-    """Remove a stale socket file; refuse if a live daemon answers on it."""
-    if not path.exists() and not path.is_symlink():
+    """Remove a stale socket file; refuse if a live daemon answers on it, or if it is not a socket at all.
+
+    Only a socket is ever removed: a mistyped ``socket:`` must not cost
+    the catalog or anybody's file.
+    """
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
         return
+    except OSError as exc:
+        raise NasclipError(f"cannot check the socket path {path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise NasclipError(f"{path} exists and is not a socket ({file_kind(st)}); nasclipd will not remove it. "
+                           "Set `socket:` in the config to a path of its own (default /run/nasclip/query.sock)")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:
@@ -58,6 +70,7 @@ class QueryServer:
         self.config = config
         self.handler = handler
         self._listener: socket.socket | None = None
+        self._bound: os.stat_result | None = None
         self._pool = ThreadPoolExecutor(config.max_connections, thread_name_prefix="nasclip-query")
         self._active = 0
         self._active_lock = threading.Lock()
@@ -84,12 +97,22 @@ class QueryServer:
             listener.close()
             raise NasclipError(f"cannot create the query socket {self.path}: {exc.strerror}") from None
         self._set_permissions()
+        self._bound = self.path.lstat()
         listener.listen(128)
         listener.settimeout(0.5)  # lets the accept loop see stop()
         self._listener = listener
         self._thread = threading.Thread(target=self._accept_loop, name="nasclip-server", daemon=True)
         self._thread.start()
         log.info("answering queries on %s", self.path)
+
+    def _remove_socket(self) -> None:
+        """Remove the socket file, if it is still the one this server bound (never a file put there since)."""
+        try:
+            st = self.path.lstat()
+        except OSError:
+            return
+        if self._bound is not None and (st.st_dev, st.st_ino) == (self._bound.st_dev, self._bound.st_ino):
+            self.path.unlink(missing_ok=True)
 
     def _set_permissions(self) -> None:
         os.chmod(self.path, self.config.socket_mode)
@@ -122,7 +145,7 @@ class QueryServer:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-            self.path.unlink(missing_ok=True)
+            self._remove_socket()
         with self._active_lock:
             for conn in list(self._connections):
                 try:
