@@ -109,6 +109,8 @@ class QueryConfig:
         "nasclip", "group owning the socket (null: leave as created)")
     socket_mode: Octal = setting(Octal(0o660), "permission bits of the socket file (octal)")
     max_connections: int = setting(32, "clients served at once; one more waits up to 0.25 s, then gets 'busy'")
+    max_connections_per_user: int = setting(
+        8, "connections one uid may hold at once; more of its own get 'busy' at once, other users are still served")
     timeout: float = setting(30.0, "seconds a client may take to send a request line; idle connections close after it")
     max_request_bytes: int = setting(65536, "longest request line accepted")
     max_k: int = setting(1000, "most results one search may ask for")
@@ -188,7 +190,8 @@ def _check(config: Config, problems: Problems) -> None:
 
 # Bounds of numeric settings, checked once the types are right.
 _AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pixels", "index.checkpoint_changes",
-                 "index.search_threads", "query.max_connections", "query.max_request_bytes", "query.max_k")
+                 "index.search_threads", "query.max_connections", "query.max_connections_per_user",
+                 "query.max_request_bytes", "query.max_k")
 _POSITIVE = ("index.checkpoint_seconds", "query.timeout", "service.stall_seconds", "service.stop_timeout")
 _NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted")
 

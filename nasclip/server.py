@@ -2,7 +2,10 @@
 
 One accept thread; each connection is served by a bounded pool (at most
 ``query.max_connections`` at once; a client beyond that waits up to
-BUSY_GRACE for a slot, then gets a ``busy`` error). Requests have a size
+BUSY_GRACE for a slot, then gets a ``busy`` error). One uid holds at most
+``query.max_connections_per_user`` of those slots: its next connection gets
+``busy`` at once, so one user's silent connections cannot lock the others
+out (the uid is the peer's, from SO_PEERCRED, read at accept). Requests have a size
 limit and clients a read timeout, so a slow, silent or hostile client costs
 one worker for at most ``query.timeout`` seconds and never a crash. The socket file gets the configured group and
 mode: connecting needs write permission on it.
@@ -73,6 +76,7 @@ class QueryServer:
         self._bound: os.stat_result | None = None
         self._pool = ThreadPoolExecutor(config.max_connections, thread_name_prefix="nasclip-query")
         self._active = 0
+        self._per_uid: dict[int, int] = {}  # slots held by each uid; entries at 0 are removed
         self._active_lock = threading.Lock()
         self._slot_free = threading.Condition(self._active_lock)
         self._full_since: float | None = None
@@ -169,19 +173,33 @@ class QueryServer:
                     log.error("out of file descriptors; refusing connections for a moment")
                     self._stop.wait(0.5)
                 continue
-            with self._slot_free:
-                if not self._has_slot() and self._full_since is None:
-                    self._full_since = time.monotonic()
-                full = not self._slot_free.wait_for(self._has_slot, self._grace())
-                if not full:
-                    self._full_since = None
-                    self._active += 1
-                    self._connections.add(conn)
-            if full:
-                self.refused += 1  # only the accept thread writes it
-                self._refuse(conn)
+            try:
+                peer = peer_of(conn)
+            except OSError:  # gone already
+                conn.close()
                 continue
-            self._pool.submit(self._serve, conn)
+            limit = self.config.max_connections_per_user
+            with self._slot_free:
+                refusal = None
+                if self._per_uid.get(peer.uid, 0) >= limit:
+                    refusal = (f"you have {limit} connections open already (query.max_connections_per_user); "
+                               "close one or try again in a moment")
+                else:
+                    if not self._has_slot() and self._full_since is None:
+                        self._full_since = time.monotonic()
+                    if self._slot_free.wait_for(self._has_slot, self._grace()):
+                        self._full_since = None
+                        self._active += 1
+                        self._per_uid[peer.uid] = self._per_uid.get(peer.uid, 0) + 1
+                        self._connections.add(conn)
+                    else:
+                        refusal = (f"{self.config.max_connections} clients are being served "
+                                   "(query.max_connections); try again in a moment")
+            if refusal is not None:
+                self.refused += 1  # only the accept thread writes it
+                self._refuse(conn, refusal)
+                continue
+            self._pool.submit(self._serve, conn, peer)
 
     def _has_slot(self) -> bool:
         return self._active < self.config.max_connections
@@ -197,12 +215,10 @@ class QueryServer:
             return 0.0  # a slot is free
         return max(0.0, BUSY_GRACE - (time.monotonic() - self._full_since))
 
-    def _refuse(self, conn: socket.socket) -> None:
+    def _refuse(self, conn: socket.socket, message: str) -> None:
         try:
             conn.settimeout(1.0)
-            conn.sendall(protocol.encode(protocol.error_reply(
-                protocol.BUSY, f"{self.config.max_connections} clients are being served (query.max_connections); "
-                "try again in a moment")))
+            conn.sendall(protocol.encode(protocol.error_reply(protocol.BUSY, message)))
         except OSError:
             pass
         finally:
@@ -210,9 +226,8 @@ class QueryServer:
 
     # ------------------------------------------------------------------ one connection
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, peer: Peer) -> None:
         try:
-            peer = peer_of(conn)
             buffer = b""
             # One deadline per request line: a client trickling bytes cannot hold a worker.
             deadline = time.monotonic() + self.config.timeout
@@ -252,6 +267,9 @@ class QueryServer:
         finally:
             with self._active_lock:
                 self._active -= 1
+                held = self._per_uid.pop(peer.uid) - 1
+                if held:
+                    self._per_uid[peer.uid] = held
                 self._connections.discard(conn)
                 self._slot_free.notify()
             conn.close()
