@@ -146,6 +146,16 @@ class AccessCheck:
             return False  # gone, or unreadable attributes: as good as unreadable
         return permits(st, rules, self.peer.uid, self.peer.groups, want)
 
+    def may_list(self, folder: Path) -> bool:
+        """True if peer could list the names in folder (``ls``): r on it, x on it and on every folder above."""
+        if self.peer.is_root:
+            return True
+        try:
+            st = os.lstat(folder)
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode) and self.allows(folder, st, R) and self.may_enter(folder)
+
     def may_enter(self, folder: Path, _links: int = 0) -> bool:
         """True if peer may pass through folder and every folder above it (the x bit)."""
         if self.peer.is_root:

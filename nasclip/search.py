@@ -321,21 +321,23 @@ class Searcher:
         filt = _Filter(request, self.share_roots, self._share_path(request.path_prefix))
         total = len(index)
         limit = POST_FILTER_LIMIT if filt.active else total
-        hits, examined, complete = self._scan(index, query, request.k, filt, access, None, total, limit)
+        hits, examined, visible, complete = self._scan(index, query, request.k, filt, access, None, total, limit)
         route = "index"
         if not complete:
             among = self._candidates(filt)
             route = "catalog"
-            hits, more, _ = self._scan(index, query, request.k, filt, access, among, len(among), len(among))
+            hits, more, visible, _ = self._scan(index, query, request.k, filt, access, among, len(among), len(among))
             examined += more
         took = time.perf_counter() - started
+        # Others see only how many candidates they may see were looked at: the full count
+        # would tell how many hidden photos a folder (say, bob's) holds.
         return hits, {"model": model, "took_ms": round(took * 1000, 2),
-                      "encode_ms": round((encoded - started) * 1000, 2), "examined": examined,
-                      "filtered_by": route}
+                      "encode_ms": round((encoded - started) * 1000, 2),
+                      "examined": examined if peer.is_root else visible, "filtered_by": route}
 
     def _scan(self, index: VectorIndex, query: np.ndarray, want: int, filt: _Filter, access: AccessCheck,
-              among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, bool]:
-        """(best hits, candidates examined, whether the answer is final) for one widening search.
+              among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, int, bool]:
+        """(best hits, candidates examined, of them visible matches, whether the answer is final) for one search.
 
         Every index search is a full scan, so filtered searches ask for
         ``limit`` candidates at once and examine them in growing chunks only
@@ -365,10 +367,10 @@ class Searcher:
                 break
             if fetch >= limit or expected > limit:
                 hits.sort(key=lambda h: -h.score)
-                return hits[:want], examined, False
+                return hits[:want], examined, len(hits), False
             fetch = min(total, limit, max(fetch * 4, int(expected * 1.25)))
         hits.sort(key=lambda h: -h.score)
-        return hits[:want], examined, True
+        return hits[:want], examined, len(hits), True
 
     def _candidates(self, filt: _Filter) -> np.ndarray:
         """Ids of the catalog rows a share/folder/date filter keeps."""
