@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEMO_MODEL, DaemonProcess, make_scenes, wait_until, write_config
+from conftest import DEMO_MODEL, make_scenes, wait_until, write_config
 from nasclip import acl, query
 from nasclip.access import AccessCheck, Peer
 from nasclip.config import load_config
 from nasclip.doctor import ServiceUser, run_checks
 from nasclip.errors import NasclipError
-from users import User, accounts, needs_root
+from users import User, accounts, daemon_for_users, needs_root
 
 pytestmark = [needs_root, pytest.mark.skipif(shutil.which("setfacl") is None,
                                              reason="needs setfacl/getfacl (apt package acl; make test installs it)")]
@@ -91,25 +91,17 @@ def build_issue_tree(share: Path, people: dict) -> dict[str, Path]:
              "for_group": photos[4], "plain": photos[5], "mask_off": photos[6],
              "bob_trip": next((share / "bobdir").iterdir()), "alice_gift": next((share / "alicedir").iterdir())}
     bob, users = people["nca_bob"].uid, people["nca_users"]
-    # 1. the issue's own: bob:users 0600 with a grant for the service: ls shows 0640, users still cannot read.
     os.chown(files["bob_private"], bob, users)
-    files["bob_private"].chmod(0o600)
-    setfacl(files["bob_private"], "-m", "u:nca_svc:r")
-    # 2. world-readable, but not for dave.
-    files["not_dave"].chmod(0o644)
-    setfacl(files["not_dave"], "-m", "u:nca_dave:---")
-    # 3. root's 0600 file shared with alice alone.
-    files["for_alice"].chmod(0o600)
-    setfacl(files["for_alice"], "-m", "u:nca_alice:r")
-    # The mask limits named entries: alice's read grant is void, and "other" does not apply to her.
-    files["masked"].chmod(0o604)
-    setfacl(files["masked"], "-m", "u:nca_alice:rw,m::-w-")
-    # A mask of --- voids every named grant (Linux then judges by the mode bits alone).
-    files["mask_off"].chmod(0o600)
-    setfacl(files["mask_off"], "-m", "u:nca_alice:r,m::---")
-    # A named group.
-    files["for_group"].chmod(0o600)
-    setfacl(files["for_group"], "-m", "g:nca_users:r")
+    for key, mode, entries in [
+        ("bob_private", 0o600, "u:nca_svc:r"),  # the issue's own: bob:users, ls shows 0640, users cannot read
+        ("not_dave", 0o644, "u:nca_dave:---"),  # world-readable, but not for dave
+        ("for_alice", 0o600, "u:nca_alice:r"),  # root's, shared with alice alone
+        ("masked", 0o604, "u:nca_alice:rw,m::-w-"),  # the mask voids alice's read; "other" is not for her
+        ("mask_off", 0o600, "u:nca_alice:r,m::---"),  # a mask of --- voids every named grant
+        ("for_group", 0o600, "g:nca_users:r"),  # a named group
+    ]:
+        files[key].chmod(mode)
+        setfacl(files[key], "-m", entries)
     files["plain"].chmod(0o644)
     # README step 5 on bob's 0700 folder: the mask becomes r-x, so ls shows group users r-x; they still cannot enter.
     os.chown(share / "bobdir", bob, users)
@@ -267,17 +259,13 @@ def test_search_results_follow_acls_end_to_end(base, people, tmp_path) -> None:
     """The issue's reproduction: nasclip-query as each user returns exactly what that user can open."""
     share = base / "photos"
     files = build_issue_tree(share, people)
-    run = base / "run"
-    run.mkdir(mode=0o755)
-    config = write_config(tmp_path / "nasclip.yaml", {"photos": share}, socket=str(run / "query.sock"),
-                          query={"socket_group": None, "socket_mode": "0666"})
-    daemon = DaemonProcess(config).start()
+    daemon = daemon_for_users(tmp_path, {"photos": share}, base / "run").start()
     try:
         wait_until(lambda: daemon.status()["photos"]["indexed"] == len(files), 60, interval=0.2,
                    what="the ACL tree to be indexed")
         for name in ("nca_bob", "nca_dave", "nca_alice"):
             user = people[name]
-            ran = user.run(lambda: query.main(["--socket", str(run / "query.sock"), "--json", "-k", "100",
+            ran = user.run(lambda: query.main(["--socket", str(daemon.socket), "--json", "-k", "100",
                                                "a red circle"]))
             assert ran.code == 0, ran
             shown = {Path(r["path"]) for r in ran.json["results"]}
@@ -285,7 +273,7 @@ def test_search_results_follow_acls_end_to_end(base, people, tmp_path) -> None:
         # A grant withdrawn between two queries counts at the second.
         alice = people["nca_alice"]
         setfacl(files["for_alice"], "-x", "u:nca_alice")
-        ran = alice.run(lambda: query.main(["--socket", str(run / "query.sock"), "--paths", "-k", "100", "a"]))
+        ran = alice.run(lambda: query.main(["--socket", str(daemon.socket), "--paths", "-k", "100", "a"]))
         assert ran.code == 0 and str(files["for_alice"]).encode() not in ran.out, ran
     finally:
         daemon.stop()

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DaemonProcess, make_scenes, wait_until, write_config
+from conftest import make_scenes, wait_until
 from nasclip.client import Client
-from users import accounts, needs_root
+from users import accounts, daemon_for_users, needs_root
 
 pytestmark = needs_root
 PER_USER = 8
@@ -75,11 +75,7 @@ def test_two_hundred_silent_connections_of_one_user_leave_the_others_served(peop
     base = Path(tempfile.mkdtemp(prefix="nasclip-limit-"))  # not below pytest's 0700 tmp folder
     base.chmod(0o755)
     make_scenes(base / "photos", 4, seed=61)
-    run = base / "run"
-    run.mkdir(mode=0o755)
-    config = write_config(base / "nasclip.yaml", {"photos": base / "photos"}, socket=str(run / "query.sock"),
-                          query={"socket_group": None, "socket_mode": "0666", "timeout": 30})
-    daemon = DaemonProcess(config).start()
+    daemon = daemon_for_users(base, {"photos": base / "photos"}, base / "run", query={"timeout": 30}).start()
     children: list[int] = []
     try:
         wait_until(lambda: daemon.status()["photos"]["indexed"] == 4, 60, interval=0.2, what="indexing")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DaemonProcess, make_scenes, wait_until, write_config
+from conftest import DaemonProcess, make_scenes, wait_until
 from nasclip.client import Client
-from users import User, accounts, needs_root
+from users import User, accounts, daemon_for_users, needs_root
 
 pytestmark = [needs_root, pytest.mark.skipif(shutil.which("setfacl") is None or shutil.which("setpriv") is None,
                                              reason="needs setfacl (apt package acl) and setpriv")]
@@ -53,9 +53,8 @@ def setup(people):
     for folder in (state, run):
         folder.mkdir(mode=0o755)
         os.chown(folder, svc.uid, svc.gid)
-    config = write_config(base / "nasclip.yaml", {"photos": share}, state_dir=str(state),
-                          socket=str(run / "query.sock"), query={"socket_group": None, "socket_mode": "0666"})
-    daemon = DaemonProcess(config, prefix=["setpriv", f"--reuid={svc.uid}", f"--regid={svc.gid}", "--clear-groups"])
+    daemon = daemon_for_users(base, {"photos": share}, run, state_dir=str(state),
+                              prefix=["setpriv", f"--reuid={svc.uid}", f"--regid={svc.gid}", "--clear-groups"])
     daemon.start()
     wait_until(lambda: daemon.status()["photos"]["indexed"] == 2 + BOB_PHOTOS
                and daemon.status()["shares"][0]["last_scan"], 60, interval=0.2, what="indexing")

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DaemonProcess, make_scenes, wait_until, write_config
+from conftest import make_scenes, wait_until
 from nasclip import query
 from nasclip.access import AccessCheck, Peer
 from nasclip.client import Client
 from nasclip.errors import PathRefused
 from nasclip.fsopen import open_nofollow
-from users import User, accounts, needs_root
+from users import User, accounts, daemon_for_users, needs_root
 
 pytestmark = needs_root
 REFUSED = b"does not exist or you may not read it (forbidden)"
@@ -49,17 +49,14 @@ def tree(people):
         path.chmod(0o644)
     share.chmod(0o755)
     (share / "bob").chmod(0o700)
-    run = base / "run"
-    run.mkdir(mode=0o755)
-    yield {"base": base, "share": share, "own": sorted(own), "trip": sorted(trip), "socket": run / "query.sock"}
+    yield {"base": base, "share": share, "own": sorted(own), "trip": sorted(trip), "run": base / "run"}
     shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def daemon(tree, tmp_path_factory):
-    config = write_config(tmp_path_factory.mktemp("like") / "nasclip.yaml", {"photos": tree["share"]},
-                          socket=str(tree["socket"]), query={"socket_group": None, "socket_mode": "0666"})
-    process = DaemonProcess(config).start()
+    process = daemon_for_users(tmp_path_factory.mktemp("like"), {"photos": tree["share"]}, tree["run"]).start()
+    tree["socket"] = process.socket
     wait_until(lambda: process.status()["photos"]["indexed"] == 4, 60, interval=0.2, what="indexing")
     yield process
     process.stop()

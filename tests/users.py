@@ -18,9 +18,12 @@ import sys
 import tempfile
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
+
+from conftest import DaemonProcess, write_config
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates users and switches to them")
 
@@ -121,3 +124,15 @@ def accounts(groups: dict[str, list[str]], users: dict[str, list[str]]) -> Itera
         yield _create(groups, users)
     finally:
         _remove(groups, users)
+
+
+def daemon_for_users(folder: Path, shares: dict[str, Path], run: Path, prefix: list[str] | None = None,
+                     **overrides: Any) -> DaemonProcess:
+    """nasclipd (not started yet) with its socket in run, a folder made for it that every user may enter.
+
+    The socket is 0666, so that the test users may connect; the config is written to folder.
+    """
+    run.mkdir(mode=0o755, exist_ok=True)
+    query = {"socket_group": None, "socket_mode": "0666", **overrides.pop("query", {})}
+    config = write_config(folder / "nasclip.yaml", shares, socket=str(run / "query.sock"), query=query, **overrides)
+    return DaemonProcess(config, prefix=prefix)
