@@ -20,13 +20,15 @@ $(STAMP): $(BASE)
 	$(PIP) -e '.[test]'
 	touch $(STAMP)
 
+# And system commands: setfacl/getfacl for the ACL tests (installed when root, else reported).
+test: $(STAMP)
+	$(PYTHON) tools/system_packages.py
+	$(PY) -m pytest -q
+
 venv: $(STAMP)
 
 demo: $(BASE)
 	$(PY) tools/demo.py
-
-test: $(STAMP)
-	$(PY) -m pytest -q
 
 # Benchmarks (bench/): PyTorch and transformers come in with the bench extra. Takes a while.
 bench: $(STAMP)

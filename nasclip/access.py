@@ -3,10 +3,14 @@
 The query server learns each client's uid and gid from ``SO_PEERCRED`` and
 its supplementary groups from ``SO_PEERGROUPS``, both as they were when the
 client connected. A result is shown only if that uid, with those groups,
-could open the file for reading itself, judged by the ownership and mode bits
-of the file and the search (x) bit of every folder above it up to ``/``.
-root sees everything. POSIX ACLs, SMB share permissions and NFS export rules
-are not consulted: see docs/protocol.md, "Limits".
+could open the file for reading itself: the file's read permission and the
+search (x) permission of every folder above it up to ``/``, each judged by
+its POSIX ACL when it has one and by its mode bits otherwise (acl.py). A
+folder reached through a symbolic link is judged as the kernel judges it:
+every folder on the way to the link's target must be enterable too. A file
+or folder with an ACL nasclip cannot evaluate (NFSv4) is seen by root only.
+root sees everything. SMB share permissions and NFS export rules are not
+consulted: see docs/protocol.md, "Who sees what".
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import acl
+from .acl import R, X, permits, rules_of
 
 # Linux <asm-generic/socket.h>; Python does not name it. Linux 4.13+.
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
@@ -93,24 +100,21 @@ def self_peer() -> Peer:
     return Peer(os.getpid(), os.getuid(), os.getgid(), frozenset(os.getgroups()) | {os.getgid()})
 
 
-def _allowed(st: os.stat_result, peer: Peer, owner_bit: int, group_bit: int, other_bit: int) -> bool:
-    # POSIX: the owner class applies to the owner even if group/other bits would allow more.
-    if st.st_uid == peer.uid:
-        return bool(st.st_mode & owner_bit)
-    if st.st_gid in peer.groups:
-        return bool(st.st_mode & group_bit)
-    return bool(st.st_mode & other_bit)
+# The kernel gives up after 40 symbolic links in one lookup (MAXSYMLINKS); so does may_enter.
+MAX_SYMLINKS = 40
 
 
 class AccessCheck:
     """Read-permission checks for one request; folder answers are cached within it.
 
-    Nothing is cached across requests, so a chmod takes effect at the next
-    query.
+    Nothing is cached across requests, so a chmod or setfacl takes effect at
+    the next query. ``reader`` reads extended attributes (injectable: tests
+    cannot set NFSv4 ACLs on a local file system).
     """
 
-    def __init__(self, peer: Peer) -> None:
+    def __init__(self, peer: Peer, reader: acl.XattrReader | None = None) -> None:
         self.peer = peer
+        self._reader = reader or acl.read_xattr
         self._folders: dict[Path, bool] = {}
         self.stats = 0
 
@@ -127,27 +131,56 @@ class AccessCheck:
         except OSError:
             return False
         self.stats += 1
-        return stat.S_ISREG(st.st_mode) and self.readable(st) and self.may_enter(path.parent)
+        return stat.S_ISREG(st.st_mode) and self.allows(path, st, R) and self.may_enter(path.parent)
 
-    def readable(self, st: os.stat_result) -> bool:
-        """True if the mode bits of st let peer read it (the folders above are not checked)."""
-        return self.peer.is_root or _allowed(st, self.peer, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
+    def allows(self, target: acl.Target, st: os.stat_result, want: int) -> bool:
+        """True if peer gets all of want (R|W|X) on the file target (a path or a descriptor) whose stat is st.
 
-    def may_enter(self, folder: Path) -> bool:
+        Only the file itself is judged, not the folders above it.
+        """
+        if self.peer.is_root:
+            return True
+        try:
+            rules = rules_of(target, self._reader)
+        except OSError:
+            return False  # gone, or unreadable attributes: as good as unreadable
+        return permits(st, rules, self.peer.uid, self.peer.groups, want)
+
+    def may_list(self, folder: Path) -> bool:
+        """True if peer could list the names in folder (``ls``): r on it, x on it and on every folder above."""
+        if self.peer.is_root:
+            return True
+        try:
+            st = os.lstat(folder)
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode) and self.allows(folder, st, R) and self.may_enter(folder)
+
+    def may_enter(self, folder: Path, _links: int = 0) -> bool:
         """True if peer may pass through folder and every folder above it (the x bit)."""
         if self.peer.is_root:
             return True
         known = self._folders.get(folder)
         if known is None:
             parent = folder.parent
-            known = (parent == folder or self.may_enter(parent)) and self._enter_one(folder)
+            known = (parent == folder or self.may_enter(parent, _links)) and self._enter_one(folder, _links)
             self._folders[folder] = known
         return known
 
-    def _enter_one(self, folder: Path) -> bool:
+    def _enter_one(self, folder: Path, links: int) -> bool:
         try:
-            st = os.stat(folder)
+            st = os.lstat(folder)  # the folders above were judged already
         except OSError:
             return False
         self.stats += 1
-        return stat.S_ISDIR(st.st_mode) and _allowed(st, self.peer, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
+        if stat.S_ISLNK(st.st_mode):
+            # The kernel follows it: the folders on the way to the target need the x bit too,
+            # else a link in alice's folder would open bob's private one to her.
+            if links >= MAX_SYMLINKS:
+                return False
+            try:
+                target = os.readlink(folder)
+            except OSError:
+                return False
+            return self.may_enter(folder.parent / target, links + 1)  # '..' stays: the kernel resolves it
+        return stat.S_ISDIR(st.st_mode) and self.allows(folder, st, X)

@@ -58,7 +58,8 @@ def print_status(status: dict) -> None:
           f"{index['bytes_on_disk'] / 1e6:.1f} MB on disk")
     for share in status["shares"]:
         scan = share.get("last_scan")
-        scanned = f", last scan {scan['files']} files in {scan['seconds']:.1f} s" if scan else ""
+        files = f" {scan['files']} files" if scan and "files" in scan else ""  # counts are root's to see
+        scanned = f", last scan{files} in {scan['seconds']:.1f} s" if scan else ""
         _say(f"share    {share['name']}: {share['path']} ({share['watch']}{scanned})")
         if share.get("problem"):
             _say(f"           {share['problem']}; its photos stay searchable until it is back")

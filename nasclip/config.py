@@ -10,6 +10,8 @@ settings object.
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -33,6 +35,20 @@ DEFAULT_EXCLUDES = (
     "@eaDir", "#recycle", "@Recycle", "#snapshot", ".snapshot", ".snapshots",
     ".Trash-*", ".AppleDouble", "@__thumb", ".DS_Store", "Thumbs.db", ".*",
 )
+
+# What the store keeps in state_dir (store.py builds its paths from these names).
+CATALOG_FILE = "catalog.db"
+INDEX_FOLDER = "index"
+
+
+def is_state_file(state_dir: Path, path: Path) -> bool:
+    """True if path is the catalog (or its WAL, shared-memory or journal file) or lies in the index folder."""
+    try:
+        rel = path.relative_to(state_dir)
+    except ValueError:
+        return False
+    first = rel.parts[0] if rel.parts else ""
+    return first == INDEX_FOLDER or first in {CATALOG_FILE + s for s in ("", "-wal", "-shm", "-journal")}
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,8 @@ class QueryConfig:
         "nasclip", "group owning the socket (null: leave as created)")
     socket_mode: Octal = setting(Octal(0o660), "permission bits of the socket file (octal)")
     max_connections: int = setting(32, "clients served at once; one more waits up to 0.25 s, then gets 'busy'")
+    max_connections_per_user: int = setting(
+        8, "connections one uid may hold at once; more of its own get 'busy' at once, other users are still served")
     timeout: float = setting(30.0, "seconds a client may take to send a request line; idle connections close after it")
     max_request_bytes: int = setting(65536, "longest request line accepted")
     max_k: int = setting(1000, "most results one search may ask for")
@@ -158,6 +176,10 @@ def _check(config: Config, problems: Problems) -> None:
                     or other.path.is_relative_to(share.path):
                 problems.add(None, f"shares[{i}].path", f"{share.path} overlaps share '{other.name}' "
                              f"({other.path}); shares must not contain each other")
+    if is_state_file(config.state_dir, config.socket) or config.socket == config.state_dir:
+        problems.add(None, "socket", f"{config.socket} is nasclip's own catalog or index (in state_dir "
+                     f"{config.state_dir}); nasclipd would replace it with the socket. Give the socket a path of "
+                     "its own, e.g. /run/nasclip/query.sock")
     if not config.shares:
         problems.add(None, "shares", "no shares configured; add at least one '- name: ... path: ...'")
     for key in _AT_LEAST_ONE:
@@ -175,7 +197,8 @@ def _check(config: Config, problems: Problems) -> None:
 # Bounds of numeric settings, checked once the types are right.
 _AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pixels", "indexer.max_file_bytes",
                  "index.checkpoint_changes", "index.search_threads", "query.max_connections",
-                 "query.max_request_bytes", "query.max_k", "query.max_image_decodes")
+                 "query.max_connections_per_user", "query.max_request_bytes", "query.max_k",
+                 "query.max_image_decodes")
 _POSITIVE = ("indexer.decode_timeout", "index.checkpoint_seconds", "query.timeout", "service.stall_seconds",
              "service.stop_timeout")
 _NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted")
@@ -204,6 +227,15 @@ def load_config(path: Path | str) -> Config:
     return parse_config(text, path)
 
 
+def file_kind(st: os.stat_result) -> str:
+    """'a regular file', 'a folder', ... for messages."""
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(st.st_mode):
+            return kind
+    return "a device"
+
+
 def _path_problems(config: Config) -> list[tuple[str, str]]:
     """(key, message) for every path the config names that is not there."""
     problems = []
@@ -213,6 +245,14 @@ def _path_problems(config: Config) -> list[tuple[str, str]]:
                                                   "(is the volume mounted?)"))
         elif not share.path.is_dir():
             problems.append((f"shares[{i}].path", f"{share.path} is not a directory: it is a file"))
+    try:
+        st = config.socket.lstat()
+    except OSError:
+        pass  # absent (nasclipd creates it) or not reachable: nothing there to be destroyed
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            problems.append(("socket", f"{config.socket} exists and is not a socket ({file_kind(st)}); "
+                                       "nasclipd will not remove it: give the socket a path of its own"))
     if not config.model.is_dir():
         problems.append(("model", f"{config.model} does not exist; install a model there "
                                   "(see `nasclip models list`)"))

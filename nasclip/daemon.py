@@ -299,6 +299,23 @@ class Daemon:
                         "stalled": self.stalled()},
         }
 
+    def _hide_from(self, status: dict, access: AccessCheck) -> None:
+        """Trim status for a user other than root: names they could not list, per-share counts of all photos.
+
+        Failure reports name photos: only those the asker may read are kept.
+        An unreadable folder is named only to someone who could list its
+        parent. A share's file and folder counts and its settling files
+        count everybody's photos (a share may be one person's), so they go.
+        """
+        status["recent_failures"] = [f for f in status["recent_failures"] if access.may_read(Path(f["path"]))]
+        for share in status["shares"]:
+            root = Path(share["path"])
+            share["unreadable_folders"] = [f for f in share["unreadable_folders"]
+                                           if access.may_list((root / f).parent)]
+            share.pop("settling", None)
+            if share["last_scan"]:
+                share["last_scan"] = {k: v for k, v in share["last_scan"].items() if k not in ("files", "folders")}
+
     def _switch(self) -> dict | None:
         """Progress of re-encoding for a new model, or None when there is no switch under way."""
         assert self.store
@@ -344,9 +361,8 @@ class Daemon:
             return ok_reply(request.id, version=__version__)
         if request.op == "status":
             status = self.status()
-            if not peer.is_root:  # failure reports name photos; show only those the asker may read
-                access = AccessCheck(peer)
-                status["recent_failures"] = [f for f in status["recent_failures"] if access.may_read(Path(f["path"]))]
+            if not peer.is_root:
+                self._hide_from(status, AccessCheck(peer))
             return ok_reply(request.id, status=status)
         if request.op == "scan":
             if request.share and request.share not in self.share_roots:
@@ -356,8 +372,10 @@ class Daemon:
             if retried:
                 log.info("retrying %d photos that could not be read before", retried)
                 self.indexer.wake()
-            return ok_reply(request.id, scanning=[request.share] if request.share else list(self.share_roots),
-                            retrying=retried)
+            scanning = [request.share] if request.share else list(self.share_roots)
+            if not peer.is_root and peer.uid != os.getuid():  # a count of other people's unreadable files
+                return ok_reply(request.id, scanning=scanning)
+            return ok_reply(request.id, scanning=scanning, retrying=retried)
         if request.op == "failed":
             if not peer.is_root and peer.uid != os.getuid():
                 raise ProtocolError(FORBIDDEN, "only root or the nasclip user may list failed photos")

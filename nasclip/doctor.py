@@ -2,9 +2,11 @@
 
 Permissions are judged for the service user (``nasclip`` when it exists),
 not for whoever runs the doctor — usually root, who may read anything. The
-judgement uses ownership and mode bits of each path and of every folder
-above it, as the kernel does; POSIX ACLs are not consulted (the same limit
-as the query server's access checks, see access.py).
+judgement uses each path's POSIX ACL, or its mode bits where it has none,
+and the same of every folder above it, as the kernel does (acl.py, the code
+the query server's access checks use). Folders with an ACL nasclip cannot
+evaluate (NFSv4, as on ZFS with acltype=nfsv4) are reported: their photos
+are shown to root only.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import os
 import pwd
 import shutil
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal
 
-from . import model_install
+from . import acl, model_install
 from .access import Peer, groups_of
 from .client import call
 from .config import Config
@@ -38,7 +40,7 @@ NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs",
               "davfs", "fuse.davfs2", "afs"}
 MIN_FREE_BYTES = 1 << 30
 
-R, W, X = 4, 2, 1
+R, W, X = acl.R, acl.W, acl.X
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class ServiceUser:
 
     name: str
     peer: Peer
+    reader: acl.XattrReader = field(default=acl.read_xattr, compare=False)  # injectable: see tests/test_acl.py
 
     @classmethod
     def lookup(cls, name: str = SERVICE_USER) -> "ServiceUser | None":
@@ -94,29 +97,38 @@ class ServiceUser:
             name = str(uid)
         return cls(name, Peer(os.getpid(), uid, gid, groups_of(uid, gid)))
 
-    def may(self, st: os.stat_result, want: int) -> bool:
-        """True if the mode bits grant all of want (R|W|X) to this user."""
+    def rules(self, path: Path) -> acl.Rules:
+        """What decides access to path (a link's target, as the service reaches it through links)."""
+        try:
+            return acl.rules_of(os.path.realpath(path), self.reader)
+        except OSError:
+            return acl.MODE_ONLY
+
+    def may(self, path: Path, st: os.stat_result, want: int) -> bool:
+        """True if this user gets all of want (R|W|X) on path, whose stat is st.
+
+        An ACL nasclip cannot evaluate is judged by the mode bits here: the
+        kernel, not nasclip, decides what nasclipd may open, and
+        check_shares reports such folders separately.
+        """
         if self.peer.uid == 0:
             return not (want & X) or stat.S_ISDIR(st.st_mode) or bool(st.st_mode & 0o111)
-        if st.st_uid == self.peer.uid:
-            bits = st.st_mode >> 6
-        elif st.st_gid in self.peer.groups:
-            bits = st.st_mode >> 3
-        else:
-            bits = st.st_mode
-        return bits & want == want
+        rules = self.rules(path)
+        if rules.kind == "unknown":
+            rules = acl.MODE_ONLY
+        return acl.permits(st, rules, self.peer.uid, self.peer.groups, want)
 
     def blocked_at(self, path: Path, want: int) -> Path | None:
         """The first path on the way to path (or path itself) this user may not use; None if all is well."""
         path = path.absolute()
         for folder in reversed(path.parents):
             try:
-                if not self.may(os.stat(folder), X):
+                if not self.may(folder, os.stat(folder), X):
                     return folder
             except OSError:
                 return folder
         try:
-            return None if self.may(os.stat(path), want) else path
+            return None if self.may(path, os.stat(path), want) else path
         except OSError:
             return path
 
@@ -243,13 +255,17 @@ def check_shares(config: Config, user: ServiceUser, watch_limit: int | None) -> 
             continue
         folders = 0
         denied: list[Path] = []
+        unknown: list[tuple[Path, str]] = []
         for folder in _walk_folders(share.path, PathFilter(share)):
             folders += 1
             try:
-                if not user.may(os.stat(folder), R | X):
+                if not user.may(folder, os.stat(folder), R | X):
                     denied.append(folder)
             except OSError:
                 denied.append(folder)
+            rules = user.rules(folder)
+            if rules.kind == "unknown":
+                unknown.append((folder, rules.why))
         if share.watch == "inotify":
             watched += folders
         if denied:
@@ -259,6 +275,12 @@ def check_shares(config: Config, user: ServiceUser, watch_limit: int | None) -> 
         else:
             yield Check("ok", "share", f"{label}: {share.path}, {_group(folders)} folders readable by "
                                        f"{user.name} ({share.watch})")
+        if unknown:
+            yield Check("warn", "share", f"{label}: {_group(len(unknown))} of {_group(folders)} folders carry an ACL "
+                                         f"nasclip cannot evaluate, e.g. {unknown[0][0]} ({unknown[0][1]}): "
+                                         "their photos are shown to root only",
+                        "use POSIX ACLs or mode bits there (ZFS: zfs set acltype=posixacl); "
+                        "see docs/protocol.md, 'Who sees what'")
         kind = fs_type(share.path, mounts)
         if kind in NETWORK_FS and share.watch == "inotify":
             yield Check("warn", "share", f"{label} is on {kind}: inotify does not see changes made by other "

@@ -70,3 +70,7 @@ class SocketAccessDenied(DaemonUnavailable):
     """The query socket exists but this user may not connect to it."""
 
     exit_code = 3
+
+
+class PathRefused(NasclipError):
+    """A path leads through a symbolic link or '..': nasclip opens files without following either."""

@@ -1,73 +1,92 @@
-"""Opening a path without following any symbolic link on the way.
+"""Opening a file without following a symbolic link anywhere on its path.
 
-``O_NOFOLLOW`` guards only the last component of a path: a folder above it
-swapped for a link (``ln -s /srv/photos/bob /srv/photos/alice/l``) would be
-followed. So the path is walked one component at a time from ``base``, each
-folder opened with ``O_NOFOLLOW`` relative to the one before (``dir_fd``);
-what is opened is what was checked, whatever is renamed meanwhile.
+``O_NOFOLLOW`` guards only the last component: ``/srv/photos/alice/l/t1.jpg``
+with ``l`` a link to bob's folder opens bob's photo, and checking the folders
+by name first (``stat`` of each) judges what the path pointed to then, not
+what is opened later. :func:`open_nofollow` walks the path one component at
+a time with ``openat(O_PATH | O_NOFOLLOW)``, each step relative to the folder
+opened before, so every check is made on the folder actually opened and a
+link swapped in between two checks cannot redirect the walk. ``openat2`` with
+``RESOLVE_NO_SYMLINKS`` would do it in one call, but needs Linux 5.6 and has
+no Python binding.
+
+Used by searches (a query image opened for the asking user) and by the
+indexer (a photo opened below its share root).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
-from pathlib import Path
 from typing import Callable
 
-from .errors import NasclipError
+from .errors import PathRefused
 
-_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FolderCheck = Callable[[int, os.stat_result], None]
 
-
-class LinkRefused(NasclipError):
-    """A component of the path is a symbolic link, or a folder in it is not a folder."""
+_FOLDER_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def open_nofollow(path: str | os.PathLike, *, base: str | os.PathLike = "/", flags: int = os.O_RDONLY,
-                  on_folder: Callable[[int, os.stat_result], None] | None = None) -> int:
-    """An fd of the file at path (below base), opened with no symlink in any component.
+def _components(path: str, base: str) -> list[str]:
+    """The names to walk from base to path; PathRefused for '..' or an absolute path outside base."""
+    if os.path.isabs(path):
+        root = base.rstrip("/") or "/"
+        if root != "/" and path != root and not path.startswith(root + "/"):
+            raise PathRefused(f"{path} is not below {base}")
+        path = path[len(root):]
+    names = [name for name in path.split("/") if name not in ("", ".")]
+    if ".." in names:
+        raise PathRefused(f"{path}: nasclip does not resolve '..' in a path; give the path without it")
+    return names
 
-    ``base`` itself is trusted (opened as given); every component below it
-    is opened with ``O_NOFOLLOW``. ``on_folder(fd, stat)`` is called for
-    each folder on the way, base included (it may raise to refuse). Raises
-    LinkRefused for a link or a non-folder on the way, OSError as os.open
-    does (FileNotFoundError, PermissionError, ...). The caller closes the fd.
+
+def _refuse_link(path: str, name: str) -> PathRefused:
+    return PathRefused(f"{path}: {name} is a symbolic link; nasclip does not follow links")
+
+
+def open_nofollow(path: str, *, base: str = "/", flags: int = os.O_RDONLY,
+                  on_folder: FolderCheck | None = None) -> int:
+    """A descriptor of the file at path, opened with flags; nothing below base may be a symbolic link.
+
+    path is absolute (and then must lie below base) or relative to base.
+    base itself is opened as given, links and all: it is configuration,
+    such as a share root. '.' and empty components are skipped; '..' is
+    refused, as is a link at any component (PathRefused). on_folder(fd,
+    st) is called for base and for every folder below it on the way, in
+    order, with an O_PATH descriptor and its fstat: the caller judges what
+    was really opened (an O_PATH descriptor reads its attributes through
+    ``/proc/self/fd/N``) and may raise to stop the walk. Other failures are
+    os.open's OSError (ENOENT, EACCES, ENOTDIR). The caller closes the
+    descriptor returned.
     """
-    base_text, full = os.fspath(base), os.fspath(path)
-    relative = os.path.relpath(full, base_text) if os.path.isabs(full) else full
-    parts = [p for p in Path(relative).parts if p not in ("", ".")]
-    if not parts or ".." in parts:
-        raise LinkRefused(f"{full}: not a file below {base_text}")
-    fd = os.open(base_text, _FOLDER_FLAGS)
+    names = _components(path, base)
+    fd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for name in parts[:-1]:
-            if on_folder is not None:
-                on_folder(fd, os.fstat(fd))
-            try:
-                child = os.open(name, _FOLDER_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                _refuse_if_link(exc, name, fd, full)
-                raise
-            os.close(fd)
-            fd = child
+        if not names:  # the path is base itself
+            return os.open(base, flags | os.O_CLOEXEC)
         if on_folder is not None:
             on_folder(fd, os.fstat(fd))
+        for name in names[:-1]:
+            child = os.open(name, _FOLDER_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            st = os.fstat(fd)
+            if stat.S_ISLNK(st.st_mode):
+                raise _refuse_link(path, name)
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+            if on_folder is not None:
+                on_folder(fd, st)
         try:
-            return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            opened = os.open(names[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
         except OSError as exc:
-            _refuse_if_link(exc, parts[-1], fd, full)
+            if exc.errno == errno.ELOOP:  # what O_NOFOLLOW answers for a link
+                raise _refuse_link(path, names[-1]) from None
             raise
+        if flags & os.O_PATH and stat.S_ISLNK(os.fstat(opened).st_mode):  # O_PATH opens the link itself
+            os.close(opened)
+            raise _refuse_link(path, names[-1])
+        return opened
     finally:
         os.close(fd)
-
-
-def _refuse_if_link(exc: OSError, name: str, parent: int, full: str) -> None:
-    """Turn 'it is a link' (ELOOP, or ENOTDIR on a link) into LinkRefused; other errors stand."""
-    try:
-        st = os.lstat(name, dir_fd=parent)
-    except OSError:
-        return
-    if stat.S_ISLNK(st.st_mode):
-        raise LinkRefused(f"{full}: {name} is a symbolic link, which nasclip does not follow") from None
-    if isinstance(exc, NotADirectoryError):
-        raise LinkRefused(f"{full}: {name} is not a folder") from None

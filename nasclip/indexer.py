@@ -36,8 +36,8 @@ import numpy as np
 from .catalog import FileRow
 from .config import IndexerConfig
 from .encoder import Encoder
-from .errors import DecodeError, NasclipError
-from .fsopen import LinkRefused, open_nofollow
+from .errors import DecodeError, NasclipError, PathRefused
+from .fsopen import open_nofollow
 from .imaging import DecodeLimits, load_tensor, open_bounded
 from .store import Encoded, Failed, Result, Store
 
@@ -332,7 +332,7 @@ class Indexer:
         path = root / row.relpath
         try:
             fd = open_nofollow(row.relpath, base=root, flags=_OPEN_FLAGS)
-        except LinkRefused:
+        except PathRefused:
             return self._failed(row, None, path, "a symbolic link, or below one; nasclip does not follow links")
         except FileNotFoundError:
             # The watcher will mark it gone; do not spin on it meanwhile.

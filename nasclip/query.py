@@ -94,7 +94,8 @@ def parse_terms(words: list[str], likes: list[str]) -> list[dict]:
             current.append(word)
     flush()
     for image in likes:
-        terms.append({"image": os.path.abspath(os.path.expanduser(image)), "weight": 1.0})
+        # Resolved here, as the asking user: the daemon follows no symbolic link on the user's behalf.
+        terms.append({"image": os.path.realpath(os.path.expanduser(image)), "weight": 1.0})
     return terms
 
 

@@ -26,8 +26,10 @@ import numpy as np
 
 from . import catalog as cat
 from .access import AccessCheck, Peer
+from .acl import R, X
 from .encoder import Encoder, l2_normalise
-from .errors import DecodeError, ModelError, NasclipError, ProtocolError
+from .errors import DecodeError, ModelError, NasclipError, PathRefused, ProtocolError
+from .fsopen import open_nofollow
 from .imaging import DecodeLimits, load_tensor, open_bounded
 from .modelspec import load_model_spec
 from .protocol import BAD_REQUEST, BUSY, FORBIDDEN, NOT_FOUND, Request, Term
@@ -240,20 +242,30 @@ class Searcher:
 
     def image_vector(self, image: str, access: AccessCheck, index: VectorIndex | None = None,
                      encoder: Encoder | None = None) -> np.ndarray:
-        """The vector of a photo the peer may read: stored if indexed and unchanged, else encoded."""
+        """The vector of a photo the peer may read: stored if indexed and unchanged, else encoded.
+
+        The photo is opened by a walk that follows no symbolic link and
+        checks the peer's search permission on each folder it really
+        opened, then its read permission on the opened file: a link (or one
+        swapped in during the walk) cannot make nasclipd read someone
+        else's photo. nasclip-query resolves links as the asking user first.
+        """
         index = index or self.store.index
         encoder = encoder or self.encoder
         if not image.startswith("/"):
             raise ProtocolError(BAD_REQUEST, f"image path must be absolute: {image}")
-        path = Path(os.path.normpath(image))
         refused = ProtocolError(FORBIDDEN, f"cannot use {image}: it does not exist or you may not read it")
-        if not access.may_enter(path.parent):
-            raise refused
-        # The checks are made on the opened file, so a path swapped for a
-        # symlink after the check cannot make nasclipd read someone else's
-        # photo; O_NONBLOCK keeps a FIFO from holding a worker.
+
+        def enter(fd: int, st: os.stat_result) -> None:
+            if not access.allows(fd, st, X):
+                raise refused
+        # O_NONBLOCK keeps a FIFO from holding a worker.
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = open_nofollow(image, flags=os.O_RDONLY | os.O_NONBLOCK, on_folder=enter)
+        except PathRefused as exc:
+            if access.peer.is_root:
+                raise ProtocolError(BAD_REQUEST, f"cannot use {image}: {exc}") from None
+            raise refused from None
         except FileNotFoundError:
             if access.peer.is_root:
                 raise ProtocolError(NOT_FOUND, f"no such photo: {image}") from None
@@ -264,13 +276,13 @@ class Searcher:
             raise refused from None
         try:
             st = os.fstat(fd)
-            if not access.readable(st):
+            if not access.allows(fd, st, R):
                 raise refused
             if not stat.S_ISREG(st.st_mode):
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image}: not a regular file")
             if st.st_size == 0:  # also every /proc file, which cannot be read like a photo
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image}: the file is empty")
-            located = self._locate(path)
+            located = self._locate(Path(self._share_path(image) or image))
             if located is not None:
                 row = self.store.reader().execute(
                     "SELECT id FROM files WHERE share=? AND relpath=? AND state='indexed' AND size=? "
@@ -327,21 +339,23 @@ class Searcher:
         filt = _Filter(request, self.share_roots, self._share_path(request.path_prefix))
         total = len(index)
         limit = POST_FILTER_LIMIT if filt.active else total
-        hits, examined, complete = self._scan(index, query, request.k, filt, access, None, total, limit)
+        hits, examined, visible, complete = self._scan(index, query, request.k, filt, access, None, total, limit)
         route = "index"
         if not complete:
             among = self._candidates(filt)
             route = "catalog"
-            hits, more, _ = self._scan(index, query, request.k, filt, access, among, len(among), len(among))
+            hits, more, visible, _ = self._scan(index, query, request.k, filt, access, among, len(among), len(among))
             examined += more
         took = time.perf_counter() - started
+        # Others see only how many candidates they may see were looked at: the full count
+        # would tell how many hidden photos a folder (say, bob's) holds.
         return hits, {"model": model, "took_ms": round(took * 1000, 2),
-                      "encode_ms": round((encoded - started) * 1000, 2), "examined": examined,
-                      "filtered_by": route}
+                      "encode_ms": round((encoded - started) * 1000, 2),
+                      "examined": examined if peer.is_root else visible, "filtered_by": route}
 
     def _scan(self, index: VectorIndex, query: np.ndarray, want: int, filt: _Filter, access: AccessCheck,
-              among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, bool]:
-        """(best hits, candidates examined, whether the answer is final) for one widening search.
+              among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, int, bool]:
+        """(best hits, candidates examined, of them visible matches, whether the answer is final) for one search.
 
         Every index search is a full scan, so filtered searches ask for
         ``limit`` candidates at once and examine them in growing chunks only
@@ -371,10 +385,10 @@ class Searcher:
                 break
             if fetch >= limit or expected > limit:
                 hits.sort(key=lambda h: -h.score)
-                return hits[:want], examined, False
+                return hits[:want], examined, len(hits), False
             fetch = min(total, limit, max(fetch * 4, int(expected * 1.25)))
         hits.sort(key=lambda h: -h.score)
-        return hits[:want], examined, True
+        return hits[:want], examined, len(hits), True
 
     def _candidates(self, filt: _Filter) -> np.ndarray:
         """Ids of the catalog rows a share/folder/date filter keeps."""

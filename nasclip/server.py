@@ -2,7 +2,10 @@
 
 One accept thread; each connection is served by a bounded pool (at most
 ``query.max_connections`` at once; a client beyond that waits up to
-BUSY_GRACE for a slot, then gets a ``busy`` error). Requests have a size
+BUSY_GRACE for a slot, then gets a ``busy`` error). One uid holds at most
+``query.max_connections_per_user`` of those slots: its next connection gets
+``busy`` at once, so one user's silent connections cannot lock the others
+out (the uid is the peer's, from SO_PEERCRED, read at accept). Requests have a size
 limit and clients a read timeout, so a slow, silent or hostile client costs
 one worker for at most ``query.timeout`` seconds and never a crash. The socket file gets the configured group and
 mode: connecting needs write permission on it.
@@ -15,6 +18,7 @@ import grp
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +27,7 @@ from typing import Callable
 
 from . import protocol
 from .access import Peer, peer_of
-from .config import QueryConfig
+from .config import QueryConfig, file_kind
 from .errors import NasclipError, ProtocolError
 
 log = logging.getLogger("nasclip.server")
@@ -35,9 +39,20 @@ BUSY_GRACE = 0.25   # seconds a new client may wait for a free slot before 'busy
 
 
 def _claim_socket_path(path: Path) -> None:
-    """Remove a stale socket file; refuse if a live daemon answers on it."""
-    if not path.exists() and not path.is_symlink():
+    """Remove a stale socket file; refuse if a live daemon answers on it, or if it is not a socket at all.
+
+    Only a socket is ever removed: a mistyped ``socket:`` must not cost
+    the catalog or anybody's file.
+    """
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
         return
+    except OSError as exc:
+        raise NasclipError(f"cannot check the socket path {path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise NasclipError(f"{path} exists and is not a socket ({file_kind(st)}); nasclipd will not remove it. "
+                           "Set `socket:` in the config to a path of its own (default /run/nasclip/query.sock)")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:
@@ -58,8 +73,10 @@ class QueryServer:
         self.config = config
         self.handler = handler
         self._listener: socket.socket | None = None
+        self._bound: os.stat_result | None = None
         self._pool = ThreadPoolExecutor(config.max_connections, thread_name_prefix="nasclip-query")
         self._active = 0
+        self._per_uid: dict[int, int] = {}  # slots held by each uid; entries at 0 are removed
         self._active_lock = threading.Lock()
         self._slot_free = threading.Condition(self._active_lock)
         self._full_since: float | None = None
@@ -84,12 +101,22 @@ class QueryServer:
             listener.close()
             raise NasclipError(f"cannot create the query socket {self.path}: {exc.strerror}") from None
         self._set_permissions()
+        self._bound = self.path.lstat()
         listener.listen(128)
         listener.settimeout(0.5)  # lets the accept loop see stop()
         self._listener = listener
         self._thread = threading.Thread(target=self._accept_loop, name="nasclip-server", daemon=True)
         self._thread.start()
         log.info("answering queries on %s", self.path)
+
+    def _remove_socket(self) -> None:
+        """Remove the socket file, if it is still the one this server bound (never a file put there since)."""
+        try:
+            st = self.path.lstat()
+        except OSError:
+            return
+        if self._bound is not None and (st.st_dev, st.st_ino) == (self._bound.st_dev, self._bound.st_ino):
+            self.path.unlink(missing_ok=True)
 
     def _set_permissions(self) -> None:
         os.chmod(self.path, self.config.socket_mode)
@@ -122,7 +149,7 @@ class QueryServer:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-            self.path.unlink(missing_ok=True)
+            self._remove_socket()
         with self._active_lock:
             for conn in list(self._connections):
                 try:
@@ -146,19 +173,33 @@ class QueryServer:
                     log.error("out of file descriptors; refusing connections for a moment")
                     self._stop.wait(0.5)
                 continue
-            with self._slot_free:
-                if not self._has_slot() and self._full_since is None:
-                    self._full_since = time.monotonic()
-                full = not self._slot_free.wait_for(self._has_slot, self._grace())
-                if not full:
-                    self._full_since = None
-                    self._active += 1
-                    self._connections.add(conn)
-            if full:
-                self.refused += 1  # only the accept thread writes it
-                self._refuse(conn)
+            try:
+                peer = peer_of(conn)
+            except OSError:  # gone already
+                conn.close()
                 continue
-            self._pool.submit(self._serve, conn)
+            limit = self.config.max_connections_per_user
+            with self._slot_free:
+                refusal = None
+                if self._per_uid.get(peer.uid, 0) >= limit:
+                    refusal = (f"you have {limit} connections open already (query.max_connections_per_user); "
+                               "close one or try again in a moment")
+                else:
+                    if not self._has_slot() and self._full_since is None:
+                        self._full_since = time.monotonic()
+                    if self._slot_free.wait_for(self._has_slot, self._grace()):
+                        self._full_since = None
+                        self._active += 1
+                        self._per_uid[peer.uid] = self._per_uid.get(peer.uid, 0) + 1
+                        self._connections.add(conn)
+                    else:
+                        refusal = (f"{self.config.max_connections} clients are being served "
+                                   "(query.max_connections); try again in a moment")
+            if refusal is not None:
+                self.refused += 1  # only the accept thread writes it
+                self._refuse(conn, refusal)
+                continue
+            self._pool.submit(self._serve, conn, peer)
 
     def _has_slot(self) -> bool:
         return self._active < self.config.max_connections
@@ -174,12 +215,10 @@ class QueryServer:
             return 0.0  # a slot is free
         return max(0.0, BUSY_GRACE - (time.monotonic() - self._full_since))
 
-    def _refuse(self, conn: socket.socket) -> None:
+    def _refuse(self, conn: socket.socket, message: str) -> None:
         try:
             conn.settimeout(1.0)
-            conn.sendall(protocol.encode(protocol.error_reply(
-                protocol.BUSY, f"{self.config.max_connections} clients are being served (query.max_connections); "
-                "try again in a moment")))
+            conn.sendall(protocol.encode(protocol.error_reply(protocol.BUSY, message)))
         except OSError:
             pass
         finally:
@@ -187,9 +226,8 @@ class QueryServer:
 
     # ------------------------------------------------------------------ one connection
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, peer: Peer) -> None:
         try:
-            peer = peer_of(conn)
             buffer = b""
             # One deadline per request line: a client trickling bytes cannot hold a worker.
             deadline = time.monotonic() + self.config.timeout
@@ -229,6 +267,9 @@ class QueryServer:
         finally:
             with self._active_lock:
                 self._active -= 1
+                held = self._per_uid.pop(peer.uid) - 1
+                if held:
+                    self._per_uid[peer.uid] = held
                 self._connections.discard(conn)
                 self._slot_free.notify()
             conn.close()

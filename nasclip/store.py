@@ -23,6 +23,7 @@ import numpy as np
 
 from . import catalog as cat
 from .catalog import Catalog, FileRow
+from .config import CATALOG_FILE, INDEX_FOLDER
 from .errors import StoreError
 from .vectors import IndexType, VectorIndex
 
@@ -103,7 +104,7 @@ class Store:
                  search_threads: int = 1, model_folder: Path | None = None) -> None:
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
-            (state_dir / "index").mkdir(exist_ok=True)
+            (state_dir / INDEX_FOLDER).mkdir(exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create state_dir {state_dir}: {exc.strerror}") from None
         self.state_dir = state_dir
@@ -111,7 +112,7 @@ class Store:
         self.dim = dim
         self.index_type = index_type
         self.search_threads = search_threads
-        self.catalog = Catalog(state_dir / "catalog.db")
+        self.catalog = Catalog(state_dir / CATALOG_FILE)
         self._lock = threading.RLock()
         self._local = threading.local()
         self._counts: tuple[int, dict[str, int]] | None = None
@@ -135,7 +136,7 @@ class Store:
         """Where the checkpoint of a model's index lives."""
         model = model_id or self.model_id
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
-        return self.state_dir / "index" / f"{safe}.faiss"
+        return self.state_dir / INDEX_FOLDER / f"{safe}.faiss"
 
     @property
     def index(self) -> VectorIndex:

@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -32,54 +31,11 @@ from nasclip.modelspec import load_model_spec
 from nasclip.protocol import Request, Term
 from nasclip.store import Encoded, Seen, Store
 from tools.scenes import Scene
+from users import Ran, as_user
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the test switches to the 'nobody' uid")
 
 NOBODY = 65534  # uid nobody, gid nogroup on Debian
-
-
-class Ran:
-    """What a child process wrote and how it exited."""
-
-    def __init__(self, code: int, out: bytes, err: bytes) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    @property
-    def json(self):
-        return json.loads(self.out)
-
-    def __repr__(self) -> str:
-        return f"exit {self.code}\nstdout: {self.out[:2000]!r}\nstderr: {self.err[-2000:]!r}"
-
-
-def as_user(uid: int, gid: int, groups: list[int], body: Callable[[], int]) -> Ran:
-    """Run body() in a forked child with these credentials; its stdout/stderr are captured."""
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # opened before the uid drop
-    pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
-        code = 99
-        try:
-            os.dup2(out.fileno(), 1)
-            os.dup2(err.fileno(), 2)
-            sys.stdout = open(1, "w", closefd=False)
-            sys.stderr = open(2, "w", closefd=False)
-            os.setgroups(groups)
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
-            try:
-                code = body()
-            except SystemExit as exc:  # argparse
-                code = exc.code if isinstance(exc.code, int) else 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    out.seek(0)
-    err.seek(0)
-    return Ran(os.waitstatus_to_exitcode(status), out.read(), err.read())
 
 
 def nobody(body: Callable[[], int], groups: list[int] | None = None) -> Ran:

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Install the system commands the tests need, where that is possible; say what is missing where not.
+
+The permission tests create real users and real POSIX ACLs, so they need
+``setfacl``/``getfacl`` (Debian package ``acl``), ``useradd`` and
+``setpriv``. A clean CI machine runs as root without ``acl``: there this
+installs it with apt-get. Run as anyone else it installs nothing, prints
+what is missing and which tests will skip for it, and exits 0: the rest of
+the suite still runs. Idempotent: with everything present it does nothing.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+# command: (Debian package, tests that skip without it)
+NEEDED = {
+    "setfacl": ("acl", "tests/test_acl.py, tests/test_counts.py"),
+    "getfacl": ("acl", "tests/test_acl.py"),
+}
+
+
+def missing() -> dict[str, tuple[str, str]]:
+    return {command: need for command, need in NEEDED.items() if shutil.which(command) is None}
+
+
+def main() -> int:
+    absent = missing()
+    if not absent:
+        return 0
+    packages = sorted({package for package, _ in absent.values()})
+    if os.geteuid() != 0:
+        for command, (package, tests) in absent.items():
+            print(f"system_packages: {command} is missing (apt package {package}); {tests} will skip. "
+                  f"As root: apt-get install {package}", file=sys.stderr)
+        return 0
+    if shutil.which("apt-get") is None:
+        print(f"system_packages: {', '.join(absent)} missing and no apt-get here; install {', '.join(packages)} "
+              "with the system's package manager", file=sys.stderr)
+        return 0
+    print(f"system_packages: installing {', '.join(packages)} for {', '.join(absent)}", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    if subprocess.run(install, env=env).returncode != 0:
+        # A fresh container has no package lists yet.
+        subprocess.run(["apt-get", "update"], env=env, check=True)
+        subprocess.run(install, env=env, check=True)
+    still = missing()
+    if still:
+        print(f"system_packages: {', '.join(still)} still missing after installing {', '.join(packages)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
