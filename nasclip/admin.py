@@ -35,6 +35,14 @@ def print_status(status: dict) -> None:
     model = status["model"]
     print(f"nasclipd {status['version']}, up {status['uptime'] / 3600:.1f} h, "
           f"{'healthy' if status['healthy'] else 'NOT HEALTHY'}")
+    full = status.get("disk_full")
+    if full:
+        free = full.get("free_bytes")
+        print(f"DISK FULL at {full['path']}" + (f" ({free / 1e6:.1f} MB free)" if free is not None else "")
+              + f": {', '.join(full['waiting'])} writes wait for space; nothing is lost, and indexing resumes "
+              "by itself once space is freed")
+    for notice in status.get("notices") or []:
+        print(f"notice   {notice}")
     print(f"model    {model['id']} on {model['backend']}")
     switch = status.get("model_switch")
     if switch:

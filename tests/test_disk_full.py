@@ -10,6 +10,7 @@ import errno
 import os
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -17,7 +18,9 @@ from typing import Callable, Iterator
 import pytest
 
 from conftest import DEMO_MODEL, make_scenes, wait_until
+from test_service import NotifySocket
 
+BIN = Path(sys.executable).parent
 PAGE = 4096
 
 
@@ -97,12 +100,15 @@ def test_a_checkpoint_on_a_full_disk_keeps_the_old_index_and_the_log(tmp_path: P
     assert "Traceback" not in daemon.log()
 
 
-def test_the_daemon_waits_out_a_full_disk_says_so_once_and_loses_no_change(tmp_path: Path, tmpfs,
-                                                                          daemon_factory) -> None:
+def test_the_daemon_waits_out_a_full_disk_says_so_once_and_loses_no_change(tmp_path: Path, tmpfs, daemon_factory,
+                                                                          request) -> None:
     share = tmp_path / "photos"
     state = tmpfs(tmp_path / "state", "3m")
     make_scenes(share / "before", 10, seed=41)
-    daemon = daemon_factory({"photos": share}, index={"checkpoint_seconds": 0.5})
+    notify = NotifySocket(str(tmp_path / "notify.sock"))
+    request.addfinalizer(notify.close)
+    daemon = daemon_factory({"photos": share}, env={"NOTIFY_SOCKET": notify.address},
+                            index={"checkpoint_seconds": 0.5})
     daemon.wait_idle()
     filler = fill(state)
     # Created while nothing can be written: the watcher must keep these changes, not drop them.
@@ -113,6 +119,10 @@ def test_the_daemon_waits_out_a_full_disk_says_so_once_and_loses_no_change(tmp_p
     assert daemon.proc.poll() is None
     assert status["disk_full"]["path"] and not status["healthy"]
     assert status["photos"]["indexed"] == 10
+    notify.wait_for(lambda m: m.get("STATUS", "").startswith(f"DISK FULL at {state}"), what="STATUS= saying so")
+    human = subprocess.run([str(BIN / "nasclip"), "--config", str(daemon.config_path), "status"],
+                           capture_output=True, text=True, timeout=30)
+    assert human.returncode == 0 and "DISK FULL at" in human.stdout and "nothing is lost" in human.stdout, human
     log = daemon.log()
     assert log.count("disk is full") == 1, log[-3000:]
     assert "Traceback" not in log, log[-3000:]

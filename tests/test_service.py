@@ -403,7 +403,8 @@ def test_unit_is_a_hardened_notify_service(tmp_path: Path, systemd_analyze: str)
     for name, value in {"Type": "notify", "User": "nasclip", "Group": "nasclip", "Restart": "on-failure",
                         "StateDirectory": "nasclip", "RuntimeDirectory": "nasclip", "ProtectSystem": "strict",
                         "NoNewPrivileges": "yes", "PrivateTmp": "yes", "ProtectHome": "read-only",
-                        "RestartPreventExitStatus": "78"}.items():
+                        "RestartPreventExitStatus": "78 65", "StateDirectoryMode": "0700",
+                        "UMask": "0077"}.items():
         assert unit_setting(name) == value, name
     # The drain (service.stop_timeout) must leave time for the final checkpoint within TimeoutStopSec.
     defaults = load_config(ROOT / "config" / "nasclip.yaml").service
