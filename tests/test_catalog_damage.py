@@ -1,4 +1,4 @@
-"""Issue 12, finding 11: a damaged catalog gets a clear message, a doctor check and a rebuild that keeps what is readable."""
+"""Issue 12, finding 11: a damaged catalog gets a clear message, a doctor check and a rebuild that keeps the rest."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from test_store import DIM, index_some, unit
 
 
 def flip_a_vector(path: Path, dim: int, n: int, which: float = 0.5) -> None:
-    """Turn one stored float of a flat IndexIDMap2 checkpoint of n vectors huge (its exponent byte), as bit rot would."""
+    """Make one float of a flat IndexIDMap2 checkpoint of n vectors huge (its exponent byte), as bit rot would."""
     data = bytearray(path.read_bytes())
     # The file ends with the id map: an 8-byte count, then n int64 ids; the vectors come right before it.
     vectors_end = len(data) - 8 - 8 * n
