@@ -1,4 +1,4 @@
-"""nasclip: the admin tool (status, scan, failed photos, doctor, config check/show).
+"""nasclip: the admin tool (status, scan, failed photos, doctor, catalog rebuild, config check/show).
 
 Commands that ask the running daemon go through its socket; config commands
 work on the file alone. Exit codes as nasclip-query: 0 ok, 1 problem found or
@@ -42,6 +42,14 @@ def print_status(status: dict) -> None:
     model = status["model"]
     _say(f"nasclipd {status['version']}, up {status['uptime'] / 3600:.1f} h, "
           f"{'healthy' if status['healthy'] else 'NOT HEALTHY'}")
+    full = status.get("disk_full")
+    if full:
+        free = full.get("free_bytes")
+        _say(f"DISK FULL at {full['path']}" + (f" ({free / 1e6:.1f} MB free)" if free is not None else "")
+              + f": {', '.join(full['waiting'])} writes wait for space; nothing is lost, and indexing resumes "
+              "by itself once space is freed")
+    for notice in status.get("notices") or []:
+        _say(f"notice   {notice}")
     _say(f"model    {model['id']} on {model['backend']}")
     switch = status.get("model_switch")
     if switch:
@@ -134,6 +142,21 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if fails else 0
 
 
+def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
+    from .catalog_rebuild import rebuild
+
+    config = load_config(args.config or DEFAULT_CONFIG)
+    print(f"rebuilding {config.state_dir / 'catalog.db'} from every row that can still be read ...")
+    reports, aside = rebuild(config.state_dir)
+    for report in reports:
+        print(f"  {report.line()}")
+    files = reports[0]
+    print(f"the damaged file is kept as {aside}; start nasclip again (systemctl start nasclip)")
+    if files.unreadable or files.rejected or (files.total is not None and files.kept < files.total):
+        print("photos whose rows were lost are found by the next scan and encoded again; every other vector is kept")
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     path = args.file or args.config or str(DEFAULT_CONFIG)
     try:
@@ -180,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "and socket; one line each, with a hint")
     doctor.add_argument("--user", help="judge permissions for this user (default: nasclip if it exists)")
     doctor.set_defaults(func=cmd_doctor)
+    catalog = commands.add_parser("catalog", help="repair the catalog (with nasclipd stopped)")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True, parser_class=_Parser)
+    rebuild = catalog_commands.add_parser("rebuild", help="copy every readable row of a damaged catalog into a new "
+                                          "one, keeping ids and vectors; the damaged file is set aside")
+    rebuild.set_defaults(func=cmd_catalog_rebuild)
     config = commands.add_parser("config", help="check or show a config file")
     config_commands = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
     check = config_commands.add_parser("check", help="report every problem in a config file")

@@ -27,7 +27,7 @@ from .access import AccessCheck, Peer
 from .catalog import decode_path
 from .config import Config, check_paths, load_config
 from .encoder import Encoder
-from .errors import ConfigError, NasclipError, ProtocolError
+from .errors import ConfigError, DiskFull, NasclipError, ProtocolError, StoreError
 from .indexer import Indexer, decode_limits
 from .logs import set_level, setup_logging
 from .memory import tune_malloc
@@ -37,6 +37,7 @@ from .protocol import FORBIDDEN, NOT_FOUND, Request, ok_reply
 from .reload import RESTART_ONLY, plan_reload
 from .search import Searcher
 from .server import QueryServer
+from .statedir import PRIVATE_UMASK, StateLock, make_private
 from .store import Store
 from .watcher import Watcher
 
@@ -77,6 +78,8 @@ class Daemon:
         self.watcher: Watcher | None = None
         self.server: QueryServer | None = None
         self.searcher: Searcher | None = None
+        self.lock: StateLock | None = None
+        self._checkpoint_error = ""  # the last checkpoint failure logged, so that a repeat is not
         self._next_status = 0.0
         self._next_ping = 0.0
         self._last_status = ""
@@ -90,6 +93,12 @@ class Daemon:
 
     def start(self) -> None:
         config = self.config
+        # Everything nasclipd creates is the service account's alone, whatever the unit says.
+        os.umask(PRIVATE_UMASK)
+        self.lock = StateLock.acquire(config.state_dir)  # before anything reads or writes the state
+        fixed = make_private(config.state_dir)
+        if fixed:
+            log.warning("made the state directory private (group or others could read it): %s", ", ".join(fixed))
         spec = load_model_spec(config.model)
         self.encoder = Encoder.open(spec, backend=config.indexer.backend, threads=config.indexer.threads,
                                     providers=config.indexer.onnx_providers)
@@ -141,17 +150,19 @@ class Daemon:
         now = time.monotonic()
         index_cfg = self.config.index
         if self.store.checkpoint_due(index_cfg.checkpoint_seconds, index_cfg.checkpoint_changes):
-            size = self.store.checkpoint()
-            log.debug("index checkpoint written (%d bytes)", size)
-        if not self.indexer.stats.busy:
-            purged = self.store.purge_gone(time.time() - index_cfg.keep_deleted)
-            if purged:
-                log.info("forgot %d deleted photos", purged)
-        if len(self.store.indexes) > 1 and now >= self._next_models:
-            # A model switch: searches move to the new model once it covers the most
-            # photos, and the old index is dropped once it covers them all.
-            self._next_models = now + 2.0
-            self.store.update_models()
+            self._checkpoint()
+        try:
+            if not self.indexer.stats.busy and not self.store.space.is_full:
+                purged = self.store.purge_gone(time.time() - index_cfg.keep_deleted)
+                if purged:
+                    log.info("forgot %d deleted photos", purged)
+            if len(self.store.indexes) > 1 and now >= self._next_models:
+                # A model switch: searches move to the new model once it covers the most
+                # photos, and the old index is dropped once it covers them all.
+                self._next_models = now + 2.0
+                self.store.update_models()
+        except DiskFull:
+            pass  # reported by store.space; tried again at a later iteration
         if now >= self._next_status:
             # Under a short watchdog interval, status keeps the same pace as the pings.
             self._next_status = now + min(STATUS_EVERY, self.notifier.watchdog_interval or STATUS_EVERY)
@@ -165,13 +176,31 @@ class Daemon:
                 self._next_ping = now + interval
                 self.notifier.watchdog()
 
+    def _checkpoint(self) -> None:
+        """Write a checkpoint; a failure is reported and retried later, never the end of the loop."""
+        assert self.store
+        try:
+            size = self.store.checkpoint()
+        except DiskFull:
+            return  # store.space logged it once and status shows it
+        except StoreError as exc:
+            if str(exc) != self._checkpoint_error:
+                log.error("index checkpoint failed, tried again in a few seconds (the vectors are safe in the "
+                          "catalog's vector log): %s", exc)
+                self._checkpoint_error = str(exc)
+            return
+        if self._checkpoint_error:
+            log.info("index checkpoint written again")
+            self._checkpoint_error = ""
+        log.debug("index checkpoint written (%d bytes)", size)
+
     def stalled(self) -> bool:
         """True when the indexer has work but finished no batch for service.stall_seconds."""
         assert self.indexer
         stats = self.indexer.stats
         now = stats.clock()
-        if not stats.busy or self.indexer.paused.is_set():
-            self._busy_since = None
+        if not stats.busy or self.indexer.paused.is_set() or self.indexer.held:
+            self._busy_since = None  # waiting for disk space is not being stuck
             return False
         if self._busy_since is None:
             self._busy_since = now  # idle until now: the quiet time before is not a stall
@@ -220,6 +249,8 @@ class Daemon:
             self.store.close()  # the final checkpoint
         if self.encoder is not None and not self.abandoned:
             self.encoder.close()
+        if self.lock is not None:
+            self.lock.release()
         if self.indexer is not None:
             # A decode thread given up on may still be blocked in a read: do not wait for it at exit.
             self.abandoned = self.abandoned or self.indexer.stuck_workers > 0
@@ -274,6 +305,9 @@ class Daemon:
         rate = stats.rate()
         eta = counts["pending"] / rate if rate > 0 else None
         index_path = self.store.index_path()
+        disk_full = self.store.space.status()
+        if disk_full is not None:
+            disk_full["held_results"] = self.indexer.held
         return {
             "version": __version__,
             "uptime": round(time.time() - self.started, 1),
@@ -292,7 +326,9 @@ class Daemon:
                                 for s, p, e in self._failures(10)],
             "queries": {"served": self.server.served, "errors": self.server.errors, "busy": self.server.refused,
                         "text_cache": {"hits": self.searcher.texts.hits, "misses": self.searcher.texts.misses}},
-            "healthy": self.healthy(),
+            "disk_full": disk_full,
+            "notices": list(self.store.notices),
+            "healthy": self.healthy() and disk_full is None,
             "service": {"config": str(self.config.source) if self.config.source else None,
                         "reloaded": self.reloaded, "restart_needed": list(self.restart_needed),
                         "watchdog_seconds": self.notifier.watchdog_interval,
@@ -339,6 +375,9 @@ class Daemon:
         counts = self.store.counts()
         live = counts["indexed"] + counts["pending"] + counts["failed"]
         parts = [f"indexed {_group(counts['indexed'])} / {_group(live)}"]
+        full = self.store.space.line()
+        if full:
+            parts.insert(0, full)
         rate = self.indexer.stats.rate()
         if counts["pending"] and rate > 0:
             parts.append(f"{rate:.1f} photos/s, about {_duration(counts['pending'] / rate)} left")

@@ -22,12 +22,14 @@ from typing import Iterator, Literal
 
 from . import acl, model_install
 from .access import Peer, groups_of
+from .catalog import connect, integrity_problems
 from .client import call
-from .config import Config
-from .errors import DaemonUnavailable, ModelError, NasclipError, SocketAccessDenied
+from .config import CATALOG_FILE, Config
+from .errors import DaemonUnavailable, ModelError, NasclipError, SocketAccessDenied, StoreError
 from .modelspec import load_model_spec, model_files
 from .printable import printable
 from .scanner import PathFilter
+from .statedir import loose_entries
 from .watcher import max_user_watches
 
 Level = Literal["ok", "warn", "fail"]
@@ -313,13 +315,21 @@ def check_state_dir(config: Config, user: ServiceUser) -> Iterator[Check]:
                                        "(StateDirectory=nasclip)")
         else:
             yield Check("fail", "state", f"{path} does not exist",
-                        f"create it for the service: install -d -o {user.name} -g {user.name} -m 0750 {path}")
+                        f"create it for the service: install -d -o {user.name} -g {user.name} -m 0700 {path}")
         return
     blocked = user.blocked_at(path, R | W | X)
     if blocked is not None:
         yield Check("fail", "state", f"{user.name} cannot write to {path} (stopped at {blocked})",
                     f"chown -R {user.name}: {path}" if blocked == path else _fix_hint(blocked, user, "x"))
         return
+    loose = loose_entries(path)
+    if loose:
+        shown = ", ".join(f"{p.relative_to(path).as_posix() if p != path else p} ({m:04o})" for p, m in loose[:4])
+        yield Check("fail", "state", f"group or others may read the state in {path}, which holds every user's "
+                                     f"paths and vectors: {shown}" + (f" and {len(loose) - 4} more" if len(loose) > 4
+                                                                       else ""),
+                    f"chmod -R go= {path} (nasclipd also does it at start-up); the unit needs StateDirectoryMode=0700")
+    yield from check_catalog(path / CATALOG_FILE)
     used = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     free = shutil.disk_usage(path).free
     if free < MIN_FREE_BYTES:
@@ -327,6 +337,24 @@ def check_state_dir(config: Config, user: ServiceUser) -> Iterator[Check]:
                     "free some space: the index is rewritten at each checkpoint")
     else:
         yield Check("ok", "state", f"{path}: writable by {user.name}, {_size(used)} used, {_size(free)} free")
+
+
+def check_catalog(path: Path) -> Iterator[Check]:
+    """SQLite's quick_check of the catalog (read only; the daemon may be running)."""
+    if not path.exists():
+        return
+    try:
+        conn = connect(path, readonly=True)
+        try:
+            problems = integrity_problems(conn)
+        finally:
+            conn.close()
+    except StoreError as exc:
+        problems = [str(exc)]
+    if problems:
+        yield Check("fail", "state", f"{path} fails SQLite's integrity check: {'; '.join(problems)[:300]}",
+                    "systemctl stop nasclip && nasclip catalog rebuild (keeps every readable row and vector; "
+                    "docs/operations.md)")
 
 
 def check_socket(config: Config) -> Iterator[Check]:

@@ -60,6 +60,14 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_folder(folder: Path) -> None:
+    """Flush every file directly in folder, then the folder itself: before a rename makes it live."""
+    for entry in folder.iterdir():
+        if entry.is_file():
+            fsync_path(entry)
+    fsync_path(folder)
+
+
 class Progress:
     """Progress of one transfer on a stream: a redrawn bar on a TTY, periodic lines otherwise."""
 
@@ -359,11 +367,7 @@ class Staging:
         if self.target.exists() and not replace:
             raise ModelError(f"{self.target} already exists; `nasclip models remove {self.target.name}` first, "
                              "or install with --force to replace it")
-        for entry in self.path.iterdir():
-            if entry.is_file():
-                with open(entry, "rb+") as handle:
-                    os.fsync(handle.fileno())
-        fsync_path(self.path)
+        fsync_folder(self.path)
         old = self.target.parent / f".{self.target.name}.old"
         if old.exists():
             shutil.rmtree(old)

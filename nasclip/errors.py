@@ -7,6 +7,9 @@ owner: they name the file or setting and say what to change.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 
 class NasclipError(Exception):
     """Base class: something nasclip can explain to a person."""
@@ -49,6 +52,45 @@ class DecodeError(NasclipError):
 
 class StoreError(NasclipError):
     """The catalog or the vector index cannot be opened or written."""
+
+
+class DiskFull(StoreError):
+    """The file system of the state directory is full (ENOSPC, EDQUOT, SQLITE_FULL).
+
+    Not fatal: nothing was replaced or trimmed, the caller keeps what it was
+    writing and tries again later; the Store's ``space`` reports the condition.
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CatalogDamaged(StoreError):
+    """The catalog database file is corrupt: the daemon must not run on it."""
+
+    exit_code = 65  # EX_DATAERR: restarting does not help (the unit's RestartPreventExitStatus)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for 'no space' from the kernel (ENOSPC, EDQUOT) or from SQLite (SQLITE_FULL)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        return _sqlite_code(exc) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return False
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """True for SQLite's 'database disk image is malformed' and 'file is not a database'."""
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        _sqlite_code(exc) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in str(exc))
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    """The primary result code (extended codes such as SQLITE_CORRUPT_INDEX carry it in the low byte)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 class ProtocolError(NasclipError):

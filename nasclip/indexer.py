@@ -36,7 +36,7 @@ import numpy as np
 from .catalog import FileRow
 from .config import IndexerConfig
 from .encoder import Encoder
-from .errors import DecodeError, NasclipError, PathRefused
+from .errors import DecodeError, DiskFull, NasclipError, PathRefused
 from .fsopen import open_nofollow
 from .imaging import DecodeLimits, load_tensor, open_bounded
 from .store import Encoded, Failed, Result, Store
@@ -163,6 +163,9 @@ class Indexer:
         self._window: deque[_Batch] = deque()
         self.stuck_workers = 0  # decode threads given up on (still blocked somewhere)
         self._inflight: set[int] = set()
+        # A batch encoded while the catalog could not take it (a full disk): recorded
+        # later, never encoded twice. While it waits, no new work is claimed.
+        self._unrecorded: tuple[list[_Prepared], list[Result]] | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -217,22 +220,45 @@ class Indexer:
 
     # ------------------------------------------------------------------ one step
 
+    @property
+    def held(self) -> int:
+        """Results encoded but waiting for disk space to be recorded."""
+        unrecorded = self._unrecorded
+        return len(unrecorded[1]) if unrecorded else 0
+
     def loop(self) -> int:
-        """Encode and record one batch; returns the number of photos handled (0 = idle)."""
+        """Encode and record one batch; returns the number of photos handled (0 = idle or waiting for space)."""
+        if self._unrecorded is not None:
+            return self._record(*self._unrecorded)
         self._fill_window()
         if not self._window:
             self.stats.busy = False
             return 0
         self.stats.busy = True
         batch = self._window.popleft()
+        claimed = [row.id for row, _ in batch]
         try:
             prepared = self._collect(batch)
             for p in prepared:
                 self._recheck(p)
             results = self._encode(prepared)
+        except BaseException:
+            self._inflight.difference_update(claimed)
+            raise
+        return self._record(prepared, results)
+
+    def _record(self, prepared: list[_Prepared], results: list[Result]) -> int:
+        try:
             summary = self.store.record(results)
-        finally:
-            self._inflight.difference_update(row.id for row, _ in batch)
+        except DiskFull:
+            self._unrecorded = (prepared, results)  # store.space reports it; retried at the next loop
+            return 0
+        except BaseException:
+            self._unrecorded = None
+            self._inflight.difference_update(p.row.id for p in prepared)
+            raise
+        self._unrecorded = None
+        self._inflight.difference_update(p.row.id for p in prepared)
         self.stats.add(summary)
         self._fill_window()  # keep the pool busy while the caller does anything else
         return len(prepared)

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from .download import sha256_file
+from .download import fsync_folder, fsync_path, sha256_file
 from .errors import ModelError
 from .model_install import RECORD, SUMS, check_model
 from .modelspec import MANIFEST, ModelSpec, load_model_spec, model_files
@@ -93,7 +93,11 @@ def quantize_model(folder: Path | str, out: Path | str | None = None, model_id: 
         if similarity < 0.98:
             progress("warning: the int8 vectors differ noticeably from the original's; "
                      "compare search results before switching")
+        # The folder is whole on disk before its name says it is a model (a power cut
+        # after the rename must not leave a model of empty files).
+        fsync_folder(tmp)
         tmp.rename(out)
+        fsync_path(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -90,7 +90,11 @@ class QueryServer:
     def start(self) -> None:
         """Bind the socket (with group and mode) and start accepting."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True)
+                # nasclipd's umask is 077 (its state is private), but searchers must reach the
+                # socket: its own mode and group decide who may connect.
+                os.chmod(self.path.parent, 0o755)
         except OSError as exc:
             raise NasclipError(f"cannot create the socket folder {self.path.parent}: {exc.strerror}") from None
         _claim_socket_path(self.path)

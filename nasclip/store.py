@@ -13,6 +13,7 @@ server) use their own read-only connections and the index's read lock.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -22,12 +23,17 @@ from typing import Iterable, Union
 import numpy as np
 
 from . import catalog as cat
+from . import checkpoint
+from .recovery import recover
 from .catalog import Catalog, FileRow
 from .config import CATALOG_FILE, INDEX_FOLDER
-from .errors import StoreError
+from .errors import DiskFull, StoreError
+from .space import SpaceMonitor
 from .vectors import IndexType, VectorIndex
 
 log = logging.getLogger("nasclip.store")
+
+DISK_RETRY = 5.0  # seconds between checkpoint attempts after one failed
 
 
 # ---------------------------------------------------------------------- changes from the watcher
@@ -112,28 +118,39 @@ class Store:
         self.dim = dim
         self.index_type = index_type
         self.search_threads = search_threads
-        self.catalog = Catalog(state_dir / CATALOG_FILE)
+        self.space = SpaceMonitor(state_dir)
+        self.catalog = Catalog(state_dir / CATALOG_FILE, self.space)
         self._lock = threading.RLock()
         self._local = threading.local()
         self._counts: tuple[int, dict[str, int]] | None = None
         self.changes: dict[str, int] = {}
         self.last_checkpoint = time.monotonic()
+        self._checkpoint_retry = 0.0  # after a failed checkpoint, not before this (monotonic)
+        # Per model: the vector-log seq up to which the next checkpoint may trim the log,
+        # i.e. what the generation that will then be the older one covers (None: nothing).
+        self._trim_to: dict[str, int | None] = {}
+        self.notices: list[str] = []  # what start-up had to repair, for status
         self.indexes: dict[str, VectorIndex] = {}
-        with self.catalog.transaction():
-            self.catalog.set_meta(f"model_dim:{model_id}", str(dim))
-            if model_folder is not None:
-                self.catalog.set_meta(f"model_folder:{model_id}", str(model_folder))
-        models = {r[0] for r in self.catalog.conn.execute("SELECT DISTINCT model_id FROM vectors")}
-        models |= {r[0] for r in self.catalog.conn.execute("SELECT DISTINCT model_id FROM vector_log")}
-        for model in sorted(models | {model_id}):
-            self.indexes[model] = self._recover(model)
-        self._requeue_missing()
-        self._serving = self._choose_serving()
+        try:
+            self.catalog.check()
+            with self.catalog.transaction():
+                self.catalog.set_meta(f"model_dim:{model_id}", str(dim))
+                if model_folder is not None:
+                    self.catalog.set_meta(f"model_folder:{model_id}", str(model_folder))
+            for model in sorted(self.catalog.models() | {model_id}):
+                self.indexes[model] = self._recover(model)
+            self._requeue_missing()
+            self._serving = self._choose_serving()
+        except sqlite3.DatabaseError as exc:
+            self.catalog.close()
+            error = cat.translate(self.catalog.path, exc)
+            raise (error if isinstance(error, StoreError) else
+                   StoreError(f"{self.catalog.path}: cannot read the catalog: {exc}")) from None
 
     # ------------------------------------------------------------------ start-up
 
     def index_path(self, model_id: str | None = None) -> Path:
-        """Where the checkpoint of a model's index lives."""
+        """Where the checkpoint of a model's index lives (the older generation beside it, ``.prev``)."""
         model = model_id or self.model_id
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
         return self.state_dir / INDEX_FOLDER / f"{safe}.faiss"
@@ -144,41 +161,13 @@ class Store:
         return self.indexes[self.model_id]
 
     def _recover(self, model: str) -> VectorIndex:
-        """Load a model's checkpoint, replay its vector log and reconcile both ways."""
+        """Load a model's checkpoint, replay its vector log, check every vector and reconcile (recovery.py)."""
         dim = int(self.catalog.get_meta(f"model_dim:{model}") or self.dim)
-        path = self.index_path(model)
-        index = None
-        if path.exists():
-            try:
-                index = VectorIndex.load(path, dim, self.index_type, self.search_threads)
-            except StoreError as exc:
-                aside = path.with_suffix(".corrupt")
-                path.replace(aside)
-                log.error("%s; moved it to %s and rebuilding from the catalog", exc, aside.name)
-        if index is None:
-            index = VectorIndex(dim, self.index_type, self.search_threads)
-        # The log holds every vector committed since the checkpoint; the latest wins.
-        logged: dict[int, bytes] = {}
-        for file_id, blob in self.catalog.conn.execute(
-                "SELECT file_id, vector FROM vector_log WHERE model_id=? ORDER BY seq", (model,)):
-            logged[file_id] = blob
-        if logged:
-            index.add(np.fromiter(logged, dtype=np.int64, count=len(logged)),
-                      np.frombuffer(b"".join(logged.values()), dtype=np.float32))
-        known = np.fromiter(self.catalog.vector_ids(model), dtype=np.int64)
-        present = index.ids()
-        strays = np.setdiff1d(present, known)
-        index.remove(strays)
-        lost = np.setdiff1d(known, present)
-        if len(lost):
-            with self.catalog.transaction() as tx:
-                tx.executemany("DELETE FROM vectors WHERE model_id=? AND file_id=?",
-                               [(model, int(i)) for i in lost])
-        if len(logged) or len(strays) or len(lost):
-            log.info("recovered index %s: %d vectors replayed from the log, %d stray ids removed, "
-                     "%d vectors missing", model, len(logged), len(strays), len(lost))
-        self.changes[model] = len(logged) + len(strays)
-        return index
+        done = recover(self.catalog, self.index_path(model), model, dim, self.index_type, self.search_threads)
+        self._trim_to[model] = done.trim_to
+        self.changes[model] = done.changes
+        self.notices += done.notices
+        return done.index
 
     def _requeue_missing(self) -> None:
         """Indexed rows without a target vector (lost, or a new model) must be encoded."""
@@ -245,6 +234,8 @@ class Store:
                 for model in old:
                     self.changes.pop(model, None)
                     self.index_path(model).unlink(missing_ok=True)
+                    checkpoint.previous(self.index_path(model)).unlink(missing_ok=True)
+                    self._trim_to.pop(model, None)
                     log.info("every photo now has a vector of model %s; retired model %s", self.model_id, model)
         else:
             self._serving = self._choose_serving()
@@ -450,27 +441,41 @@ class Store:
         return sum(self.changes.values())
 
     def checkpoint(self) -> int:
-        """Write every changed index atomically and trim the vector log; returns bytes written."""
+        """Write every changed index (verified, two generations kept) and trim the vector log; returns bytes written.
+
+        The log is trimmed only up to what the *older* generation covers, so a
+        damaged newest file can always be rebuilt from the older one and the
+        log. DiskFull leaves the files and the log as they were; the attempt is
+        repeated after DISK_RETRY seconds (``checkpoint_due`` waits for it).
+        """
         written = 0
         with self._lock:
-            for model, index in self.indexes.items():
-                if not self.changes.get(model) and self.index_path(model).exists():
-                    continue
-                high = self.catalog.conn.execute("SELECT MAX(seq) FROM vector_log WHERE model_id=?",
-                                                 (model,)).fetchone()[0]
-                written += index.save(self.index_path(model))
-                if high is not None:
-                    with self.catalog.transaction() as tx:
-                        tx.execute("DELETE FROM vector_log WHERE model_id=? AND seq<=?", (model, high))
-                self.changes[model] = 0
-                log.debug("checkpoint of %s: %d vectors", model, len(index))
+            try:
+                for model, index in self.indexes.items():
+                    path = self.index_path(model)
+                    if not self.changes.get(model) and path.exists():
+                        continue
+                    covered = self.catalog.log_high()  # every vector logged so far is in the index
+                    written += index.save(path, covered)
+                    trim, self._trim_to[model] = self._trim_to.get(model), covered
+                    self.changes[model] = 0
+                    if trim is not None:
+                        with self.catalog.transaction():
+                            self.catalog.trim_log(model, trim)
+                    log.debug("checkpoint of %s: %d vectors", model, len(index))
+            except StoreError as exc:
+                self._checkpoint_retry = time.monotonic() + DISK_RETRY
+                if isinstance(exc, DiskFull):
+                    self.space.full("index", exc)
+                raise
+            self.space.clear("index")
             self.last_checkpoint = time.monotonic()
         return written
 
     def checkpoint_due(self, max_seconds: float, max_changes: int) -> bool:
         """True when unsaved changes are old enough or many enough."""
         pending = self.changes_since_checkpoint
-        if not pending:
+        if not pending or time.monotonic() < self._checkpoint_retry:
             return False
         return pending >= max_changes or time.monotonic() - self.last_checkpoint >= max_seconds
 
@@ -480,6 +485,10 @@ class Store:
             if self.catalog is None:
                 return
             if self.changes_since_checkpoint:
-                self.checkpoint()
+                try:
+                    self.checkpoint()
+                except StoreError as exc:
+                    log.warning("the index could not be saved at shutdown (%s); nothing is lost: its vectors are "
+                                "in the catalog's vector log and are replayed at the next start", exc)
             self.catalog.close()
             self.catalog = None  # type: ignore[assignment]

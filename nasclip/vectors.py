@@ -3,9 +3,10 @@
 FAISS crashes when ``add_with_ids`` or ``remove_ids`` run during a
 ``search``, so every call goes through a readers–writer lock: searches run
 side by side, changes run alone. The index lives in memory; ``save`` writes
-an atomic checkpoint (temp file, fsync, rename, directory fsync), so the file
-on disk is always a whole index, old or new. What the checkpoint lacks after
-a crash is replayed from the catalog's vector log (see store.py).
+an atomic checkpoint (temp file written and verified, see checkpoint.py; the
+current file becomes the previous generation; rename, directory fsync), so the
+files on disk are always whole indexes, old or new. What a checkpoint lacks
+after a crash is replayed from the catalog's vector log (see store.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Iterator, Literal
 import faiss
 import numpy as np
 
+from . import checkpoint
 from .errors import StoreError
 
 IndexType = Literal["flat", "fp16", "sq8"]
@@ -66,6 +68,10 @@ class ReadWriteLock:
 # sq8 learns each dimension's range from real vectors; until this many exist
 # they are kept exactly (flat), then quantised in one go.
 SQ8_TRAIN_AT = 4096
+# Stored vectors are unit length; one further off than this (bit rot, a bad
+# write) would rank above every real match, so it is dropped and re-encoded.
+# sq8's per-dimension rounding moves a norm by well under 1 %.
+NORM_TOLERANCE = 0.02
 
 
 def _new_index(dim: int, kind: IndexType, training: np.ndarray | None = None) -> faiss.Index:
@@ -112,15 +118,22 @@ class VectorIndex:
         faiss.omp_set_num_threads(search_threads)
 
     @classmethod
-    def load(cls, path: Path, dim: int, kind: IndexType, search_threads: int = 1) -> "VectorIndex":
-        """Read a checkpoint; StoreError if it is unreadable or of another shape."""
-        try:
-            index = faiss.read_index(str(path))
-        except RuntimeError as exc:
-            raise StoreError(f"{path}: unreadable index checkpoint: {str(exc).splitlines()[0]}") from None
+    def load(cls, path: Path, dim: int, kind: IndexType, search_threads: int = 1,
+             salvage: bool = False) -> tuple["VectorIndex", int | None]:
+        """Read a checkpoint: (index, vector-log seq it covers, None if unknown).
+
+        StoreError if it fails its checksum, is unreadable or of another shape;
+        with salvage, a damaged file is parsed anyway (check its vectors!).
+        """
+        if salvage:
+            index, seq = checkpoint.salvage(path), None
+            if index is None:
+                raise StoreError(f"{path}: nothing can be read from the damaged checkpoint")
+        else:
+            index, seq = checkpoint.read(path)
         if index.d != dim or not isinstance(index, faiss.IndexIDMap2):
             raise StoreError(f"{path}: checkpoint holds {index.d}-d vectors, the model has {dim}")
-        return cls(dim, kind, search_threads, index=index)
+        return cls(dim, kind, search_threads, index=index), seq
 
     def _rebuild(self) -> None:
         """Re-encode the stored vectors into the configured kind (index.type changed, or sq8 trains)."""
@@ -196,13 +209,31 @@ class VectorIndex:
             k = max(1, min(k, max(1, self._index.ntotal)))
             return self._index.search(queries, k, params=params)
 
-    def save(self, path: Path) -> int:
-        """Atomically replace the checkpoint at path; returns its size in bytes."""
+    def damaged_ids(self, tolerance: float = NORM_TOLERANCE) -> np.ndarray:
+        """Ids whose stored vector is not finite or not of unit length (int64)."""
+        bad = []
+        with self._lock.read():
+            ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            for start in range(0, len(ids), 16384):  # bounded memory at a million vectors
+                chunk = self._index.index.reconstruct_n(start, min(16384, len(ids) - start))
+                with np.errstate(all="ignore"):
+                    norms = np.linalg.norm(chunk.astype(np.float64), axis=1)
+                bad.append(ids[start:start + len(chunk)][~(np.abs(norms - 1.0) <= tolerance)])
+        return np.concatenate(bad) if bad else np.zeros(0, np.int64)
+
+    def save(self, path: Path, log_seq: int, keep_previous: bool = True) -> int:
+        """Write a verified checkpoint; the current one becomes ``<path>.prev``. Returns bytes written.
+
+        DiskFull (nothing replaced) when the file system is full.
+        """
         tmp = path.with_name(f".{path.name}.tmp")
         with self._lock.read():
-            faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-        return path.stat().st_size
+            size = checkpoint.write(self._index, tmp, log_seq)
+        try:
+            if keep_previous and path.exists():
+                os.replace(path, checkpoint.previous(path))
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot put the index checkpoint {path} in place: {exc.strerror}") from None
+        return size

@@ -37,6 +37,7 @@ from watchdog import events as ev
 from watchdog.observers.inotify import InotifyObserver
 
 from .config import ShareConfig
+from .errors import DiskFull
 from .scanner import PathFilter, ScanReport, count_folders, scan, unavailable
 from .settle import Activity, Settler
 from .store import Change, Deleted, Moved, Seen, Store
@@ -55,6 +56,10 @@ WATCHED_EVENTS: list[type[ev.FileSystemEvent]] = [
     ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileClosedEvent, ev.FileAttribEvent, ev.FileDeletedEvent,
     ev.FileMovedEvent, ev.DirCreatedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
 # watchdog's loggers that report "Inotify queue overflowed".
+# While the disk is full, changes wait in memory (in order) and are retried this often;
+# beyond MAX_UNAPPLIED they are dropped for a rescan of every share once writes work again.
+DISK_RETRY = 2.0
+MAX_UNAPPLIED = 100_000
 OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 # A folder moved out and back in keeps its inotify watch; watchdog warns when it
 # registers that watch again. Harmless, and not something a NAS owner can act on.
@@ -199,6 +204,9 @@ class Watcher:
         self._count_lock = threading.Lock()
         self._log_filter = _OverflowFilter(self.lost)
         self._share_update: tuple[ShareConfig, ...] | None = None  # from a config reload
+        self._unapplied: list[Change] = []  # changes the catalog could not take (a full disk)
+        self._unapplied_lost = False        # some were dropped: rescan once writes work
+        self._retry_at = 0.0
         # The call that adds a watch; a test may replace it to inject ENOSPC.
         self.add_watch: Callable[[Path, ev.FileSystemEventHandler], object] = self._schedule
 
@@ -463,10 +471,35 @@ class Watcher:
     def _apply(self, changes: list[Change]) -> int:
         shares = self.shares
         changes = [c for c in changes if c.share in shares and shares[c.share].available]
-        if changes:
+        return self._write(changes)
+
+    def _write(self, changes: list[Change]) -> int:
+        """Apply changes after any kept from a full disk; on DiskFull keep them all, in order, for later."""
+        if self._unapplied:
+            changes = self._unapplied + changes
+            if self.clock() < self._retry_at:
+                self._keep(changes)
+                return 0
+        if not changes:
+            return 0
+        try:
             self.store.apply(changes)
-            self.on_change()
+        except DiskFull:  # store.space reports it; nothing is dropped
+            self._keep(changes)
+            self._retry_at = self.clock() + DISK_RETRY
+            return 0
+        self._unapplied = []
+        if self._unapplied_lost:
+            self._unapplied_lost = False
+            self.request_scan()
+        self.on_change()
         return len(changes)
+
+    def _keep(self, changes: list[Change]) -> None:
+        if len(changes) > MAX_UNAPPLIED:
+            # Too many to hold: a scan of every share finds them again (scans are the source of truth).
+            self._unapplied_lost, changes = True, []
+        self._unapplied = changes
 
     def _due_deletes(self, now: float) -> list[Change]:
         due: list[Change] = []
@@ -624,7 +657,11 @@ class Watcher:
                 with self._count_lock:
                     self._arriving.pop(name, None)
                 if name not in wanted:
-                    gone = self.store.apply([Deleted(name, "", folder=True)]).get("deleted", 0)
+                    try:
+                        gone = self.store.apply([Deleted(name, "", folder=True)]).get("deleted", 0)
+                    except DiskFull:
+                        self._keep(self._unapplied + [Deleted(name, "", folder=True)])
+                        gone = 0
                     log.info("share '%s' was removed from the config: %d photos leave the search results",
                              name, gone)
             added = [wanted[n] for n in wanted if n not in shares]
@@ -685,8 +722,14 @@ class Watcher:
         state = self.shares.get(name)
         if state is None or not state.available:
             return True  # its return is noticed by the health check, which asks for a scan
-        report = scan(state.config, self.store, self.settle_seconds, below, pathfilter=self.filters.get(name),
-                      check=lambda: self._problem(state))
+        try:
+            report = scan(state.config, self.store, self.settle_seconds, below, pathfilter=self.filters.get(name),
+                          check=lambda: self._problem(state))
+        except DiskFull:
+            # store.space reports it; the scan is simply done again once there is room.
+            self.request_scan(name, below)
+            self._stop.wait(DISK_RETRY * 5)
+            return True
         if not report.available:
             self._check_share(state)
             return True

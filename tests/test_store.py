@@ -40,16 +40,22 @@ def test_vectors_survive_a_crash_before_any_checkpoint(tmp_path: Path) -> None:
     assert again.counter("encoded_total") == 3
 
 
-def test_checkpoint_trims_the_log_and_reload_needs_no_replay(tmp_path: Path) -> None:
+def test_checkpoints_trim_the_log_up_to_what_the_older_generation_holds(tmp_path: Path) -> None:
     store = Store(tmp_path, "m1", DIM)
     index_some(store, "s", ["a.jpg", "b.jpg"])
     assert store.catalog.conn.execute("SELECT COUNT(*) FROM vector_log").fetchone()[0] == 2
     store.checkpoint()
-    assert store.catalog.conn.execute("SELECT COUNT(*) FROM vector_log").fetchone()[0] == 0
+    # The only generation: should it be damaged, the log is all there is.
+    assert store.catalog.conn.execute("SELECT COUNT(*) FROM vector_log").fetchone()[0] == 2
+    index_some(store, "s", ["c.jpg"])
+    store.checkpoint()
+    assert store.catalog.conn.execute("SELECT COUNT(*) FROM vector_log").fetchone()[0] == 1  # c: newest only
+    assert store.index_path().with_name("m1.faiss.prev").exists()
     store.close()
     store.close()  # idempotent
     again = Store(tmp_path, "m1", DIM)
-    assert len(again.index) == 2 and again.changes_since_checkpoint == 0
+    # The newest checkpoint covers every logged vector: nothing is replayed, nothing is unsaved.
+    assert len(again.index) == 3 and again.changes_since_checkpoint == 0
 
 
 def test_reconcile_removes_strays_and_requeues_lost_vectors(tmp_path: Path) -> None:
@@ -60,14 +66,15 @@ def test_reconcile_removes_strays_and_requeues_lost_vectors(tmp_path: Path) -> N
     store.catalog.conn.execute("DELETE FROM files WHERE id=?", (ids["c.jpg"],))
     # ... and b's vector is missing from the checkpoint (as if the file were older).
     store.index.remove([ids["b.jpg"]])
-    store.index.save(store.index_path())
+    store.index.save(store.index_path(), store.catalog.log_high())
+    store.catalog.conn.execute("DELETE FROM vector_log")
     store.catalog.conn.close()
     again = Store(tmp_path, "m1", DIM)
     assert sorted(again.index.ids().tolist()) == [ids["a.jpg"]]
     assert [r.relpath for r in again.pending(10, set())] == ["b.jpg"]
 
 
-def test_corrupt_checkpoint_is_set_aside_and_rebuilt_from_the_catalog(tmp_path: Path) -> None:
+def test_corrupt_checkpoint_is_set_aside_and_rebuilt_from_the_log(tmp_path: Path) -> None:
     store = Store(tmp_path, "m1", DIM)
     index_some(store, "s", ["a.jpg", "b.jpg"])
     store.checkpoint()
@@ -75,8 +82,8 @@ def test_corrupt_checkpoint_is_set_aside_and_rebuilt_from_the_catalog(tmp_path: 
     path = Store(tmp_path, "m1", DIM).index_path()
     path.write_bytes(path.read_bytes()[:40])
     again = Store(tmp_path, "m1", DIM)
-    assert (path.parent / (path.stem + ".corrupt")).exists()
-    assert len(again.index) == 0 and again.counts()["pending"] == 2  # re-encoded, never wrong
+    assert (path.parent / (path.name + ".corrupt")).exists()
+    assert len(again.index) == 2 and again.counts()["pending"] == 0  # from the log: nothing re-encoded
 
 
 def test_moves_keep_ids_and_displace_overwritten_rows(tmp_path: Path) -> None:
