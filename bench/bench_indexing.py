@@ -49,11 +49,11 @@ from PIL import Image, ImageDraw, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nasclip.client import call  # noqa: E402
-from nasclip.encoder import Encoder  # noqa: E402
 from nasclip.errors import DaemonUnavailable  # noqa: E402
-from nasclip.imaging import load_tensor  # noqa: E402
-from nasclip.modelspec import load_model_spec  # noqa: E402
+from nasclip.indexing.encoder import Encoder  # noqa: E402
+from nasclip.indexing.imaging import load_tensor  # noqa: E402
+from nasclip.model.spec import load_model_spec  # noqa: E402
+from nasclip.query.client import call  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 DEMO = ROOT / "models" / "demo"
@@ -101,8 +101,12 @@ def build_model(folder: Path) -> Path:
     if (folder / "model.yaml").is_file() and (folder / "vision.pt").is_file():
         return folder
     import torch
-    from transformers import (CLIPTextConfig, CLIPTextModelWithProjection, CLIPVisionConfig,
-                              CLIPVisionModelWithProjection)
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModelWithProjection,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
 
     demo = load_model_spec(DEMO)
     tmp = folder.with_name(folder.name + ".tmp")
@@ -145,7 +149,7 @@ def build_model(folder: Path) -> Path:
 def build_int8(folder: Path, out: Path) -> Path:
     if (out / "model.yaml").is_file():
         return out
-    from nasclip.quantize import quantize_model
+    from nasclip.model.quantize import quantize_model
 
     log(f"quantising to int8 in {out} ...")
     quantize_model(folder, out, progress=log)
@@ -285,7 +289,7 @@ def end_to_end(folder: Path, corpus: Path, count: int, threads: int, decode_thre
         }
         (work / "nasclip.yaml").write_text(yaml.safe_dump(config))
         log_file = open(work / "nasclipd.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "nasclip.daemon", "--config", str(work / "nasclip.yaml")],
+        proc = subprocess.Popen([sys.executable, "-m", "nasclip.cli.daemon", "--config", str(work / "nasclip.yaml")],
                                 cwd=str(ROOT), stdout=log_file, stderr=subprocess.STDOUT)
         try:
             timeline: list[tuple[float, int]] = []

@@ -46,14 +46,22 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nasclip import catalog as cat  # noqa: E402
-from nasclip.client import Client  # noqa: E402
-from nasclip.encoder import Encoder  # noqa: E402
 from nasclip.errors import DaemonUnavailable  # noqa: E402
-from nasclip.imaging import load_tensor  # noqa: E402
-from nasclip.modelspec import load_model_spec  # noqa: E402
-from nasclip.store import Encoded, Seen, Store  # noqa: E402
-from tools.scenes import CHINESE_COLOURS, CHINESE_SHAPES, PALETTE, SHAPES, balanced_scenes, jpeg_bytes, render  # noqa: E402
+from nasclip.indexing.encoder import Encoder  # noqa: E402
+from nasclip.indexing.imaging import load_tensor  # noqa: E402
+from nasclip.model.spec import load_model_spec  # noqa: E402
+from nasclip.query.client import Client  # noqa: E402
+from nasclip.store import catalog as cat  # noqa: E402
+from nasclip.store.store import Encoded, Seen, Store  # noqa: E402
+from tools.scenes import (  # noqa: E402
+    CHINESE_COLOURS,
+    CHINESE_SHAPES,
+    PALETTE,
+    SHAPES,
+    balanced_scenes,
+    jpeg_bytes,
+    render,
+)
 
 PER_FOLDER = 500
 REAL = 200
@@ -151,7 +159,7 @@ def start_daemon(work: Path, model: Path, library: Path, incoming: Path) -> tupl
     path = work / "nasclip.yaml"
     path.write_text(yaml.safe_dump(config))
     log = open(work / "nasclipd.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "nasclip.daemon", "--config", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "nasclip.cli.daemon", "--config", str(path)],
                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     log.close()
     socket = work / "run" / "query.sock"

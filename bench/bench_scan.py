@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 from watchdog.utils.dirsnapshot import DirectorySnapshot, DirectorySnapshotDiff  # noqa: E402
 
 from nasclip.config import ShareConfig  # noqa: E402
-from nasclip.scanner import scan  # noqa: E402
-from nasclip.store import Store  # noqa: E402
+from nasclip.store.store import Store  # noqa: E402
+from nasclip.watch.scanner import scan  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 PER_FOLDER = 100
@@ -124,7 +124,7 @@ def main() -> None:
     print()
     print(f"an unchanged reconcile scan costs {scan_cpu / walk_cpu:.2f}x the CPU of os.walk + lstat "
           f"and {scan_cpu / snap_cpu:.2f}x that of a watchdog polling snapshot")
-    print(f"(CPU ratio column: each row's CPU over the unchanged nasclip scan's)")
+    print("(CPU ratio column: each row's CPU over the unchanged nasclip scan's)")
 
 
 if __name__ == "__main__":

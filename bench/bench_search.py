@@ -66,7 +66,7 @@ def rss_mb() -> float:
 def worker(kind: str, size: int, out: Path) -> None:
     import faiss
 
-    from nasclip.vectors import VectorIndex
+    from nasclip.store.vectors import VectorIndex
 
     centre = centres()
     qs = queries(centre)

@@ -19,7 +19,15 @@ from typing import Literal
 import yaml
 
 from .errors import ConfigError
-from .schema import Octal, Problems, compose_yaml, internal, parse_yaml, read_yaml_file, setting
+from .typedyaml import (
+    Octal,
+    Problems,
+    compose_yaml,
+    internal,
+    parse_yaml,
+    read_yaml_file,
+    setting,
+)
 
 # Extensions nasclip decodes; compared case-insensitively.
 DEFAULT_EXTENSIONS = (
@@ -37,6 +45,7 @@ DEFAULT_EXCLUDES = (
 )
 
 # What the store keeps in state_dir (store.py builds its paths from these names).
+DEFAULT_CONFIG = Path("/etc/nasclip/nasclip.yaml")  # where the three commands look without --config
 CATALOG_FILE = "catalog.db"
 INDEX_FOLDER = "index"
 

@@ -19,8 +19,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nasclip.client import Client, call  # noqa: E402
 from nasclip.errors import DaemonUnavailable  # noqa: E402
+from nasclip.query.client import Client, call  # noqa: E402
 from tools.scenes import Scene, balanced_scenes, jpeg_bytes, render  # noqa: E402
 
 DEMO_MODEL = Path(os.environ.get("NASCLIP_TEST_MODEL", ROOT / "models" / "demo"))
@@ -76,7 +76,7 @@ class DaemonProcess:
         log = open(self.log_path, "ab")
         log.write(f"---- start {self.runs}\n".encode())
         log.flush()
-        command = [*self.prefix, sys.executable, "-m", "nasclip.daemon", "--config", str(self.config_path)]
+        command = [*self.prefix, sys.executable, "-m", "nasclip.cli.daemon", "--config", str(self.config_path)]
         self.proc = subprocess.Popen(command,
                                      stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=str(ROOT))
         log.close()

@@ -21,17 +21,25 @@ from typing import Callable
 
 import numpy as np
 import pytest
-
-from conftest import DEMO_MODEL, DaemonProcess, make_scenes, wait_until, write_config, write_scene
-from nasclip import query, search
-from nasclip.access import AccessCheck, Peer
-from nasclip.client import Client
-from nasclip.encoder import Encoder
-from nasclip.modelspec import load_model_spec
-from nasclip.protocol import Request, Term
-from nasclip.store import Encoded, Seen, Store
-from tools.scenes import Scene
+from conftest import (
+    DEMO_MODEL,
+    DaemonProcess,
+    make_scenes,
+    wait_until,
+    write_config,
+    write_scene,
+)
 from users import Ran, as_user
+
+from nasclip.cli import query
+from nasclip.indexing.encoder import Encoder
+from nasclip.model.spec import load_model_spec
+from nasclip.query import search
+from nasclip.query.access import AccessCheck, Peer
+from nasclip.query.client import Client
+from nasclip.query.protocol import Request, Term
+from nasclip.store.store import Encoded, Seen, Store
+from tools.scenes import Scene
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the test switches to the 'nobody' uid")
 

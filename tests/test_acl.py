@@ -19,14 +19,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import DEMO_MODEL, make_scenes, wait_until, write_config
-from nasclip import acl, query
-from nasclip.access import AccessCheck, Peer
-from nasclip.config import load_config
-from nasclip.doctor import ServiceUser, run_checks
-from nasclip.errors import NasclipError
 from users import User, accounts, daemon_for_users, needs_root
+
+from nasclip.cli import query
+from nasclip.cli.doctor import ServiceUser, run_checks
+from nasclip.config import load_config
+from nasclip.errors import NasclipError
+from nasclip.query import acl
+from nasclip.query.access import AccessCheck, Peer
 
 pytestmark = [needs_root, pytest.mark.skipif(shutil.which("setfacl") is None,
                                              reason="needs setfacl/getfacl (apt package acl; make test installs it)")]

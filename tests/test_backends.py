@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DEMO_MODEL, make_scenes, wait_until
 from npu_models import FAKES, compile_image_encoder, npu_model_folder, use_fake_axengine
-from nasclip.backends import axengine_available, open_session
-from nasclip.backends.onnx import OnnxSession
-from nasclip.encoder import Encoder
+
 from nasclip.errors import ModelError
-from nasclip.imaging import load_tensor
-from nasclip.modelspec import load_model_spec
-from nasclip.store import Store
+from nasclip.indexing.backends import axengine_available, open_session
+from nasclip.indexing.backends.onnx import OnnxSession
+from nasclip.indexing.encoder import Encoder
+from nasclip.indexing.imaging import load_tensor
+from nasclip.model.spec import load_model_spec
+from nasclip.store.store import Store
 
 use_fake_axengine()
 import axengine  # noqa: E402  (the fake)

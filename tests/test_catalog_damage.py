@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from conftest import make_scenes
+
+from nasclip.cli.doctor import ServiceUser, check_state_dir
 from nasclip.config import load_config
-from nasclip.doctor import ServiceUser, check_state_dir
 
 BIN = Path(sys.executable).parent
 # Long folder names spread the rows of `files` over several pages.

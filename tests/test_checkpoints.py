@@ -8,10 +8,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-
 from conftest import make_scenes
-from nasclip.store import Store
 from test_store import DIM, index_some, unit
+
+from nasclip.store.store import Store
 
 
 def flip_a_vector(path: Path, dim: int, n: int, which: float = 0.5) -> None:

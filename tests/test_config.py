@@ -10,7 +10,7 @@ import yaml
 
 from nasclip.config import Config, check_paths, load_config, parse_config
 from nasclip.errors import ConfigError
-from nasclip.schema import iter_settings, to_plain
+from nasclip.typedyaml import iter_settings, to_plain
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "nasclip.yaml"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nasclip import admin
+from nasclip.cli import admin
 from nasclip.config import Config, load_config
-from nasclip.schema import iter_settings
+from nasclip.typedyaml import iter_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Settings without a default: a config is meaningless without them.

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import make_scenes, wait_until
-from nasclip.client import Client
 from users import accounts, daemon_for_users, needs_root
+
+from nasclip.query.client import Client
 
 pytestmark = needs_root
 PER_USER = 8

@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import DaemonProcess, make_scenes, wait_until
-from nasclip.client import Client
 from users import User, accounts, daemon_for_users, needs_root
+
+from nasclip.query.client import Client
 
 pytestmark = [needs_root, pytest.mark.skipif(shutil.which("setfacl") is None or shutil.which("setpriv") is None,
                                              reason="needs setfacl (apt package acl) and setpriv")]

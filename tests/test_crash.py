@@ -11,10 +11,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-
 from conftest import make_scenes, wait_until
-from nasclip import checkpoint
-from nasclip.catalog import decode_path
+
+from nasclip.store import checkpoint
+from nasclip.store.catalog import decode_path
 
 BATCH = 2
 

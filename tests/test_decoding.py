@@ -22,12 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DEMO_MODEL, DaemonProcess, wait_until, write_config
 from PIL import Image, ImageDraw, features
 
-from conftest import DEMO_MODEL, DaemonProcess, wait_until, write_config
 from nasclip.errors import DecodeError
-from nasclip.imaging import load_image, load_tensor, open_photo, resize, to_tensor
-from nasclip.modelspec import ImageSpec
+from nasclip.indexing.imaging import (
+    load_image,
+    load_tensor,
+    open_photo,
+    resize,
+    to_tensor,
+)
+from nasclip.model.spec import ImageSpec
 
 LIMIT = 100_000_000
 SPEC = ImageSpec(onnx="image.onnx", size=224, resize="crop")
@@ -291,7 +297,7 @@ def test_a_decompression_bomb_never_gets_its_pixels_allocated(bomb: Path, tmp_pa
         import re
         from pathlib import Path
         from nasclip.errors import DecodeError
-        from nasclip.imaging import open_photo
+        from nasclip.indexing.imaging import open_photo
         def peak():
             status = Path("/proc/self/status").read_text()
             return int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) // 1024
@@ -441,11 +447,11 @@ def test_a_corpus_of_real_world_files_through_the_daemon(tmp_path: Path, bomb: P
 
 
 def test_a_decoder_bug_costs_one_photo_not_the_worker(tmp_path: Path, monkeypatch) -> None:
-    from nasclip import indexer as indexer_module
     from nasclip.config import IndexerConfig
-    from nasclip.encoder import Encoder
-    from nasclip.modelspec import load_model_spec
-    from nasclip.store import Seen, Store
+    from nasclip.indexing import indexer as indexer_module
+    from nasclip.indexing.encoder import Encoder
+    from nasclip.model.spec import load_model_spec
+    from nasclip.store.store import Seen, Store
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -13,13 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DEMO_MODEL
-from nasclip.encoder import Encoder
+
 from nasclip.errors import ModelError
-from nasclip.imaging import load_tensor
-from nasclip.modelspec import load_model_spec
-from tools.scenes import CHINESE_COLOURS, CHINESE_SHAPES, PALETTE, SHAPES, balanced_scenes, jpeg_bytes, render
+from nasclip.indexing.encoder import Encoder
+from nasclip.indexing.imaging import load_tensor
+from nasclip.model.spec import load_model_spec
+from tools.scenes import (
+    CHINESE_COLOURS,
+    CHINESE_SHAPES,
+    PALETTE,
+    SHAPES,
+    balanced_scenes,
+    jpeg_bytes,
+    render,
+)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-
 from conftest import DEMO_MODEL, make_scenes, wait_until
 from test_service import NotifySocket
 
@@ -139,10 +138,10 @@ def test_the_daemon_waits_out_a_full_disk_says_so_once_and_loses_no_change(tmp_p
 
 def test_the_indexer_keeps_encoded_results_while_the_catalog_cannot_take_them(tmp_path: Path, tmpfs) -> None:
     from nasclip.config import IndexerConfig
-    from nasclip.encoder import Encoder
-    from nasclip.indexer import Indexer
-    from nasclip.modelspec import load_model_spec
-    from nasclip.store import Seen, Store
+    from nasclip.indexing.encoder import Encoder
+    from nasclip.indexing.indexer import Indexer
+    from nasclip.model.spec import load_model_spec
+    from nasclip.store.store import Seen, Store
 
     photos = tmp_path / "photos"
     make_scenes(photos, 6, seed=43)

@@ -19,12 +19,12 @@ import pytest
 import torch  # the `test` extra installs torch==2.13.0, transformers and onnx
 import transformers
 from PIL import Image
-
-from nasclip.admin import main as admin_main
-from nasclip.encoder import Encoder, l2_normalise
-from nasclip.imaging import resize, to_tensor
-from nasclip.modelspec import load_model_spec
 from test_tokenizers import MERGES, VOCAB, WORDPIECE
+
+from nasclip.cli.admin import main as admin_main
+from nasclip.indexing.encoder import Encoder, l2_normalise
+from nasclip.indexing.imaging import resize, to_tensor
+from nasclip.model.spec import load_model_spec
 
 IMAGE_SIZE = 32
 TEXTS = ["a photo of a cat", "a red circle", "Dogs!", "photo " * 90]

@@ -18,17 +18,17 @@ from typing import Iterator
 
 import numpy as np
 import pytest
+from conftest import DEMO_MODEL, Scene, wait_until, write_scene
 from PIL import Image, ImageDraw
 
-from conftest import DEMO_MODEL, Scene, wait_until, write_scene
-from nasclip import indexer as indexer_module
-from nasclip.client import Client
 from nasclip.config import IndexerConfig, ShareConfig
-from nasclip.encoder import Encoder
-from nasclip.indexer import Indexer
-from nasclip.modelspec import load_model_spec
-from nasclip.store import Deleted, Seen, Store
-from nasclip.watcher import Watcher
+from nasclip.indexing import indexer as indexer_module
+from nasclip.indexing.encoder import Encoder
+from nasclip.indexing.indexer import Indexer
+from nasclip.model.spec import load_model_spec
+from nasclip.query.client import Client
+from nasclip.store.store import Deleted, Seen, Store
+from nasclip.watch.watcher import Watcher
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import DEMO_MODEL, Scene, wait_until, write_scene
-from nasclip import catalog as cat
+
 from nasclip.config import load_config
+from nasclip.display import printable
 from nasclip.errors import ConfigError, ModelError
-from nasclip.modelspec import load_model_spec
-from nasclip.printable import printable
-from nasclip.registry import load_registry
-from nasclip.schema import MAX_YAML_DEPTH
-from nasclip.store import Seen, Store
+from nasclip.model.registry import load_registry
+from nasclip.model.spec import load_model_spec
+from nasclip.store import catalog as cat
+from nasclip.store.store import Seen, Store
+from nasclip.typedyaml import MAX_YAML_DEPTH
 
 BIN = Path(sys.executable).parent
 FORGED = "a\nERROR fake.jpg"

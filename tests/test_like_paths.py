@@ -15,14 +15,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import make_scenes, wait_until
-from nasclip import query
-from nasclip.access import AccessCheck, Peer
-from nasclip.client import Client
+from users import User, accounts, daemon_for_users, needs_root
+
+from nasclip.cli import query
 from nasclip.errors import PathRefused
 from nasclip.fsopen import open_nofollow
-from users import User, accounts, daemon_for_users, needs_root
+from nasclip.query.access import AccessCheck, Peer
+from nasclip.query.client import Client
 
 pytestmark = needs_root
 REFUSED = b"does not exist or you may not read it (forbidden)"

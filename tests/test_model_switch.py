@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from conftest import DEMO_MODEL, make_scenes
 
 

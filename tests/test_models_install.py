@@ -21,16 +21,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from nasclip import model_admin
-from nasclip.admin import main as admin_main
-from nasclip.download import Progress, Staging
-from nasclip.encoder import Encoder
-from nasclip.errors import DownloadError, ModelError
-from nasclip.model_install import install_from_registry, install_from_source, partial_size
-from nasclip.modelspec import load_model_spec
-from nasclip.registry import parse_registry
 from test_tokenizers import WORDPIECE
+
+from nasclip.cli import models as model_admin
+from nasclip.cli.admin import main as admin_main
+from nasclip.errors import DownloadError, ModelError
+from nasclip.indexing.encoder import Encoder
+from nasclip.model.download import Progress, Staging
+from nasclip.model.install import (
+    install_from_registry,
+    install_from_source,
+    partial_size,
+)
+from nasclip.model.registry import parse_registry
+from nasclip.model.spec import load_model_spec
 
 REPO = "acme/tiny-clip/resolve/main"
 PATHS = {"image.onnx": f"{REPO}/visual/model.onnx", "text.onnx": f"{REPO}/textual/model.onnx",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nasclip import protocol
 from nasclip.errors import ProtocolError
-from nasclip.protocol import parse_request
+from nasclip.query import protocol
+from nasclip.query.protocol import parse_request
 
 
 def parse(obj: object, max_k: int = 1000) -> protocol.Request:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
 from conftest import DEMO_MODEL, make_scenes
-from nasclip import admin
-from nasclip.encoder import Encoder
-from nasclip.imaging import load_tensor
-from nasclip.modelspec import load_model_spec
+
+from nasclip.cli import admin
+from nasclip.indexing.encoder import Encoder
+from nasclip.indexing.imaging import load_tensor
+from nasclip.model.spec import load_model_spec
 
 
 def vectors(folder: Path, photos: list[Path]) -> np.ndarray:

@@ -14,15 +14,22 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import (
+    ROOT,
+    DaemonProcess,
+    Scene,
+    make_scenes,
+    wait_until,
+    write_config,
+    write_scene,
+)
 from PIL import Image
-
-from conftest import ROOT, DaemonProcess, Scene, make_scenes, wait_until, write_config, write_scene
 
 ODD_NAMES = [b"caf\xe9 latin-1.jpg", "new\nline.jpg".encode(), "日本 の 写真.jpg".encode()]
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nasclip.query", *args], capture_output=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "nasclip.cli.query", *args], capture_output=True, cwd=ROOT,
                           input=stdin, timeout=60)
 
 
@@ -75,7 +82,7 @@ def test_paths_nul_separated_survive_odd_names_and_xargs(daemon) -> None:
     expected = {bytes(base / "photos") + b"/" + n for n in ODD_NAMES}
     assert expected <= set(found[:-1]) and len(found) == 14
     # The exact bytes go through xargs -0 to a command that opens every file.
-    piped = subprocess.run(f"{sys.executable} -m nasclip.query -s {process.socket} --paths -0 -k 1000 "
+    piped = subprocess.run(f"{sys.executable} -m nasclip.cli.query -s {process.socket} --paths -0 -k 1000 "
                            f"--in {base / 'photos'} red circle | xargs -0 cat | wc -c", shell=True,
                            capture_output=True, cwd=ROOT, timeout=60)
     total = sum(os.stat(p).st_size for p in found[:-1])

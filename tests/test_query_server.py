@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import DaemonProcess, make_scenes, wait_until, write_config
-from nasclip.client import RequestFailed, call
+
+from nasclip.query.client import RequestFailed, call
 
 TIMEOUT = 1.0
 MAX_CONNECTIONS = 8

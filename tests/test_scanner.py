@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 
 from nasclip.config import ShareConfig
-from nasclip.scanner import MOUNT_GUARD, PathFilter, count_folders, scan, unavailable
-from nasclip.settle import Activity, Settler
-from nasclip.store import Store
+from nasclip.store.store import Store
+from nasclip.watch.scanner import (
+    MOUNT_GUARD,
+    PathFilter,
+    count_folders,
+    scan,
+    unavailable,
+)
+from nasclip.watch.settle import Activity, Settler
 
 
 class Clock:

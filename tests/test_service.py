@@ -25,16 +25,16 @@ from typing import Callable
 
 import pytest
 import yaml
-
 from conftest import DEMO_MODEL, make_scenes, wait_until, write_config, write_scene
-from nasclip import checkpoint
-from nasclip.client import call
+
+from nasclip.cli.doctor import ServiceUser, run_checks
 from nasclip.config import load_config
-from nasclip.doctor import ServiceUser, run_checks
 from nasclip.errors import DaemonUnavailable
-from nasclip.logs import JOURNAL_SOCKET, JournalHandler
-from nasclip.notify import Notifier
-from nasclip.reload import plan_reload
+from nasclip.query.client import call
+from nasclip.service.logs import JOURNAL_SOCKET, JournalHandler
+from nasclip.service.notify import Notifier
+from nasclip.service.reload import plan_reload
+from nasclip.store import checkpoint
 from tools.scenes import Scene
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -565,7 +565,7 @@ def test_doctor_judges_limits_and_permissions_for_the_service_user(open_tmp: Pat
     share.chmod(0o700)
     assert re.match(r"fail\s+share\s+share 'photos': nobody cannot read", lines(100_000)["share"])
     # An encoder file that does not load is a model problem, with the command that explains more.
-    from nasclip.modelspec import load_model_spec
+    from nasclip.model.spec import load_model_spec
     (tmp_path / "model" / load_model_spec(tmp_path / "model").image.onnx).write_bytes(b"not a model")
     assert re.match(r"fail\s+model\s+.+→ nasclip models verify model", lines(100_000)["model"])
     me = ServiceUser.current()

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from conftest import make_scenes, write_config
-from nasclip import admin
+
+from nasclip.cli import admin
 
 BIN = Path(sys.executable).parent
 

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from conftest import DaemonProcess, make_scenes, wait_until, write_config
+
+from nasclip.cli.doctor import ServiceUser, check_state_dir
 from nasclip.config import load_config
-from nasclip.doctor import ServiceUser, check_state_dir
 
 # The daemon runs under the most permissive umask an owner might have.
 LAX_UMASK = ["sh", "-c", 'umask 000; exec "$@"', "sh"]

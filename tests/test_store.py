@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasclip.catalog import SCHEMA_VERSION, Catalog
 from nasclip.errors import StoreError
-from nasclip.store import Deleted, Encoded, Failed, Moved, Seen, Store
+from nasclip.store.catalog import SCHEMA_VERSION, Catalog
+from nasclip.store.store import Deleted, Encoded, Failed, Moved, Seen, Store
 
 DIM = 16
 

@@ -6,8 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
-import pytest
 
+import pytest
 from conftest import ROOT
 
 TOOL = ROOT / "tools" / "system_packages.py"

@@ -16,8 +16,12 @@ import numpy as np
 import pytest
 
 from nasclip.errors import ModelError
-from nasclip.modelspec import ImageSpec, ModelSpec, TextSpec
-from nasclip.tokenizer import TextTokenizer, clip_bpe_tokenizer, wordpiece_tokenizer
+from nasclip.indexing.tokenizer import (
+    TextTokenizer,
+    clip_bpe_tokenizer,
+    wordpiece_tokenizer,
+)
+from nasclip.model.spec import ImageSpec, ModelSpec, TextSpec
 
 
 def bytes_to_unicode() -> dict[int, str]:

@@ -23,19 +23,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from conftest import DEMO_MODEL, ROOT, make_scenes, wait_until
 from PIL import Image
 
-from conftest import DEMO_MODEL, ROOT, make_scenes, wait_until
-from nasclip import watcher as watcher_mod
-from nasclip.access import self_peer
 from nasclip.config import IndexerConfig, ShareConfig
-from nasclip.encoder import Encoder
-from nasclip.indexer import Indexer
-from nasclip.modelspec import load_model_spec
-from nasclip.protocol import Request, Term
-from nasclip.search import Searcher
-from nasclip.store import Store
-from nasclip.watcher import Watcher
+from nasclip.indexing.encoder import Encoder
+from nasclip.indexing.indexer import Indexer
+from nasclip.model.spec import load_model_spec
+from nasclip.query.access import self_peer
+from nasclip.query.protocol import Request, Term
+from nasclip.query.search import Searcher
+from nasclip.store.store import Store
+from nasclip.watch import watcher as watcher_mod
+from nasclip.watch.watcher import Watcher
 
 QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
 
@@ -454,8 +454,8 @@ PERMISSION_PROBE = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
     from nasclip.config import ShareConfig
-    from nasclip.store import Store
-    from nasclip.watcher import Watcher
+    from nasclip.store.store import Store
+    from nasclip.watch.watcher import Watcher
     share, state, uid = Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
     if uid >= 0:  # everything is imported: now stop being root, who may read anything
         os.setgroups([])

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-
 from conftest import DaemonProcess, write_config
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates users and switches to them")

@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nasclip.client import call  # noqa: E402
 from nasclip.errors import NasclipError  # noqa: E402
+from nasclip.query.client import call  # noqa: E402
 from tools.scenes import balanced_scenes, jpeg_bytes, render  # noqa: E402
 
 DEMO = ROOT / "demo"

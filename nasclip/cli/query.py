@@ -1,0 +1,215 @@
+"""nasclip-query: search your photos by describing them.
+
+A thin client of nasclipd's socket (docs/protocol.md). Exit codes are listed
+in EXIT_CODES and printed by --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+from .. import __version__
+from ..display import printable
+from ..errors import DaemonUnavailable, NasclipError, SocketAccessDenied
+from ..query.client import RequestFailed, call, resolve_socket
+from .common import EXIT_USAGE, Parser
+
+EXIT_OK, EXIT_REFUSED, EXIT_DOWN, EXIT_DENIED = 0, 1, 2, 3
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}   the search ran (also when nothing matched)
+  {EXIT_REFUSED}   nasclipd refused the request (bad query, unknown share, unreadable --like photo, busy)
+  {EXIT_DOWN}   nasclipd is not running or does not answer
+  {EXIT_DENIED}   the socket exists but this user may not use it (ask to be added to its group)
+  {EXIT_USAGE}  wrong command-line usage, or a --config file that cannot be read"""
+
+EXAMPLES = """examples:
+  nasclip-query golden retriever on a beach
+  nasclip-query dog + beach - people -k 30
+  nasclip-query --like ~/holiday/IMG_0042.jpg --in /srv/photos/2023
+  nasclip-query sunset --paths -0 | xargs -0 cp -t ~/sunsets
+  nasclip-query red car --html cars.html && xdg-open cars.html"""
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="nasclip-query",
+        description="Search the photos nasclipd has indexed by describing them.\n"
+                    "Only photos you may read yourself are shown. Combine terms with + and -.",
+        epilog=EXAMPLES + "\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("text", nargs="*", help="what to look for; '+' and '-' between words add or subtract terms")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--config", "-c", help="read the socket path from this nasclip config file")
+    where.add_argument("--socket", "-s",
+                       help="the daemon's socket (default: $NASCLIP_SOCKET, else the one in "
+                            "/etc/nasclip/nasclip.yaml, else /run/nasclip/query.sock)")
+    parser.add_argument("-k", type=int, default=10, metavar="N", help="number of results (1-1000, default 10)")
+    parser.add_argument("--like", metavar="IMAGE", action="append", default=[],
+                        help="photos that look like this one (may be repeated; combines with text)")
+    parser.add_argument("--in", dest="path_prefix", metavar="FOLDER", help="only photos below this folder")
+    parser.add_argument("--share", help="only photos of this share")
+    parser.add_argument("--after", metavar="DATE", help="only photos modified on or after DATE (YYYY-MM-DD)")
+    parser.add_argument("--before", metavar="DATE", help="only photos modified before DATE (YYYY-MM-DD)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON object with a 'results' list")
+    out.add_argument("--paths", action="store_true", help="print only paths, one per line")
+    out.add_argument("--html", metavar="FILE", help="write a page of thumbnails linking to the photos")
+    parser.add_argument("-0", "--null", action="store_true",
+                        help="with --paths: end each path with NUL instead of a newline (for xargs -0)")
+    parser.add_argument("--version", action="version", version=f"nasclip-query {__version__}")
+    return parser
+
+
+def parse_terms(words: list[str], likes: list[str]) -> list[dict]:
+    """'dog + beach - people' (as separate words) into weighted terms."""
+    terms: list[dict] = []
+    sign = 1.0
+    current: list[str] = []
+
+    def flush() -> None:
+        if current:
+            terms.append({"text": " ".join(current), "weight": sign})
+            current.clear()
+
+    for word in words:
+        if word in ("+", "-"):
+            flush()
+            sign = 1.0 if word == "+" else -1.0
+        else:
+            current.append(word)
+    flush()
+    for image in likes:
+        # Resolved here, as the asking user: the daemon follows no symbolic link on the user's behalf.
+        terms.append({"image": os.path.realpath(os.path.expanduser(image)), "weight": 1.0})
+    return terms
+
+
+def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    terms = parse_terms(args.text, args.like)
+    if not terms:
+        parser.error("give some text to search for, or --like IMAGE")
+    if not any(t["weight"] > 0 for t in terms):
+        parser.error("every term is subtracted; say what to look for first, e.g. 'beach - people'")
+    if args.null and not args.paths:
+        parser.error("-0 goes with --paths")
+    request: dict = {"op": "search", "k": args.k}
+    if len(terms) == 1:
+        request.update({k: v for k, v in terms[0].items() if k != "weight"})
+    else:
+        request["terms"] = terms
+    for key in ("share", "after", "before"):
+        if getattr(args, key):
+            request[key] = getattr(args, key)
+    if args.path_prefix:
+        request["path_prefix"] = os.path.abspath(os.path.expanduser(args.path_prefix))
+    return request
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    request = build_request(args, parser)
+    try:
+        reply = call(resolve_socket(args.socket, args.config), **request)
+    except SocketAccessDenied as exc:
+        return _fail(exc, EXIT_DENIED)
+    except DaemonUnavailable as exc:
+        return _fail(exc, EXIT_DOWN)
+    except RequestFailed as exc:
+        return _fail(exc, EXIT_REFUSED)
+    except NasclipError as exc:  # e.g. a broken --config file
+        return _fail(exc, EXIT_USAGE if args.config else EXIT_REFUSED)
+    try:
+        _output(args, reply["results"], reply)
+    except BrokenPipeError:  # `nasclip-query ... | head` closed the pipe: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _fail(exc: Exception, code: int) -> int:
+    print(f"nasclip-query: {exc}", file=sys.stderr)
+    return code
+
+
+def _output(args: argparse.Namespace, results: list[dict], reply: dict) -> None:
+    if args.json:
+        json.dump({"results": results, "model": reply.get("model"), "took_ms": reply.get("took_ms")},
+                  sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    elif args.paths:
+        end = b"\0" if args.null else b"\n"
+        out = sys.stdout.buffer
+        for r in results:
+            out.write(os.fsencode(r["path"]) + end)  # the exact bytes, also for non-UTF-8 names
+        out.flush()
+    elif args.html:
+        title = " ".join(args.text) or "photos like " + ", ".join(Path(p).name for p in args.like)
+        Path(args.html).write_text(html_page(title, results), encoding="utf-8")
+        print(f"wrote {len(results)} results to {args.html}", file=sys.stderr)
+    else:
+        if not results:
+            print("no matching photos (or none you may read)", file=sys.stderr)
+        for rank, r in enumerate(results, 1):
+            print(f"{rank:3d}  {r['score']:.3f}  {printable(r['path'])}")
+    sys.stdout.flush()
+
+
+def _thumbnail(path: str, size: int = 320) -> str | None:
+    """A data: URL of a small JPEG of the photo, or None if it cannot be read."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as opened:
+            opened.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+            image.thumbnail((size, size))
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=80)
+    except Exception:  # a photo that cannot be shown still gets its link
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def html_page(title: str, results: list[dict]) -> str:
+    """A self-contained page: thumbnails embedded as data: URLs, each linking to its file."""
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:  # Pillow decodes without the GIL
+        thumbs = list(pool.map(_thumbnail, [r["path"] for r in results]))
+    cards = []
+    for rank, (r, thumb) in enumerate(zip(results, thumbs), 1):
+        shown = Path(printable(r["path"]))
+        picture = (f'<img src="{thumb}" alt="{html.escape(shown.name)}">' if thumb
+                   else '<div class="missing">no preview</div>')
+        when = datetime.fromtimestamp(r.get("mtime", 0)).strftime("%Y-%m-%d")
+        cards.append(
+            f'<figure><a href="{html.escape(Path(r["path"]).as_uri())}">{picture}</a>'
+            f'<figcaption>{rank}. {html.escape(shown.name)}<br><small>{r["score"]:.3f} · {when} · '
+            f'{html.escape(str(shown.parent))}</small></figcaption></figure>')
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>nasclip: {html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #222; }}
+main {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 1rem; }}
+figure {{ margin: 0; background: #fff; border-radius: 6px; padding: .5rem; box-shadow: 0 1px 3px #0002; }}
+img {{ width: 100%; height: 200px; object-fit: contain; background: #eee; display: block; }}
+.missing {{ height: 200px; display: grid; place-items: center; color: #888; background: #eee; }}
+figcaption {{ font-size: .85rem; overflow-wrap: anywhere; margin-top: .3rem; }}
+</style></head>
+<body><h1>{html.escape(title)}</h1><p>{len(results)} photos, best first. Click a picture to open the file.</p>
+<main>
+{chr(10).join(cards)}
+</main></body></html>
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

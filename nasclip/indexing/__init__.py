@@ -1,0 +1,1 @@
+"""Turning photos into vectors: the indexer, decoding, the encoder, tokenizers, backends."""

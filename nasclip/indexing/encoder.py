@@ -1,0 +1,119 @@
+"""A CLIP model ready to embed photos and texts, on whichever backend fits.
+
+``Encoder`` hides the runtime's batch rules (a compiled batch of 1 is
+looped, a fixed larger batch is padded), picks the embedding output by name
+and L2-normalises every vector, whether or not the model already does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ModelError
+from ..model.spec import ModelSpec
+from .backends import BackendName, Session, open_session
+from .tokenizer import TextTokenizer
+
+log = logging.getLogger("nasclip.encoder")
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _run_batched(session: Session, feed: dict[str, np.ndarray], output: str | None) -> np.ndarray:
+    """Run feed (all arrays with the same batch length) honouring the session's fixed batch."""
+    count = len(next(iter(feed.values())))
+    step = session.fixed_batch or count
+    parts = []
+    for start in range(0, count, step):
+        chunk = {k: v[start:start + step] for k, v in feed.items()}
+        real = len(next(iter(chunk.values())))
+        if session.fixed_batch and real < step:
+            # A fixed-batch model needs exactly `step` rows: pad with zeros, drop the extra outputs.
+            chunk = {k: np.concatenate([v, np.zeros((step - real,) + v.shape[1:], v.dtype)]) for k, v in chunk.items()}
+        outputs = session.run(chunk)
+        parts.append(outputs[output] if output else next(iter(outputs.values())))
+        parts[-1] = parts[-1].reshape(len(parts[-1]), -1)[:real]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+class Encoder:
+    """Image and text embeddings of one model; safe to share across threads."""
+
+    def __init__(self, spec: ModelSpec, image: Session | None, text: Session | None) -> None:
+        self.spec = spec
+        self._image = image
+        self._text = text
+        self._tokenizer = TextTokenizer(spec) if text is not None else None
+
+    @classmethod
+    def open(cls, spec: ModelSpec, *, backend: BackendName = "auto", threads: int = 0,
+             providers: Sequence[str] = ("CPUExecutionProvider",), text_threads: int = 1,
+             image: bool = True, text: bool = True) -> "Encoder":
+        """Load the model's sessions; ``backend``, ``threads`` and ``providers`` apply to the image encoder."""
+        image_session = text_session = None
+        if image:
+            image_session = open_session(
+                spec.path(spec.image.onnx) if spec.image.onnx else None,
+                spec.path(spec.image.axmodel) if spec.image.axmodel else None,
+                backend, threads, providers, announce=True)
+            log.info("image encoder of %s on %s", spec.id, image_session.description)
+        if text:
+            # Text runs on the CPU when there is an ONNX file (queries then never
+            # wait for the NPU); a text .axmodel alone runs on the NPU.
+            text_onnx = spec.path(spec.text.onnx) if spec.text.onnx else None
+            text_session = open_session(text_onnx, spec.path(spec.text.axmodel) if spec.text.axmodel else None,
+                                        "onnx" if text_onnx else "axengine", text_threads)
+        return cls(spec, image_session, text_session)
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.id
+
+    @property
+    def dim(self) -> int:
+        return self.spec.embedding_dim
+
+    @property
+    def backend(self) -> str:
+        return self._image.description if self._image else "none"
+
+    def _check_dim(self, vectors: np.ndarray, what: str) -> np.ndarray:
+        if vectors.shape[1] != self.dim:
+            raise ModelError(f"{self.spec.folder}: {what} encoder gives {vectors.shape[1]} values, "
+                             f"model.yaml says embedding_dim {self.dim}")
+        return l2_normalise(vectors)
+
+    def encode_images(self, batch: np.ndarray) -> np.ndarray:
+        """Unit vectors [N, dim] for preprocessed images [N, ...] in the manifest's layout."""
+        if self._image is None:
+            raise ModelError("this encoder was opened without its image model")
+        if len(batch) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        raw = _run_batched(self._image, {self.spec.image.input_name: batch}, self.spec.image.output_name)
+        return self._check_dim(raw, "image")
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors [N, dim] for texts."""
+        if self._text is None or self._tokenizer is None:
+            raise ModelError("this encoder was opened without its text model")
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        ids, mask = self._tokenizer.encode(list(texts))
+        feed = {self.spec.text.input_name: ids}
+        if self.spec.text.mask_name:
+            feed[self.spec.text.mask_name] = mask
+        raw = _run_batched(self._text, feed, self.spec.text.output_name)
+        return self._check_dim(raw, "text")
+
+    def close(self) -> None:
+        for session in (self._image, self._text):
+            if session is not None:
+                session.close()

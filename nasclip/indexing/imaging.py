@@ -1,0 +1,348 @@
+"""Photos to encoder input: decoding real-world files and preprocessing from the manifest.
+
+Decoding is as expensive as encoding unless it is done well, so JPEGs are
+decoded at reduced scale in the DCT (``draft``) before anything else touches
+the pixels, EXIF orientation included, and HEICs from phones use their
+embedded thumbnail when it is large enough. The pixel limit is checked on the
+header alone, so a decompression bomb never gets its pixels allocated. Every
+mode a NAS holds (CMYK, 16-bit, palette, alpha, greyscale) ends up as 8-bit
+RGB. Preprocessing follows the model manifest exactly, so the same photo
+gives the same tensor on every backend.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import DecodeError
+from ..model.spec import ImageSpec
+from .memory import release_memory
+
+log = logging.getLogger("nasclip.imaging")
+
+try:  # HEIC/HEIF from phones; part of the default install, optional in principle.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - only without the dependency
+    pillow_heif = None
+
+# Pillow's own bomb guard would fire before ours with a less helpful message;
+# nasclip checks the header's size against indexer.max_pixels itself.
+Image.MAX_IMAGE_PIXELS = None
+
+# Only photo formats. Pillow would otherwise also try EPS (which runs
+# Ghostscript), PSD, ICO and a dozen formats no camera writes, on any file
+# that happens to carry a photo extension.
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+
+_TRUNCATED = "truncated (incomplete file, maybe still being copied)"
+# After a decode this big, freed pixel buffers are handed back to the system at once.
+TRIM_PIXELS = 16_000_000
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one decode may cost: pixels (from the header), file size and wall-clock time."""
+
+    max_pixels: int
+    max_bytes: int = 512 << 20
+    timeout: float = 60.0
+
+
+class BoundedFile(io.RawIOBase):
+    """A read-only view of a descriptor that stops reading at a deadline or a byte budget.
+
+    Pillow reads some damaged files a byte at a time (a JPEG start marker
+    followed by a 20 GB hole takes it most of an hour), so every read checks
+    the clock and the bytes read so far, and the decode fails with a reason
+    instead. Reads use pread at its own offset: the descriptor's offset is
+    shared with whoever else reads it (the fingerprint).
+    """
+
+    def __init__(self, fd: int, limits: DecodeLimits, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.fd = fd
+        self.limits = limits
+        self.clock = clock
+        self._deadline = clock() + limits.timeout
+        self._budget = 2 * limits.max_bytes  # a decoder may seek back and read parts again
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.clock() > self._deadline:
+            raise DecodeError(f"reading it took longer than indexer.decode_timeout ({self.limits.timeout:g} s); "
+                              "is it really a photo? raise the setting if it is")
+        data = os.pread(self.fd, len(buffer), self._pos)
+        self._budget -= len(data)
+        if self._budget < 0:
+            raise DecodeError(f"the decoder read more than twice indexer.max_file_bytes "
+                              f"({self.limits.max_bytes} bytes); the file keeps growing or is damaged")
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self._pos
+        elif whence == os.SEEK_END:
+            offset += os.fstat(self.fd).st_size
+        if offset < 0:
+            raise OSError(22, "negative seek position")
+        self._pos = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:  # the descriptor belongs to the caller
+        super().close()
+
+
+def open_bounded(fd: int, size: int, limits: DecodeLimits) -> BinaryIO:
+    """A buffered reader of fd (a regular file of size bytes) within limits; refuses an oversized file at once."""
+    if size > limits.max_bytes:
+        raise DecodeError(f"{size} bytes is more than indexer.max_file_bytes ({limits.max_bytes}); "
+                          "raise the setting if this photo is genuine")
+    if size == 0:
+        raise DecodeError("empty file (0 bytes)", retry=True)
+    return io.BufferedReader(BoundedFile(fd, limits), 1 << 16)  # type: ignore[return-value]
+
+
+Source = Path | BinaryIO
+
+
+def open_photo(source: Source, min_side: int, max_pixels: int) -> Image.Image:
+    """Decode source (a path, or a file the caller opened) into an 8-bit RGB image with EXIF orientation applied.
+
+    JPEGs are decoded at the smallest DCT scale that keeps both sides at
+    least ``min_side``. Raises DecodeError naming the reason; ``retry`` is
+    set when the file looks incomplete (empty, or shorter than its own
+    structure says), which may mean it is still arriving. A file object is
+    read from its start and left open.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        source.seek(0)
+        return _decode_handle(source, min_side, max_pixels)
+    try:
+        handle = open(source, "rb")
+    except FileNotFoundError:
+        raise DecodeError("file disappeared before it could be read") from None
+    except PermissionError:
+        raise DecodeError("permission denied (give the nasclip user read access, then run `nasclip scan`)") from None
+    except OSError as exc:
+        raise DecodeError(f"cannot open: {exc.strerror or exc}") from None
+    with handle:
+        return _decode_handle(handle, min_side, max_pixels)
+
+
+def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int) -> Image.Image:
+    """_decode, with every failure turned into a DecodeError that says why."""
+    try:
+        return _decode(handle, min_side, max_pixels)
+    except DecodeError:
+        raise
+    except MemoryError:
+        raise DecodeError("not enough memory to decode (lower indexer.max_pixels)") from None
+    except UnidentifiedImageError:
+        if _size(handle) == 0:
+            raise DecodeError("empty file (0 bytes)", retry=True) from None
+        if _looks_incomplete(handle):
+            raise DecodeError(_TRUNCATED, retry=True) from None
+        raise DecodeError("not an image nasclip can read (unknown format or damaged header)") from None
+    except Exception as exc:  # decoders raise OSError, ValueError, SyntaxError, struct.error, ...
+        text = str(exc)
+        lowered = text.lower()
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise DecodeError(f"read error: {exc.strerror or exc}") from None
+        if isinstance(exc, EOFError) or "truncated" in lowered or "end of file" in lowered \
+                or _looks_incomplete(handle):
+            raise DecodeError(_TRUNCATED, retry=True) from None
+        raise DecodeError(f"damaged image data ({type(exc).__name__}: {text[:200] or 'no detail'})") from None
+
+
+def _size(handle: BinaryIO) -> int:
+    handle.seek(0, 2)
+    return handle.tell()
+
+
+def _looks_incomplete(handle: BinaryIO) -> bool:
+    """True when the file is shorter than its own container structure says.
+
+    Covers the formats whose decoders do not say "truncated" themselves:
+    RIFF (WebP) carries its total length up front, and ISO boxes (HEIC,
+    AVIF) carry each top-level box's length.
+    """
+    size = _size(handle)
+    handle.seek(0)
+    head = handle.read(16)
+    if len(head) < 12:
+        return True
+    if head[:4] == b"RIFF":
+        return struct.unpack("<I", head[4:8])[0] + 8 > size
+    if head[4:8] == b"ftyp":
+        offset = 0
+        while offset < size:
+            handle.seek(offset)
+            box = handle.read(16)
+            if len(box) < 8:
+                return True
+            length = struct.unpack(">I", box[:4])[0]
+            if length == 1:
+                if len(box) < 16:
+                    return True
+                length = struct.unpack(">Q", box[8:16])[0]
+            elif length == 0:  # the box runs to the end of the file
+                return False
+            if length < 8:
+                return False  # malformed, not short: let the decoder's message stand
+            offset += length
+        return offset > size
+    if head[:2] == b"\xff\xd8":
+        # A whole JPEG ends with EOI; camera files may pad after it, so look near the end.
+        handle.seek(max(0, size - 4096))
+        return b"\xff\xd9" not in handle.read()
+    return False
+
+
+def _decode(handle: BinaryIO, min_side: int, max_pixels: int) -> Image.Image:
+    with warnings.catch_warnings():
+        # Pillow warns about odd EXIF and palette transparency; failures raise instead.
+        warnings.simplefilter("ignore")
+        image = Image.open(handle, formats=PHOTO_FORMATS)
+        # The header alone gives the size: refuse bombs before a pixel is allocated.
+        width, height = image.size
+        if width * height > max_pixels:
+            raise DecodeError(
+                f"{width}×{height} pixels is more than indexer.max_pixels ({max_pixels}); "
+                "raise the setting if this photo is genuine")
+        # Must come before anything loads the image (exif_transpose included).
+        # JPEG: the DCT decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost.
+        # HEIC: pillow-heif decodes an embedded thumbnail instead, when one is a
+        # scaled copy at least this large (phones store one; a 12 MP HEIC costs
+        # many times a ViT-B/32 run to decode in full). Other formats ignore it.
+        image.draft("RGB", (min_side, min_side))
+        image.load()
+        _apply_orientation(image)
+        return to_rgb(image)
+
+
+def _apply_orientation(image: Image.Image) -> None:
+    """Turn the pixels upright as EXIF says; a damaged EXIF block only costs the rotation."""
+    try:
+        ImageOps.exif_transpose(image, in_place=True)
+    except Exception as exc:  # EXIF parsing raises a zoo of types on damaged blocks
+        log.debug("ignoring unreadable EXIF orientation: %s", exc)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB from any Pillow mode; transparency is composited onto white."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I;16"):
+        # 16-bit greyscale: keep the high byte. Pillow's own conversion clips
+        # everything above 255, which would turn most 16-bit scans white.
+        grey = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode in ("I", "F"):
+        # 32-bit greyscale: 16-bit data unless the values say 8-bit.
+        values = np.asarray(image)
+        top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        grey = np.clip(values * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("LA", "La", "PA", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def resize(image: Image.Image, spec: ImageSpec) -> Image.Image:
+    """Resize (and crop) to the model's input size as the manifest says.
+
+    ``reducing_gap`` first shrinks by a whole factor with a box filter and
+    only then resamples: much faster on large non-JPEG photos, and the
+    difference to a plain bicubic resize is below what CLIP can see.
+    """
+    size = spec.size
+    if spec.resize == "squash":
+        if image.size == (size, size):
+            return image
+        return image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    # crop: shortest side to size, then a centre crop, as torchvision's
+    # Resize + CenterCrop do for OpenAI CLIP (same rounding).
+    width, height = image.size
+    if width <= height:
+        new_w, new_h = size, max(size, int(size * height / width))
+    else:
+        new_w, new_h = max(size, int(size * width / height)), size
+    if (new_w, new_h) != image.size:
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    left = int(round((new_w - size) / 2.0))
+    top = int(round((new_h - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def to_tensor(image: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """One preprocessed input (no batch axis) in the manifest's layout and dtype.
+
+    ``float32``: (pixel / 255 - mean) / std per channel; ``uint8``: the raw
+    pixels, for NPU models that have the normalisation compiled in. Both are
+    the same resized pixels, so both backends see the same photo.
+    """
+    pixels = np.asarray(image, dtype=np.uint8)
+    if spec.channel_order == "BGR":
+        pixels = pixels[..., ::-1]
+    if spec.layout == "NCHW":
+        pixels = pixels.transpose(2, 0, 1)
+    if spec.dtype == "uint8":
+        return np.ascontiguousarray(pixels)
+    shape = (3, 1, 1) if spec.layout == "NCHW" else (1, 1, 3)
+    std = np.asarray(spec.std, dtype=np.float32)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    if spec.channel_order == "BGR":  # mean/std are given per RGB channel
+        std, mean = std[::-1], mean[::-1]
+    scale = (1.0 / (255.0 * std)).reshape(shape)
+    offset = (-mean / std).reshape(shape)
+    data = np.empty(pixels.shape, dtype=np.float32)
+    np.multiply(pixels, scale, out=data)
+    data += offset
+    return data
+
+
+def load_image(source: Source, spec: ImageSpec, max_pixels: int) -> Image.Image:
+    """Decode and resize one photo: the model's input as an RGB image."""
+    photo = open_photo(source, spec.size, max_pixels)
+    big = photo.width * photo.height >= TRIM_PIXELS
+    small = resize(photo, spec)
+    del photo
+    if big:  # hundreds of MB just freed: give them back rather than keep them for the next one
+        release_memory()
+    return small
+
+
+def load_tensor(source: Source, spec: ImageSpec, max_pixels: int) -> np.ndarray:
+    """Decode and preprocess one photo for the image encoder."""
+    return to_tensor(load_image(source, spec, max_pixels), spec)

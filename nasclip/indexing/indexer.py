@@ -1,0 +1,417 @@
+"""The indexer: pending photos in, vectors out, with decoding running ahead of the encoder.
+
+Each ``loop()`` keeps a fixed window of claimed batches being prepared by a
+bounded thread pool (fingerprint, then decode and preprocess unless a twin's
+vector can be reused), takes the oldest finished batch, encodes it and
+records the results in one transaction. A bad photo becomes a ``Failed``
+result naming the reason; it never stops the worker.
+
+A share is written by its users, so nothing about a path is trusted: each
+file is opened once, from the share root with no symbolic link in any
+component (fsopen), checked with fstat against its catalog row, and then
+fingerprinted and decoded from that one descriptor within the decode limits.
+Just before recording, the path must still lead to the same inode, or the
+result is dropped and the row tried again. A decode that never returns (a
+hung mount, a decoder stuck in C) is given up after twice
+``indexer.decode_timeout``, and the pool it blocks is replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat as stat_
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import IndexerConfig
+from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
+from ..fsopen import open_nofollow
+from ..store.catalog import FileRow
+from ..store.store import Encoded, Failed, Result, Store
+from .encoder import Encoder
+from .imaging import DecodeLimits, load_tensor, open_bounded
+
+log = logging.getLogger("nasclip.indexer")
+
+FINGERPRINT_CHUNK = 64 * 1024
+# Files up to this size are hashed whole (the decoder reads them whole anyway);
+# larger ones by their head and tail, unless their format is uncompressed.
+FULL_HASH_BYTES = 8 << 20
+# Uncompressed formats (BMP, TIFF, PNM): two photos can share the first and last
+# 64 KB and differ in between, so their fingerprint always covers every byte.
+UNCOMPRESSED_MAGIC = (b"BM", b"II*\x00", b"MM\x00*", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
+# Marks the whole-file scheme; head-and-tail fingerprints keep the old "size:hash" form,
+# so rows written before the change still match their unchanged files.
+WHOLE_FILE = "w"
+# A file still arriving (truncated, empty) is retried while its mtime is this recent.
+ARRIVAL_WINDOW = 600.0
+MAX_RETRIES = 6
+# Retries of a file that does not change back off exponentially up to this.
+RETRY_CAP = 6 * 3600.0
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK  # a FIFO in a share must not hold a worker
+
+
+def _read(fd: int, offset: int, length: int) -> bytes:
+    return os.pread(fd, length, offset)
+
+
+def _head_and_tail(fd: int, size: int, head: bytes) -> str:
+    digest = hashlib.blake2b(head, digest_size=16)
+    if size > FINGERPRINT_CHUNK:
+        digest.update(_read(fd, max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK), FINGERPRINT_CHUNK))
+    return f"{size}:{digest.hexdigest()}"
+
+
+def fingerprint(fd: int, size: int) -> str:
+    """Equal for a moved or copied file, different for any edit of a file hashed whole.
+
+    Small and uncompressed files are hashed whole; big compressed ones by size,
+    head and tail, which is cheap and as before (an edit of one also changes
+    its mtime, and a changed row never reuses its own old vector).
+    """
+    head = _read(fd, 0, FINGERPRINT_CHUNK)
+    if size > FULL_HASH_BYTES and not head.startswith(UNCOMPRESSED_MAGIC):
+        return _head_and_tail(fd, size, head)
+    digest = hashlib.blake2b(digest_size=16)
+    offset = 0
+    while offset < size:
+        chunk = _read(fd, offset, 1 << 20)
+        if not chunk:
+            break
+        digest.update(chunk)
+        offset += len(chunk)
+    return f"{WHOLE_FILE}{size}:{digest.hexdigest()}"
+
+
+def decode_limits(config: IndexerConfig) -> DecodeLimits:
+    """What one decode may cost, from the indexer settings (for shares and --like queries alike)."""
+    return DecodeLimits(config.max_pixels, config.max_file_bytes, config.decode_timeout)
+
+
+def retry_delay(row: FileRow, base: float) -> float:
+    """Seconds until a file that did not change is tried again: doubling per attempt, capped."""
+    return min(RETRY_CAP, base * 2 ** min(row.attempts, 32))
+
+
+@dataclass
+class _Prepared:
+    """A claimed row after the decode pool: a result already, or a tensor to encode."""
+
+    row: FileRow
+    fingerprint: str | None = None
+    tensor: np.ndarray | None = None
+    result: Result | None = None
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file that was read
+
+
+_Batch = list[tuple[FileRow, "Future[_Prepared]"]]
+
+
+class IndexerStats:
+    """Counters for status lines; updated by the indexer thread, read by anyone."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.encoded = 0
+        self.reused = 0
+        self.failed = 0
+        self.started = clock()
+        self.last_progress = clock()
+        self.busy = False
+        self._recent: deque[tuple[float, int]] = deque(maxlen=64)
+
+    def add(self, summary: dict[str, int]) -> None:
+        done = summary.get("encoded", 0) + summary.get("reused", 0)
+        self.encoded += summary.get("encoded", 0)
+        self.reused += summary.get("reused", 0)
+        self.failed += summary.get("failed", 0)
+        now = self.clock()
+        self.last_progress = now
+        self._recent.append((now, done + summary.get("failed", 0)))
+
+    def rate(self) -> float:
+        """Photos per second over the recent batches."""
+        if len(self._recent) < 2:
+            return 0.0
+        span = self._recent[-1][0] - self._recent[0][0]
+        return sum(n for _, n in list(self._recent)[1:]) / span if span > 0 else 0.0
+
+
+class Indexer:
+    """Turns pending catalog rows into vectors. start/loop/stop like every long-running part."""
+
+    def __init__(self, store: Store, encoder: Encoder, config: IndexerConfig,
+                 share_roots: dict[str, Path], clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.config = config
+        self.share_roots = dict(share_roots)
+        self.clock = clock
+        self.stats = IndexerStats()
+        self.depth = 2  # batches being prepared ahead of the encoder
+        self._pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="nasclip-decode")
+        self._window: deque[_Batch] = deque()
+        self.stuck_workers = 0  # decode threads given up on (still blocked somewhere)
+        self._inflight: set[int] = set()
+        # A batch encoded while the catalog could not take it (a full disk): recorded
+        # later, never encoded twice. While it waits, no new work is claimed.
+        self._unrecorded: tuple[list[_Prepared], list[Result]] | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.paused = threading.Event()  # tests and `nasclip` can hold the indexer
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="nasclip-indexer", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New work may be pending: do not wait for the idle poll."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.paused.is_set():
+                    self._stop.wait(0.2)
+                    continue
+                if self.loop() == 0:
+                    self._wake.wait(1.0)
+                    self._wake.clear()
+            except NasclipError as exc:
+                log.error("indexer: %s", exc)
+                self._stop.wait(5.0)
+            except Exception:  # never let the worker die silently
+                log.exception("indexer: unexpected error; continuing in 5 s")
+                self._stop.wait(5.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop, finish nothing more, drop the look-ahead; idempotent."""
+        self.stop()
+        self.join()
+        for batch in self._window:
+            for _, future in batch:
+                future.cancel()
+        self._window.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ one step
+
+    @property
+    def held(self) -> int:
+        """Results encoded but waiting for disk space to be recorded."""
+        unrecorded = self._unrecorded
+        return len(unrecorded[1]) if unrecorded else 0
+
+    def loop(self) -> int:
+        """Encode and record one batch; returns the number of photos handled (0 = idle or waiting for space)."""
+        if self._unrecorded is not None:
+            return self._record(*self._unrecorded)
+        self._fill_window()
+        if not self._window:
+            self.stats.busy = False
+            return 0
+        self.stats.busy = True
+        batch = self._window.popleft()
+        claimed = [row.id for row, _ in batch]
+        try:
+            prepared = self._collect(batch)
+            for p in prepared:
+                self._recheck(p)
+            results = self._encode(prepared)
+        except BaseException:
+            self._inflight.difference_update(claimed)
+            raise
+        return self._record(prepared, results)
+
+    def _record(self, prepared: list[_Prepared], results: list[Result]) -> int:
+        try:
+            summary = self.store.record(results)
+        except DiskFull:
+            self._unrecorded = (prepared, results)  # store.space reports it; retried at the next loop
+            return 0
+        except BaseException:
+            self._unrecorded = None
+            self._inflight.difference_update(p.row.id for p in prepared)
+            raise
+        self._unrecorded = None
+        self._inflight.difference_update(p.row.id for p in prepared)
+        self.stats.add(summary)
+        self._fill_window()  # keep the pool busy while the caller does anything else
+        return len(prepared)
+
+    def _collect(self, batch: _Batch) -> list[_Prepared]:
+        """The batch's prepared photos; one that takes far longer than decode_timeout is given up."""
+        patience = 2 * self.config.decode_timeout + 1.0  # the reader's own deadline, plus resizing
+        prepared = []
+        for i in range(len(batch)):
+            row, future = batch[i]  # re-read: replacing the pool may resubmit it
+            try:
+                prepared.append(future.result(timeout=patience))
+            except FutureTimeout:
+                reason = (f"reading or decoding took longer than indexer.decode_timeout "
+                          f"({self.config.decode_timeout:g} s) and did not stop; trying again later")
+                log.warning("cannot index %s/%s: %s", row.share, row.relpath, reason,
+                            extra={"PHOTO_PATH": f"{row.share}/{row.relpath}"})
+                delay = retry_delay(row, 60.0)
+                prepared.append(_Prepared(row, result=Failed(row, None, reason, retry_at=self.clock() + delay)))
+                self._replace_pool([batch, *self._window])
+        return prepared
+
+    def _replace_pool(self, batches: list[_Batch]) -> None:
+        """A worker is stuck: queued work moves to a new pool; the stuck thread is left to finish alone."""
+        stuck, self._pool = self._pool, ThreadPoolExecutor(self.config.decode_threads,
+                                                           thread_name_prefix="nasclip-decode")
+        self.stuck_workers += 1
+        for batch in batches:
+            for i, (row, future) in enumerate(batch):
+                if future.cancel():
+                    batch[i] = (row, self._pool.submit(self._prepare, row))
+        stuck.shutdown(wait=False)
+
+    def _recheck(self, p: _Prepared) -> None:
+        """Drop a result whose path no longer leads to the file that was read (swapped meanwhile)."""
+        if p.identity is None or isinstance(p.result, Failed):
+            return
+        if self._identity(p.row) != p.identity:
+            log.info("%s/%s was replaced while it was being indexed; trying it again", p.row.share, p.row.relpath)
+            p.tensor = None
+            p.result = Failed(p.row, None, "replaced while being indexed; trying again",
+                              retry_at=self.clock() + 1.0)
+
+    def _identity(self, row: FileRow) -> tuple[int, int] | None:
+        root = self.share_roots.get(row.share)
+        if root is None:
+            return None
+        try:
+            fd = open_nofollow(row.relpath, base=root, flags=os.O_PATH)
+        except (OSError, NasclipError):
+            return None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return (st.st_dev, st.st_ino) if stat_.S_ISREG(st.st_mode) else None
+
+    def _fill_window(self) -> None:
+        while len(self._window) < self.depth and not self._stop.is_set():
+            rows = self.store.pending(self.config.batch_size, self._inflight)
+            if not rows:
+                return
+            self._inflight.update(r.id for r in rows)
+            self._window.append([(row, self._pool.submit(self._prepare, row)) for row in rows])
+
+    def _encode(self, prepared: list[_Prepared]) -> list[Result]:
+        todo = [p for p in prepared if p.result is None]
+        if todo:
+            try:
+                vectors = self.encoder.encode_images(np.stack([p.tensor for p in todo]))
+            except NasclipError as exc:
+                # A model that cannot run is not the photos' fault: leave them pending.
+                raise NasclipError(f"encoding a batch failed: {exc}") from exc
+            # Logged before the results are committed: a crash test counts real encoder work.
+            log.debug("encoded a batch of %d photos", len(todo))
+            for p, vector in zip(todo, vectors):
+                p.result = Encoded(p.row, p.fingerprint or "", vector=vector)
+        return [p.result for p in prepared if p.result is not None]
+
+    # ------------------------------------------------------------------ decode pool
+
+    def _prepare(self, row: FileRow) -> _Prepared:
+        """Fingerprint, look for a reusable vector, else decode. Runs in the pool; never raises."""
+        try:
+            return self._prepare_row(row)
+        except Exception as exc:  # a decoder bug or a busy catalog must cost one photo, not the batch
+            log.exception("unexpected error preparing %s/%s", row.share, row.relpath)
+            reason = f"unexpected error: {type(exc).__name__}: {exc}"
+            retry_at = self.clock() + retry_delay(row, 60.0) if row.attempts < MAX_RETRIES else None
+            return _Prepared(row, result=Failed(row, None, reason, retry_at=retry_at))
+
+    def _prepare_row(self, row: FileRow) -> _Prepared:
+        root = self.share_roots.get(row.share)
+        if root is None:
+            return _Prepared(row, result=Failed(row, None, f"share '{row.share}' is no longer configured",
+                                                retry_at=self.clock() + retry_delay(row, 3600.0)))
+        path = root / row.relpath
+        try:
+            fd = open_nofollow(row.relpath, base=root, flags=_OPEN_FLAGS)
+        except PathRefused:
+            return self._failed(row, None, path, "a symbolic link, or below one; nasclip does not follow links")
+        except FileNotFoundError:
+            # The watcher will mark it gone; do not spin on it meanwhile.
+            return _Prepared(row, result=Failed(row, None, "file disappeared",
+                                                retry_at=self.clock() + retry_delay(row, 60.0)))
+        except PermissionError:
+            return self._failed(row, None, path,
+                                "permission denied (give the nasclip user read access, then run `nasclip scan`)")
+        except OSError as exc:
+            return self._failed(row, None, path, f"cannot read: {exc.strerror or exc}")
+        try:
+            return self._prepare_open(row, path, fd)
+        finally:
+            os.close(fd)
+
+    def _prepare_open(self, row: FileRow, path: Path, fd: int) -> _Prepared:
+        """Everything from the one descriptor: what fstat says is what is fingerprinted and decoded."""
+        st = os.fstat(fd)
+        if not stat_.S_ISREG(st.st_mode):
+            return self._failed(row, None, path, "not a regular file")
+        identity = (st.st_dev, st.st_ino)
+        if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+            # Changed since the watcher saw it: it will tell the catalog; nothing is recorded meanwhile.
+            return _Prepared(row, result=Failed(row, None, "changed while being indexed; trying again",
+                                                retry_at=self.clock() + retry_delay(row, 5.0)))
+        config = self.config
+        limits = decode_limits(config)
+        fp: str | None = None
+        try:
+            handle = open_bounded(fd, st.st_size, limits)
+            fp = fingerprint(fd, st.st_size)
+            donor = self._donor(row, fd, st.st_size, fp)
+            if donor is not None:
+                return _Prepared(row, fp, result=Encoded(row, fp, donor=donor), identity=identity)
+            tensor = load_tensor(handle, self.encoder.spec.image, config.max_pixels)
+        except DecodeError as exc:
+            if exc.retry and self.clock() - st.st_mtime < ARRIVAL_WINDOW and row.attempts < MAX_RETRIES:
+                delay = min(300.0, retry_delay(row, 5.0))
+                return _Prepared(row, fp, result=Failed(row, fp, str(exc), retry_at=self.clock() + delay))
+            return self._failed(row, fp, path, str(exc))
+        except OSError as exc:
+            return self._failed(row, None, path, f"read error: {exc.strerror or exc}")
+        return _Prepared(row, fp, tensor=tensor, identity=identity)
+
+    def _donor(self, row: FileRow, fd: int, size: int, fp: str) -> int | None:
+        """A row whose vector fits; a row still carrying an old-style fingerprint may keep its own."""
+        stored = row.fingerprint
+        legacy = stored is not None and fp.startswith(WHOLE_FILE) and not stored.startswith(WHOLE_FILE)
+        if legacy and _head_and_tail(fd, size, _read(fd, 0, FINGERPRINT_CHUNK)) == stored \
+                and self.store.donor_for(row, stored or "") == row.id:
+            return row.id  # only itself: a head-and-tail twin of a small file may differ in between
+        return self.store.donor_for(row, fp)
+
+    def _failed(self, row: FileRow, fp: str | None, path: Path, reason: str) -> _Prepared:
+        log.warning("cannot index %s: %s", path, reason, extra={"PHOTO_PATH": str(path)})
+        return _Prepared(row, fp, result=Failed(row, fp, reason))

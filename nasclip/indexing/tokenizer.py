@@ -1,0 +1,170 @@
+"""Text to token ids, through Hugging Face ``tokenizers``, as the manifest says.
+
+Two tokenizer families serve the CLIP models nasclip knows:
+
+* CLIP BPE (OpenAI CLIP, context 77): byte-level BPE with an ``</w>``
+  end-of-word marker, text lower-cased with whitespace collapsed,
+  ``<|startoftext|> ... <|endoftext|>`` around the tokens.
+* BERT WordPiece (Chinese-CLIP, context 52): every CJK character is its own
+  word, ``[CLS] ... [SEP]`` around the tokens, ``[PAD]`` (id 0) after them.
+
+The manifest's ``text.tokenizer`` names either a ``tokenizer.json`` (any
+tokenizers pipeline, e.g. the one OpenAI CLIP exports ship, or one written by
+:func:`clip_bpe_tokenizer`) or a BERT ``vocab.txt``, from which the WordPiece
+pipeline is built at load time (:func:`wordpiece_tokenizer`). Context length,
+pad id and the integer type the encoder wants come from the manifest, not
+from the file: the file's own padding/truncation settings are replaced.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+import numpy as np
+
+from ..errors import ModelError
+from ..model.spec import ModelSpec
+
+if TYPE_CHECKING:  # tokenizers is imported where it is used: the light client never needs it
+    from tokenizers import Tokenizer
+
+# OpenAI CLIP's word splitter (its ``simple_tokenizer`` pattern without the
+# special tokens, which tokenizers handles itself). Applied after lowercasing.
+CLIP_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+CLIP_BOS = "<|startoftext|>"
+CLIP_EOS = "<|endoftext|>"
+
+
+def clip_bpe_tokenizer(vocab: Mapping[str, int], merges: Iterable[tuple[str, str]]) -> Tokenizer:
+    """OpenAI CLIP's tokenizer from its vocabulary (token -> id) and BPE merges.
+
+    The vocabulary is byte-level (GPT-2's byte-to-unicode alphabet) with
+    ``</w>`` marking the last piece of a word, and holds ``<|startoftext|>``
+    and ``<|endoftext|>``.
+    """
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
+
+    for special in (CLIP_BOS, CLIP_EOS):
+        if special not in vocab:
+            raise ModelError(f"CLIP BPE vocabulary has no {special} token")
+    tokenizer = Tokenizer(models.BPE(vocab=dict(vocab), merges=[(m[0], m[1]) for m in merges],
+                                     unk_token=CLIP_EOS, continuing_subword_prefix="",
+                                     end_of_word_suffix="</w>", fuse_unk=False))
+    # CLIP's basic_clean + whitespace_clean + lower(): collapse runs of
+    # whitespace, lower-case; NFC keeps composed characters whole.
+    tokenizer.normalizer = normalizers.Sequence([
+        normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{CLIP_BOS} $A {CLIP_EOS}", pair=f"{CLIP_BOS} $A {CLIP_EOS} $B {CLIP_EOS}",
+        special_tokens=[(CLIP_BOS, vocab[CLIP_BOS]), (CLIP_EOS, vocab[CLIP_EOS])])
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([CLIP_BOS, CLIP_EOS])
+    return tokenizer
+
+
+def read_wordpiece_vocab(path: Path) -> dict[str, int]:
+    """A BERT vocab.txt (one token per line, id = line number) as token -> id."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read the WordPiece vocabulary: {exc}") from None
+    vocab: dict[str, int] = {}
+    for number, token in enumerate(lines):
+        token = token.rstrip("\r")
+        if token:
+            vocab.setdefault(token, number)
+    return vocab
+
+
+def wordpiece_tokenizer(vocab: Mapping[str, int] | Path) -> Tokenizer:
+    """BERT's WordPiece tokenizer (as Chinese-CLIP uses it) from vocab.txt or token -> id.
+
+    Lower-cases and strips accents, splits every CJK character and every
+    punctuation mark into its own word, wraps the pieces in [CLS] ... [SEP].
+    """
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
+
+    source = str(vocab) if isinstance(vocab, Path) else "vocabulary"
+    if isinstance(vocab, Path):
+        vocab = read_wordpiece_vocab(vocab)
+    missing = [t for t in ("[CLS]", "[SEP]", "[UNK]", "[PAD]") if t not in vocab]
+    if missing:
+        raise ModelError(f"{source}: not a BERT WordPiece vocabulary (no {', '.join(missing)})")
+    tokenizer = Tokenizer(models.WordPiece(dict(vocab), unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]"])
+    return tokenizer
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """The tokenizers pipeline in path: a tokenizer.json, or a BERT vocab.txt."""
+    from tokenizers import Tokenizer
+
+    if not path.is_file():
+        raise ModelError(f"{path}: missing; model.yaml names it as text.tokenizer")
+    if path.suffix == ".txt":
+        return wordpiece_tokenizer(path)
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises plain Exception subclasses
+        raise ModelError(f"{path}: not a valid tokenizers file: {exc}") from None
+
+
+class TextTokenizer:
+    """Fixed-length token ids (and attention mask) for a model's text encoder."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        tokenizer = load_tokenizer(spec.path(spec.text.tokenizer))
+        length = spec.text.context_length
+        # Truncation counts the special tokens, so the last kept token is
+        # always the end token ([SEP] / <|endoftext|>) that CLIP pools on.
+        tokenizer.enable_truncation(max_length=length)
+        pad_token = tokenizer.id_to_token(spec.text.pad_id)
+        if pad_token is None:
+            raise ModelError(f"{spec.path(spec.text.tokenizer)}: has no token with id {spec.text.pad_id} "
+                             "(text.pad_id in model.yaml)")
+        tokenizer.enable_padding(length=length, pad_id=spec.text.pad_id, pad_token=pad_token)
+        self._tokenizer = tokenizer
+        # tokenizers objects carry mutable padding state; keep encoding serial.
+        self._lock = threading.Lock()
+        self.context_length = length
+        self.dtype = np.dtype(spec.text.dtype)
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, mask), both [len(texts), context_length] in the manifest's integer type."""
+        # Whitespace runs (tabs, newlines from a pasted query) carry no meaning
+        # for either family; BERT's normaliser ignores them, CLIP's collapses them.
+        cleaned = [" ".join(text.split()) for text in texts]
+        with self._lock:
+            encodings = self._tokenizer.encode_batch(cleaned)
+        shape = (len(texts), self.context_length)
+        ids = np.array([e.ids for e in encodings], dtype=self.dtype).reshape(shape)
+        mask = np.array([e.attention_mask for e in encodings], dtype=self.dtype).reshape(shape)
+        return ids, mask

@@ -1,0 +1,1 @@
+"""Model folders: the manifest, the registry, download, install, export and quantize."""

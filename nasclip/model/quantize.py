@@ -1,0 +1,180 @@
+"""``nasclip models quantize``: an int8 copy of a model's image encoder, as a new model folder.
+
+Dynamic quantisation with ONNX Runtime: the weights of every MatMul/Gemm are
+stored as int8 (per output channel), activations are quantised on the fly,
+and no calibration photos are needed. On a CPU this about doubles image
+encoding speed (more with AVX-512 VNNI) for a tiny change in the vectors.
+The copy gets its own model id, because its vectors differ from the
+original's: switching to it re-encodes the library in the background while
+the old vectors keep answering. The text encoder and tokenizer are copied
+unchanged. The folder is built beside its destination and renamed into
+place, so an interrupted run never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from ..errors import ModelError
+from ..typedyaml import to_plain
+from .download import fsync_folder, fsync_path, sha256_file
+from .install import RECORD, SUMS, check_model
+from .spec import MANIFEST, ModelSpec, load_model_spec, model_files
+
+log = logging.getLogger("nasclip.quantize")
+
+IMAGE_FILE = "image.onnx"
+# Only the matrix products: they hold nearly all weights and time. Quantising
+# the patch convolution or the embedding lookups saves nothing and costs accuracy.
+OPS = ["MatMul", "Gemm"]
+CHECK_IMAGES = 4
+
+
+def default_output(folder: Path) -> Path:
+    """Where the int8 copy goes unless told: beside the original, named <folder>-int8."""
+    folder = folder.absolute()
+    return folder.with_name(folder.name + "-int8")
+
+
+def quantize_model(folder: Path | str, out: Path | str | None = None, model_id: str | None = None, *,
+                   progress: Callable[[str], None] = print) -> ModelSpec:
+    """Write the int8 copy of the model in folder to out; returns the new model's manifest."""
+    spec = load_model_spec(folder)
+    if not spec.image.onnx:
+        raise ModelError(f"{spec.folder}: the model has no ONNX image encoder (image.onnx) to quantise")
+    out = Path(out) if out is not None else default_output(spec.folder)
+    model_id = model_id or f"{spec.id}-int8"
+    if model_id == spec.id:
+        raise ModelError(f"the quantised model needs its own id (not {spec.id!r}): its vectors differ")
+    if out.exists():
+        raise ModelError(f"{out} already exists; remove it or choose another folder with --out")
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        raise ModelError(f"quantising needs the 'onnx' package next to onnxruntime ({exc}); "
+                         "install it with: pip install onnx") from None
+
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        source = spec.path(spec.image.onnx)
+        progress(f"quantising {source} ({_mb(source)}) to int8 ...")
+        root = logging.getLogger()
+        # onnxruntime.quantization advises on the root logger ("consider pre-processing");
+        # for a dynamic weight quantisation that advice does not apply.
+        hush = _DropAdvice()
+        root.addFilter(hush)
+        try:
+            quantize_dynamic(source, tmp / IMAGE_FILE, op_types_to_quantize=OPS, per_channel=True,
+                             weight_type=QuantType.QInt8)
+        except Exception as exc:  # onnx/onnxruntime raise many untyped errors
+            raise ModelError(f"{source}: quantisation failed: {exc}") from None
+        finally:
+            root.removeFilter(hush)
+        _copy_rest(spec, tmp)
+        _write_manifest(spec, tmp, model_id)
+        new = load_model_spec(tmp)
+        problems = check_model(tmp, new)
+        if problems:
+            raise ModelError("the quantised model would not run:\n  " + "\n  ".join(problems))
+        # Checksums of the new folder, so `nasclip models verify` can check it later.
+        (tmp / SUMS).write_text("".join(f"{sha256_file(new.path(n))}  {n}\n" for n in model_files(new)))
+        similarity = agreement(spec, new)
+        progress(f"int8 image encoder: {_mb(tmp / IMAGE_FILE)}; "
+                 f"mean cosine similarity to the original on {CHECK_IMAGES} test images: {similarity:.4f}")
+        if similarity < 0.98:
+            progress("warning: the int8 vectors differ noticeably from the original's; "
+                     "compare search results before switching")
+        # The folder is whole on disk before its name says it is a model (a power cut
+        # after the rename must not leave a model of empty files).
+        fsync_folder(tmp)
+        tmp.rename(out)
+        fsync_path(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    progress(f"wrote model {model_id} to {out}")
+    return load_model_spec(out)
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+def _mb(path: Path) -> str:
+    size = path.stat().st_size / 1e6
+    return f"{size:.0f} MB" if size >= 10 else f"{size:.2f} MB"
+
+
+def _copy_rest(spec: ModelSpec, target: Path) -> None:
+    """Everything but the image encoder, manifest and install records: text encoder, tokenizer, licence."""
+    skip = {MANIFEST, SUMS, RECORD, spec.image.onnx, spec.image.axmodel}
+    if spec.image.onnx:
+        skip.add(spec.image.onnx + ".data")  # external weights of the original image encoder
+    for entry in sorted(spec.folder.iterdir()):
+        if entry.name in skip:
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, target / entry.name)
+        else:
+            shutil.copy2(entry, target / entry.name)
+
+
+def _write_manifest(spec: ModelSpec, target: Path, model_id: str) -> None:
+    data = to_plain(spec)
+    data["id"] = model_id
+    data["name"] = f"{spec.name or spec.id} (int8)"
+    note = f"Image encoder quantised to int8 by `nasclip models quantize` from model {spec.id}."
+    data["description"] = f"{spec.description} {note}".strip()
+    data["image"]["onnx"] = IMAGE_FILE
+    # A compiled .axmodel is its own artefact; the NPU would ignore the int8 ONNX
+    # yet store its vectors under the new id, so the copy is CPU-only.
+    data["image"]["axmodel"] = None
+    header = f"# Written by `nasclip models quantize` from {spec.folder.absolute()} ({spec.id}).\n"
+    (target / MANIFEST).write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+                                   encoding="utf-8")
+
+
+def sample_images(size: int, count: int = CHECK_IMAGES) -> list:
+    """Deterministic photo-like images (gradients, shapes, noise) for checking a model copy."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(1234)
+    images = []
+    for i in range(count):
+        small = rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)
+        image = Image.fromarray(small).resize((size * 2, size * 2), Image.Resampling.BICUBIC)
+        draw = ImageDraw.Draw(image)
+        for _ in range(3 + i):
+            x, y = (int(v) for v in rng.integers(0, size * 2, 2))
+            r = int(rng.integers(size // 8, size // 2))
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        pixels = np.asarray(image, dtype=np.int16) + rng.normal(0, 6, (size * 2, size * 2, 3)).astype(np.int16)
+        images.append(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)))
+    return images
+
+
+def agreement(original: ModelSpec, copy: ModelSpec) -> float:
+    """Mean cosine similarity of the two models' image vectors on the same test images."""
+    from ..indexing.encoder import Encoder
+    from ..indexing.imaging import resize, to_tensor
+
+    batch = np.stack([to_tensor(resize(img, original.image), original.image)
+                      for img in sample_images(original.image.size)])
+    vectors = []
+    for spec in (original, copy):
+        encoder = Encoder.open(spec, backend="onnx", text=False)
+        try:
+            vectors.append(encoder.encode_images(batch))
+        finally:
+            encoder.close()
+    return float(np.mean(np.sum(vectors[0] * vectors[1], axis=1)))

@@ -1,0 +1,1 @@
+"""Answering searches: the socket protocol, the server, search, access checks, the client."""

@@ -1,0 +1,221 @@
+"""The query protocol: JSON lines over a Unix stream socket (docs/protocol.md).
+
+This module turns a request line into a validated request object (or a
+``ProtocolError`` with a code) and replies into bytes. It knows nothing about
+sockets or indexes, so the server and the client share it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import ProtocolError
+
+VERSION = 1
+OPS = ("search", "status", "ping", "scan", "failed")
+
+# Error codes (docs/protocol.md lists them with their meaning).
+BAD_JSON = "bad_json"
+BAD_REQUEST = "bad_request"
+UNKNOWN_OP = "unknown_op"
+TOO_LARGE = "too_large"
+TIMEOUT = "timeout"
+BUSY = "busy"
+NOT_FOUND = "not_found"
+FORBIDDEN = "forbidden"
+UNSUPPORTED_VERSION = "unsupported_version"
+INTERNAL = "internal"
+
+MAX_WEIGHT = 100.0
+TIME_LIMIT = 9e9  # seconds (the year 2255): nanoseconds still fit SQLite's int64
+
+
+@dataclass(frozen=True)
+class Term:
+    """One part of a query: a text or an image path, with a weight (negative = less like this)."""
+
+    weight: float
+    text: str | None = None
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated request."""
+
+    op: str
+    id: Any = None
+    terms: tuple[Term, ...] = ()
+    k: int = 10
+    share: str | None = None
+    path_prefix: str | None = None
+    after: float | None = None
+    before: float | None = None
+
+
+def _fail(message: str) -> ProtocolError:
+    return ProtocolError(BAD_REQUEST, message)
+
+
+def _string(data: dict, key: str, *, max_len: int = 4096) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail(f"'{key}' must be a string")
+    if not value.strip():
+        raise _fail(f"'{key}' must not be empty")
+    if len(value) > max_len:
+        raise _fail(f"'{key}' is longer than {max_len} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(f"'{key}' holds a lone surrogate (\\ud800-\\udfff) that is not text") from None
+    return value
+
+
+def _path(data: dict, key: str) -> str | None:
+    """An absolute path; bytes that are not UTF-8 arrive as \\udc80-\\udcff escapes (os.fsdecode)."""
+    value = data.get(key)
+    if not isinstance(value, str):
+        return _string(data, key)
+    if not value.startswith("/") or "\0" in value or len(value) > 4096:
+        raise _fail(f"'{key}' must be an absolute path (starting with /, no NUL, at most 4096 characters)")
+    try:
+        os.fsencode(value)
+    except UnicodeEncodeError:
+        raise _fail(f"'{key}' is not a path this system can name") from None
+    return value
+
+
+def _time(data: dict, key: str) -> float | None:
+    """Seconds since the epoch from a number or an ISO 8601 date/time."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise _fail(f"'{key}' must be a date (YYYY-MM-DD) or seconds since 1970")
+    # Far dates are clamped (catalog times are int64 nanoseconds); NaN fails every comparison.
+    if isinstance(value, (int, float)) and -math.inf <= value <= math.inf:
+        return float(max(-TIME_LIMIT, min(TIME_LIMIT, value)))
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            parsed = datetime.fromisoformat(value)
+            if parsed.tzinfo is None:
+                parsed = parsed.astimezone()  # local time, as a person means it
+            return max(-TIME_LIMIT, min(TIME_LIMIT, parsed.astimezone(timezone.utc).timestamp()))
+        except (ValueError, OverflowError, OSError):  # not a date, or one the C library cannot place
+            pass
+    raise _fail(f"'{key}' must be a date (YYYY-MM-DD) or seconds since 1970")
+
+
+def _terms(data: dict) -> tuple[Term, ...]:
+    terms: list[Term] = []
+    text = _string(data, "text")
+    image = _path(data, "image")
+    if text:
+        terms.append(Term(1.0, text=text))
+    if image:
+        terms.append(Term(1.0, image=image))
+    raw = data.get("terms")
+    if raw is not None:
+        if not isinstance(raw, list) or not raw or len(raw) > 16:
+            raise _fail("'terms' must be a list of 1 to 16 {\"text\" or \"image\", \"weight\"} objects")
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise _fail(f"terms[{i}] must be an object")
+            weight = item.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not abs(weight) <= MAX_WEIGHT:
+                raise _fail(f"terms[{i}].weight must be a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}")
+            t_text, t_image = _string(item, "text"), _path(item, "image")
+            if (t_text is None) == (t_image is None):
+                raise _fail(f"terms[{i}] needs exactly one of 'text' or 'image'")
+            unknown = set(item) - {"text", "image", "weight"}
+            if unknown:
+                raise _fail(f"terms[{i}] has unknown keys: {', '.join(sorted(unknown))}")
+            terms.append(Term(float(weight), text=t_text, image=t_image))
+    if not terms:
+        raise _fail("search needs 'text', 'image' or 'terms'")
+    if not any(t.weight > 0 for t in terms):
+        raise _fail("at least one term needs a positive weight")
+    return tuple(terms)
+
+
+SEARCH_KEYS = {"v", "op", "id", "text", "image", "terms", "k", "share", "path_prefix", "after", "before"}
+OTHER_KEYS = {"scan": {"v", "op", "id", "share"}}
+COMMON_KEYS = {"v", "op", "id"}
+
+
+def parse_request(line: bytes, max_k: int) -> Request:
+    """Validate one request line (without its newline)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(BAD_JSON, "request is not UTF-8") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # ValueError covers integers too long to convert
+        raise ProtocolError(BAD_JSON, "request is not valid JSON (one object per line)") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(BAD_REQUEST, "request must be a JSON object")
+    request_id = data.get("id")
+    if request_id is not None and (isinstance(request_id, bool) or not isinstance(request_id, (str, int))
+                                   or len(str(request_id)) > 256):
+        raise _fail("'id' must be a string or an integer (at most 256 characters)")
+    try:
+        return _parse_object(data, request_id, max_k)
+    except ProtocolError as exc:
+        exc.request_id = request_id  # the error reply still names the request it answers
+        raise
+
+
+def _parse_object(data: dict, request_id: Any, max_k: int) -> Request:
+    version = data.get("v", VERSION)
+    if isinstance(version, bool) or version != VERSION or not isinstance(version, int):
+        raise ProtocolError(UNSUPPORTED_VERSION,
+                            f"protocol version {str(version)[:20]!r} is not supported; this server speaks {VERSION}")
+    op = data.get("op")
+    if not isinstance(op, str):
+        raise _fail("'op' is missing or not a string; use one of " + ", ".join(OPS))
+    if op not in OPS:
+        raise ProtocolError(UNKNOWN_OP, f"unknown op {op[:40]!r}; use one of " + ", ".join(OPS))
+    allowed = SEARCH_KEYS if op == "search" else OTHER_KEYS.get(op, COMMON_KEYS)
+    unknown = set(data) - allowed
+    if unknown:
+        names = ", ".join(repr(k[:40]) for k in sorted(unknown)[:5])
+        raise _fail(f"unknown keys for '{op}': {names}; allowed: {', '.join(sorted(allowed))}")
+    if op == "scan":
+        return Request(op, request_id, share=_string(data, "share", max_len=256))
+    if op != "search":
+        return Request(op, request_id)
+    k = data.get("k", 10)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+        raise _fail(f"'k' must be a whole number from 1 to {max_k}")
+    return Request(op, request_id, _terms(data), k, _string(data, "share", max_len=256),
+                   _path(data, "path_prefix"), _time(data, "after"), _time(data, "before"))
+
+
+def encode(reply: dict) -> bytes:
+    """One reply line."""
+    # ASCII escapes keep file names that are not UTF-8 (surrogate-escaped) exact.
+    return json.dumps(reply, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def error_reply(code: str, message: str, request_id: Any = None) -> dict:
+    reply: dict[str, Any] = {"v": VERSION, "ok": False, "error": {"code": code, "message": message}}
+    if request_id is not None:
+        reply["id"] = request_id
+    return reply
+
+
+def ok_reply(request_id: Any = None, **fields: Any) -> dict:
+    reply: dict[str, Any] = {"v": VERSION, "ok": True}
+    if request_id is not None:
+        reply["id"] = request_id
+    reply.update(fields)
+    return reply

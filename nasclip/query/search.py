@@ -1,0 +1,427 @@
+"""Searches: query terms to a vector, the index to ranked photos a person may see.
+
+Texts are embedded once and cached (LRU). An image term ("more like this")
+uses the photo's stored vector when it is indexed and unchanged, else
+encodes it. Results are filtered by state, share, folder, date and read
+permission. The index is asked for a few more than ``k`` (with filters,
+for POST_FILTER_LIMIT candidates, examined only as far as needed) and the
+search widens while permission checks drop too many; a filter that leaves
+only a small part of the index (one folder, one month) is instead turned
+into a list of catalog ids that the index scans alone, so a narrow filter
+costs no more than a broad one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DecodeError, ModelError, NasclipError, PathRefused, ProtocolError
+from ..fsopen import open_nofollow
+from ..indexing.encoder import Encoder, l2_normalise
+from ..indexing.imaging import DecodeLimits, load_tensor, open_bounded
+from ..model.spec import load_model_spec
+from ..store import catalog as cat
+from ..store.store import Store
+from ..store.vectors import VectorIndex
+from .access import AccessCheck, Peer
+from .acl import R, X
+from .protocol import BAD_REQUEST, BUSY, FORBIDDEN, NOT_FOUND, Request, Term
+
+log = logging.getLogger("nasclip.search")
+
+# A share/folder/date filter is applied to the index's answers while k
+# results would take at most this many candidates; a narrower filter is
+# handed to the catalog, whose ids the index then scans alone.
+POST_FILTER_LIMIT = 512
+TEXT_CACHE_SIZE = 4096
+DECODE_WAIT = 1.0  # seconds a --like query waits for a decode slot before it is told 'busy'
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    path: str
+    share: str
+    score: float
+    size: int
+    mtime: float
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "share": self.share, "score": round(self.score, 6),
+                "size": self.size, "mtime": self.mtime}
+
+
+class TextCache:
+    """A small thread-safe LRU of text embeddings."""
+
+    def __init__(self, size: int = TEXT_CACHE_SIZE) -> None:
+        self.size = size
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            vector = self._items.get(text)
+            if vector is not None:
+                self._items.move_to_end(text)
+                self.hits += 1
+            else:
+                self.misses += 1
+            return vector
+
+    def put(self, text: str, vector: np.ndarray) -> None:
+        vector.setflags(write=False)  # shared by every later request
+        with self._lock:
+            self._items[text] = vector
+            self._items.move_to_end(text)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class _Filter:
+    """A request's share, folder and date limits, checked per result or turned into SQL."""
+
+    def __init__(self, request: Request, share_roots: dict[str, Path], prefix: str | None) -> None:
+        self.share = request.share
+        self.prefix = None if prefix in (None, "/") else prefix
+        self.after_ns = int(request.after * 1e9) if request.after is not None else None
+        self.before_ns = int(request.before * 1e9) if request.before is not None else None
+        self.share_roots = share_roots
+
+    @property
+    def active(self) -> bool:
+        return bool(self.share or self.prefix or self.after_ns is not None or self.before_ns is not None)
+
+    def keeps_row(self, share: str, mtime_ns: int) -> bool:
+        """The share and date parts of the filter (cheap: no path built yet)."""
+        if self.share and share != self.share:
+            return False
+        if self.after_ns is not None and mtime_ns < self.after_ns:
+            return False
+        return self.before_ns is None or mtime_ns < self.before_ns
+
+    def keeps_path(self, path: str) -> bool:
+        return not self.prefix or path.startswith(self.prefix + "/")
+
+    def sql(self) -> list[tuple[str, tuple]]:
+        """One (WHERE clause, arguments) per share the filter can match."""
+        parts = []
+        for share, root in self.share_roots.items():
+            if self.share and share != self.share:
+                continue
+            where, args = "share=? AND state IN ('indexed', 'pending')", (share,)
+            if self.prefix:
+                root_text = str(root)
+                if self.prefix.startswith(root_text + "/"):
+                    where += " AND relpath>=? AND relpath<?"
+                    args += cat.prefix_range(self.prefix[len(root_text) + 1:])
+                elif not (root_text == self.prefix or root_text.startswith(self.prefix + "/")):
+                    continue  # the folder is in no part of this share
+            if self.after_ns is not None:
+                where += " AND mtime_ns>=?"
+                args += (self.after_ns,)
+            if self.before_ns is not None:
+                where += " AND mtime_ns<?"
+                args += (self.before_ns,)
+            parts.append((where, args))
+        return parts
+
+
+class Searcher:
+    """Answers search requests against one store; safe to share across threads.
+
+    Searches use the store's serving model: during a model switch that is
+    the old model until the new one covers more photos, so its encoder is
+    opened here (once) from the folder the store remembers for it.
+    """
+
+    def __init__(self, store: Store, encoder: Encoder, share_roots: dict[str, Path], max_pixels: int,
+                 *, limits: DecodeLimits | None = None, max_decodes: int = 2) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.share_roots = dict(share_roots)
+        self.limits = limits or DecodeLimits(max_pixels)  # replaced by a config reload
+        self.max_decodes = max_decodes
+        self._decodes = threading.BoundedSemaphore(max_decodes)
+        self.texts = TextCache()
+        self._encoders: dict[str, Encoder] = {encoder.model_id: encoder}
+        self._encoders_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close encoders opened for an old model (the target encoder belongs to the caller)."""
+        with self._encoders_lock:
+            for encoder in self._encoders.values():
+                if encoder is not self.encoder:
+                    encoder.close()
+            self._encoders = {self.encoder.model_id: self.encoder}
+
+    def _model(self) -> tuple[str, VectorIndex, Encoder]:
+        """(model id, index, encoder) that answer searches now."""
+        model = self.store.serving_model()
+        index = self.store.indexes.get(model)
+        encoder = self._encoders.get(model) if index is not None else self.encoder
+        if encoder is None:
+            encoder = self._open_old(model)
+        if encoder is None or index is None:
+            return self.encoder.model_id, self.store.index, self.encoder
+        return model, index, encoder
+
+    def _open_old(self, model: str) -> Encoder | None:
+        with self._encoders_lock:
+            if model in self._encoders:
+                return self._encoders[model]
+            folder = self.store.model_folder(model)
+            try:
+                if folder is None:
+                    raise ModelError(f"no folder is recorded for model {model}")
+                encoder = Encoder.open(load_model_spec(folder), backend="onnx", threads=1)
+                if encoder.model_id != model:
+                    raise ModelError(f"{folder} now holds model {encoder.model_id}, not {model}")
+            except NasclipError as exc:
+                log.warning("searching with the new model %s while photos are re-encoded, because the "
+                            "old model %s cannot be loaded: %s", self.encoder.model_id, model, exc)
+                encoder = None
+            self._encoders[model] = encoder  # type: ignore[assignment]  # None: tried, do not retry
+            return encoder
+
+    # ------------------------------------------------------------------ query vectors
+
+    def text_vector(self, text: str, encoder: Encoder | None = None) -> np.ndarray:
+        encoder = encoder or self.encoder
+        # The tokenizer collapses whitespace too, so "red  car" and "red car" share an entry.
+        key = f"{encoder.model_id}\0{' '.join(text.split())}"
+        vector = self.texts.get(key)
+        if vector is None:
+            vector = encoder.encode_texts([text])[0]
+            self.texts.put(key, vector)
+        return vector
+
+    def _share_path(self, folder: str | None) -> str | None:
+        """folder as results spell it: below a share root as configured.
+
+        A client's working directory comes back from getcwd() with symlinks
+        resolved (/volume1/photo/2023) while the share may be configured
+        through a link (/var/services/photo): such a folder is mapped onto
+        the configured root, so --in . finds what it should.
+        """
+        if folder is None:
+            return None
+        folder = os.path.normpath(folder)
+        roots = [str(r) for r in self.share_roots.values()]
+        if any(folder == r or folder.startswith(r + "/") or r.startswith(folder + "/") for r in roots):
+            return folder
+        real = os.path.realpath(folder)
+        for root in roots:
+            real_root = os.path.realpath(root)
+            if real == real_root or real.startswith(real_root + "/"):
+                return root + real[len(real_root):]
+        return folder
+
+    def _locate(self, path: Path) -> tuple[str, str] | None:
+        """(share, relpath) of an absolute path inside a share."""
+        for share, root in self.share_roots.items():
+            try:
+                rel = path.relative_to(root)
+            except ValueError:
+                continue
+            if rel.parts:
+                return share, rel.as_posix()
+        return None
+
+    def image_vector(self, image: str, access: AccessCheck, index: VectorIndex | None = None,
+                     encoder: Encoder | None = None) -> np.ndarray:
+        """The vector of a photo the peer may read: stored if indexed and unchanged, else encoded.
+
+        The photo is opened by a walk that follows no symbolic link and
+        checks the peer's search permission on each folder it really
+        opened, then its read permission on the opened file: a link (or one
+        swapped in during the walk) cannot make nasclipd read someone
+        else's photo. nasclip-query resolves links as the asking user first.
+        """
+        index = index or self.store.index
+        encoder = encoder or self.encoder
+        if not image.startswith("/"):
+            raise ProtocolError(BAD_REQUEST, f"image path must be absolute: {image}")
+        refused = ProtocolError(FORBIDDEN, f"cannot use {image}: it does not exist or you may not read it")
+
+        def enter(fd: int, st: os.stat_result) -> None:
+            if not access.allows(fd, st, X):
+                raise refused
+        # O_NONBLOCK keeps a FIFO from holding a worker.
+        try:
+            fd = open_nofollow(image, flags=os.O_RDONLY | os.O_NONBLOCK, on_folder=enter)
+        except PathRefused as exc:
+            if access.peer.is_root:
+                raise ProtocolError(BAD_REQUEST, f"cannot use {image}: {exc}") from None
+            raise refused from None
+        except FileNotFoundError:
+            if access.peer.is_root:
+                raise ProtocolError(NOT_FOUND, f"no such photo: {image}") from None
+            raise refused from None
+        except OSError as exc:
+            if access.peer.is_root:
+                raise ProtocolError(BAD_REQUEST, f"cannot open {image}: {exc.strerror}") from None
+            raise refused from None
+        try:
+            st = os.fstat(fd)
+            if not access.allows(fd, st, R):
+                raise refused
+            if not stat.S_ISREG(st.st_mode):
+                raise ProtocolError(BAD_REQUEST, f"cannot use {image}: not a regular file")
+            if st.st_size == 0:  # also every /proc file, which cannot be read like a photo
+                raise ProtocolError(BAD_REQUEST, f"cannot use {image}: the file is empty")
+            located = self._locate(Path(self._share_path(image) or image))
+            if located is not None:
+                row = self.store.reader().execute(
+                    "SELECT id FROM files WHERE share=? AND relpath=? AND state='indexed' AND size=? "
+                    "AND mtime_ns=?", (located[0], cat.encode_path(located[1]), st.st_size, st.st_mtime_ns)
+                ).fetchone()
+                stored = index.get(row[0]) if row is not None else None
+                if stored is not None:
+                    return stored
+            try:
+                tensor = self._decode(fd, st.st_size, encoder)
+            except DecodeError as exc:
+                raise ProtocolError(BAD_REQUEST, f"cannot use {image} as a query: {exc}") from None
+            except OSError as exc:  # e.g. a file that cannot seek
+                raise ProtocolError(BAD_REQUEST, f"cannot use {image} as a query: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+        return encoder.encode_images(tensor[None])[0]
+
+    def _decode(self, fd: int, size: int, encoder: Encoder) -> np.ndarray:
+        """A query photo's tensor, within the decode limits and the --like slots."""
+        limits = self.limits
+        handle = open_bounded(fd, size, limits)  # an oversized file is refused before it takes a slot
+        # Each slot may hold hundreds of MB of pixels for a moment: a few users
+        # must not be able to make the daemon as large as they like.
+        if not self._decodes.acquire(timeout=DECODE_WAIT):
+            raise ProtocolError(BUSY, f"{self.max_decodes} --like photos are being decoded "
+                                      "(query.max_image_decodes); try again in a moment")
+        try:
+            return load_tensor(handle, encoder.spec.image, limits.max_pixels)
+        finally:
+            self._decodes.release()
+
+    def query_vector(self, terms: tuple[Term, ...], access: AccessCheck, index: VectorIndex | None = None,
+                     encoder: Encoder | None = None) -> np.ndarray:
+        encoder = encoder or self.encoder
+        total = np.zeros(encoder.dim, dtype=np.float32)
+        for term in terms:
+            vector = (self.text_vector(term.text, encoder) if term.text
+                      else self.image_vector(term.image or "", access, index, encoder))
+            total += term.weight * vector
+        if not np.any(total):
+            raise ProtocolError(BAD_REQUEST, "the terms cancel each other out; nothing is left to search for")
+        return l2_normalise(total[None])[0]
+
+    # ------------------------------------------------------------------ searching
+
+    def search(self, request: Request, peer: Peer) -> tuple[list[Hit], dict]:
+        """The best request.k photos peer may see, and timing details."""
+        started = time.perf_counter()
+        access = AccessCheck(peer)
+        model, index, encoder = self._model()
+        query = self.query_vector(request.terms, access, index, encoder)
+        encoded = time.perf_counter()
+        filt = _Filter(request, self.share_roots, self._share_path(request.path_prefix))
+        total = len(index)
+        limit = POST_FILTER_LIMIT if filt.active else total
+        hits, examined, visible, complete = self._scan(index, query, request.k, filt, access, None, total, limit)
+        route = "index"
+        if not complete:
+            among = self._candidates(filt)
+            route = "catalog"
+            hits, more, visible, _ = self._scan(index, query, request.k, filt, access, among, len(among), len(among))
+            examined += more
+        took = time.perf_counter() - started
+        # Others see only how many candidates they may see were looked at: the full count
+        # would tell how many hidden photos a folder (say, bob's) holds.
+        return hits, {"model": model, "took_ms": round(took * 1000, 2),
+                      "encode_ms": round((encoded - started) * 1000, 2),
+                      "examined": examined if peer.is_root else visible, "filtered_by": route}
+
+    def _scan(self, index: VectorIndex, query: np.ndarray, want: int, filt: _Filter, access: AccessCheck,
+              among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, int, bool]:
+        """(best hits, candidates examined, of them visible matches, whether the answer is final) for one search.
+
+        Every index search is a full scan, so filtered searches ask for
+        ``limit`` candidates at once and examine them in growing chunks only
+        as far as needed; a search that must widen beyond that asks for at
+        least four times as many. With ``limit`` below ``total`` it gives up
+        (not final) as soon as the filters look too narrow to fill k within
+        ``limit`` candidates. With exact search, a wider answer starts with
+        the narrower one, so no candidate is examined twice.
+        """
+        hits: list[Hit] = []
+        examined = 0
+        fetch = min(total, limit if limit < total else max(want * 2, 32))
+        while fetch > 0:
+            scores, ids = index.search(query, fetch, among)
+            found = [(s, i) for s, i in zip(scores[0].tolist(), ids[0].tolist()) if i >= 0]
+            chunk = max(want * 2, 32)
+            expected = 0.0
+            while examined < len(found) and len(hits) < want:
+                hits += self._accept(found[examined:examined + chunk], filt, access)
+                examined = min(len(found), examined + chunk)
+                chunk *= 2
+                # How many candidates k results would take at the rate filters kept them so far.
+                expected = want * examined / max(len(hits), 0.5)
+                if limit < total and expected > limit:
+                    break
+            if len(hits) >= want or (examined == len(found) and (len(found) < fetch or fetch >= total)):
+                break
+            if fetch >= limit or expected > limit:
+                hits.sort(key=lambda h: -h.score)
+                return hits[:want], examined, len(hits), False
+            fetch = min(total, limit, max(fetch * 4, int(expected * 1.25)))
+        hits.sort(key=lambda h: -h.score)
+        return hits[:want], examined, len(hits), True
+
+    def _candidates(self, filt: _Filter) -> np.ndarray:
+        """Ids of the catalog rows a share/folder/date filter keeps."""
+        conn = self.store.reader()
+        ids: list[int] = []
+        for where, args in filt.sql():
+            ids += [r[0] for r in conn.execute(f"SELECT id FROM files WHERE {where}", args)]
+        return np.array(ids, dtype=np.int64)
+
+    def _accept(self, candidates: list[tuple[float, int]], filt: _Filter, access: AccessCheck) -> list[Hit]:
+        if not candidates:
+            return []
+        rows: dict[int, tuple] = {}
+        conn = self.store.reader()
+        id_list = [i for _, i in candidates]
+        for start in range(0, len(id_list), 900):  # SQLite's bound-parameter limit
+            chunk = id_list[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT id, share, relpath, size, mtime_ns, state FROM files "
+                                    f"WHERE id IN ({marks})", chunk):
+                rows[row[0]] = row
+        hits = []
+        for score, id_ in candidates:
+            row = rows.get(id_)
+            # A pending row is a changed photo whose old vector still answers until it is re-encoded.
+            if row is None or row[5] not in (cat.INDEXED, cat.PENDING):
+                continue
+            share, raw, size, mtime_ns = row[1], row[2], row[3], row[4]
+            root = self.share_roots.get(share)
+            if root is None or not filt.keeps_row(share, mtime_ns):
+                continue
+            path = f"{root}/{cat.decode_path(raw)}"
+            if not filt.keeps_path(path) or not (access.peer.is_root or access.may_read(Path(path))):
+                continue
+            hits.append(Hit(path, share, score, size, mtime_ns / 1e9))
+        return hits

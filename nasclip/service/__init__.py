@@ -1,0 +1,1 @@
+"""The daemon: wiring the parts together, health, status, reload, systemd notify, logs."""

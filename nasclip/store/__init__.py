@@ -1,0 +1,1 @@
+"""The one writer of on-disk state: the SQLite catalog, the FAISS vectors, checkpoints, recovery."""

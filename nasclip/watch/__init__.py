@@ -1,0 +1,1 @@
+"""Watching the shares: inotify, mount health, events, scan scheduling, the reconcile scanner."""
