@@ -123,7 +123,7 @@ def open_bounded(fd: int, size: int, limits: DecodeLimits) -> BinaryIO:
                           "raise the setting if this photo is genuine")
     if size == 0:
         raise DecodeError("empty file (0 bytes)", retry=True)
-    return io.BufferedReader(BoundedFile(fd, limits), 1 << 16)  # type: ignore[return-value]
+    return io.BufferedReader(BoundedFile(fd, limits), 1 << 16)
 
 
 Source = Path | BinaryIO

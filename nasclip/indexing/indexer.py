@@ -33,9 +33,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import IndexerConfig
+from ..config import Config, IndexerConfig
 from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
 from ..fsopen import open_nofollow
+from ..lifecycle import Worker
 from ..store.catalog import FileRow
 from ..store.store import Encoded, Failed, Result, Store
 from .encoder import Encoder
@@ -58,6 +59,8 @@ ARRIVAL_WINDOW = 600.0
 MAX_RETRIES = 6
 # Retries of a file that does not change back off exponentially up to this.
 RETRY_CAP = 6 * 3600.0
+IDLE_POLL = 1.0  # seconds between looks for pending rows when nothing woke the indexer
+PAUSED_POLL = 0.2
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK  # a FIFO in a share must not hold a worker
 
 
@@ -166,47 +169,37 @@ class Indexer:
         # A batch encoded while the catalog could not take it (a full disk): recorded
         # later, never encoded twice. While it waits, no new work is claimed.
         self._unrecorded: tuple[list[_Prepared], list[Result]] | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("nasclip-indexer", self.step, log, "indexer", error_pause=5.0)
         self.paused = threading.Event()  # tests and `nasclip` can hold the indexer
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="nasclip-indexer", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def wake(self) -> None:
         """New work may be pending: do not wait for the idle poll."""
-        self._wake.set()
+        self._worker.wake()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.paused.is_set():
-                    self._stop.wait(0.2)
-                    continue
-                if self.loop() == 0:
-                    self._wake.wait(1.0)
-                    self._wake.clear()
-            except NasclipError as exc:
-                log.error("indexer: %s", exc)
-                self._stop.wait(5.0)
-            except Exception:  # never let the worker die silently
-                log.exception("indexer: unexpected error; continuing in 5 s")
-                self._stop.wait(5.0)
+    def step(self) -> float:
+        """One batch, or the seconds to idle: what the worker thread runs."""
+        if self.paused.is_set():
+            return PAUSED_POLL
+        return IDLE_POLL if self.loop() == 0 else 0.0
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
+        self._worker.stop()
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._worker.join(timeout)
 
     def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.is_alive()
+
+    def reconfigure(self, config: Config) -> None:
+        """Settings a reload may change: limits, retry timing, the shares' roots (read per batch)."""
+        self.config = config.indexer
+        self.share_roots = {s.name: s.path for s in config.shares}
 
     def close(self) -> None:
         """Stop, finish nothing more, drop the look-ahead; idempotent."""
@@ -307,7 +300,7 @@ class Indexer:
         if root is None:
             return None
         try:
-            fd = open_nofollow(row.relpath, base=root, flags=os.O_PATH)
+            fd = open_nofollow(row.relpath, base=str(root), flags=os.O_PATH)
         except (OSError, NasclipError):
             return None
         try:
@@ -317,7 +310,7 @@ class Indexer:
         return (st.st_dev, st.st_ino) if stat_.S_ISREG(st.st_mode) else None
 
     def _fill_window(self) -> None:
-        while len(self._window) < self.depth and not self._stop.is_set():
+        while len(self._window) < self.depth and not self._worker.stopping:
             rows = self.store.pending(self.config.batch_size, self._inflight)
             if not rows:
                 return
@@ -328,7 +321,9 @@ class Indexer:
         todo = [p for p in prepared if p.result is None]
         if todo:
             try:
-                vectors = self.encoder.encode_images(np.stack([p.tensor for p in todo]))
+                tensors = [p.tensor for p in todo if p.tensor is not None]
+                assert len(tensors) == len(todo), "a prepared photo has neither a result nor a tensor"
+                vectors = self.encoder.encode_images(np.stack(tensors))
             except NasclipError as exc:
                 # A model that cannot run is not the photos' fault: leave them pending.
                 raise NasclipError(f"encoding a batch failed: {exc}") from exc
@@ -357,7 +352,7 @@ class Indexer:
                                                 retry_at=self.clock() + retry_delay(row, 3600.0)))
         path = root / row.relpath
         try:
-            fd = open_nofollow(row.relpath, base=root, flags=_OPEN_FLAGS)
+            fd = open_nofollow(row.relpath, base=str(root), flags=_OPEN_FLAGS)
         except PathRefused:
             return self._failed(row, None, path, "a symbolic link, or below one; nasclip does not follow links")
         except FileNotFoundError:

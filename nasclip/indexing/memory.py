@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from typing import Any
 
 log = logging.getLogger("nasclip.memory")
 
@@ -25,7 +26,7 @@ except OSError:  # pragma: no cover - a platform without dlopen(NULL)
     _LIBC = None
 
 
-def _function(name: str):
+def _function(name: str) -> Any:
     return getattr(_LIBC, name, None) if _LIBC is not None else None
 
 

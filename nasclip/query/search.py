@@ -24,12 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import Config
 from ..errors import DecodeError, ModelError, NasclipError, PathRefused, ProtocolError
 from ..fsopen import open_nofollow
 from ..indexing.encoder import Encoder, l2_normalise
 from ..indexing.imaging import DecodeLimits, load_tensor, open_bounded
+from ..indexing.indexer import decode_limits
 from ..model.spec import load_model_spec
 from ..store import catalog as cat
+from ..store.reader import SEARCHABLE, Selection
 from ..store.store import Store
 from ..store.vectors import VectorIndex
 from .access import AccessCheck, Peer
@@ -115,27 +118,20 @@ class _Filter:
     def keeps_path(self, path: str) -> bool:
         return not self.prefix or path.startswith(self.prefix + "/")
 
-    def sql(self) -> list[tuple[str, tuple]]:
-        """One (WHERE clause, arguments) per share the filter can match."""
+    def selections(self) -> list[Selection]:
+        """One catalog selection per share the filter can match."""
         parts = []
         for share, root in self.share_roots.items():
             if self.share and share != self.share:
                 continue
-            where, args = "share=? AND state IN ('indexed', 'pending')", (share,)
+            relpath_range = None
             if self.prefix:
                 root_text = str(root)
                 if self.prefix.startswith(root_text + "/"):
-                    where += " AND relpath>=? AND relpath<?"
-                    args += cat.prefix_range(self.prefix[len(root_text) + 1:])
+                    relpath_range = cat.prefix_range(self.prefix[len(root_text) + 1:])
                 elif not (root_text == self.prefix or root_text.startswith(self.prefix + "/")):
                     continue  # the folder is in no part of this share
-            if self.after_ns is not None:
-                where += " AND mtime_ns>=?"
-                args += (self.after_ns,)
-            if self.before_ns is not None:
-                where += " AND mtime_ns<?"
-                args += (self.before_ns,)
-            parts.append((where, args))
+            parts.append(Selection(share, relpath_range, self.after_ns, self.before_ns))
         return parts
 
 
@@ -158,6 +154,11 @@ class Searcher:
         self.texts = TextCache()
         self._encoders: dict[str, Encoder] = {encoder.model_id: encoder}
         self._encoders_lock = threading.Lock()
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload's shares and decode limits; the text cache and the --like slots stay."""
+        self.share_roots = {s.name: s.path for s in config.shares}
+        self.limits = decode_limits(config.indexer)
 
     def close(self) -> None:
         """Close encoders opened for an old model (the target encoder belongs to the caller)."""
@@ -284,11 +285,9 @@ class Searcher:
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image}: the file is empty")
             located = self._locate(Path(self._share_path(image) or image))
             if located is not None:
-                row = self.store.reader().execute(
-                    "SELECT id FROM files WHERE share=? AND relpath=? AND state='indexed' AND size=? "
-                    "AND mtime_ns=?", (located[0], cat.encode_path(located[1]), st.st_size, st.st_mtime_ns)
-                ).fetchone()
-                stored = index.get(row[0]) if row is not None else None
+                found = self.store.reader().indexed_id(located[0], cat.encode_path(located[1]), st.st_size,
+                                                       st.st_mtime_ns)
+                stored = index.get(found) if found is not None else None
                 if stored is not None:
                     return stored
             try:
@@ -392,31 +391,23 @@ class Searcher:
 
     def _candidates(self, filt: _Filter) -> np.ndarray:
         """Ids of the catalog rows a share/folder/date filter keeps."""
-        conn = self.store.reader()
+        reader = self.store.reader()
         ids: list[int] = []
-        for where, args in filt.sql():
-            ids += [r[0] for r in conn.execute(f"SELECT id FROM files WHERE {where}", args)]
+        for selection in filt.selections():
+            ids += reader.searchable_ids(selection)
         return np.array(ids, dtype=np.int64)
 
     def _accept(self, candidates: list[tuple[float, int]], filt: _Filter, access: AccessCheck) -> list[Hit]:
         if not candidates:
             return []
-        rows: dict[int, tuple] = {}
-        conn = self.store.reader()
-        id_list = [i for _, i in candidates]
-        for start in range(0, len(id_list), 900):  # SQLite's bound-parameter limit
-            chunk = id_list[start:start + 900]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(f"SELECT id, share, relpath, size, mtime_ns, state FROM files "
-                                    f"WHERE id IN ({marks})", chunk):
-                rows[row[0]] = row
+        rows = self.store.reader().candidates(i for _, i in candidates)
         hits = []
         for score, id_ in candidates:
             row = rows.get(id_)
             # A pending row is a changed photo whose old vector still answers until it is re-encoded.
-            if row is None or row[5] not in (cat.INDEXED, cat.PENDING):
+            if row is None or row.state not in SEARCHABLE:
                 continue
-            share, raw, size, mtime_ns = row[1], row[2], row[3], row[4]
+            share, raw, size, mtime_ns = row.share, row.relpath, row.size, row.mtime_ns
             root = self.share_roots.get(share)
             if root is None or not filt.keeps_row(share, mtime_ns):
                 continue

@@ -25,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from ..config import QueryConfig, file_kind
+from ..config import Config, QueryConfig, file_kind
 from ..errors import NasclipError, ProtocolError
+from ..lifecycle import Worker
 from . import protocol
 from .access import Peer, peer_of
 
@@ -81,8 +82,7 @@ class QueryServer:
         self._slot_free = threading.Condition(self._active_lock)
         self._full_since: float | None = None
         self._connections: set[socket.socket] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("nasclip-server", self.step, log, "query server", error_pause=0.5)
         self.served = 0
         self.errors = 0
         self.refused = 0
@@ -109,8 +109,7 @@ class QueryServer:
         listener.listen(128)
         listener.settimeout(0.5)  # lets the accept loop see stop()
         self._listener = listener
-        self._thread = threading.Thread(target=self._accept_loop, name="nasclip-server", daemon=True)
-        self._thread.start()
+        self._worker.start()
         log.info("answering queries on %s", self.path)
 
     def _remove_socket(self) -> None:
@@ -139,17 +138,19 @@ class QueryServer:
                         "member of it); set query.socket_group", group)
 
     def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.is_alive()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._worker.stop()
+
+    def reconfigure(self, config: Config) -> None:
+        """Connection limits and timeouts apply to the next connection; socket path, mode and group need a restart."""
+        self.config = config.query
 
     def close(self) -> None:
         """Stop accepting, end open connections, remove the socket file; idempotent."""
         self.stop()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._worker.join()
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -164,46 +165,52 @@ class QueryServer:
 
     # ------------------------------------------------------------------ accepting
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()  # type: ignore[union-attr]
-            except socket.timeout:
-                continue
-            except OSError as exc:
-                if self._stop.is_set():
-                    return
-                if exc.errno in (errno.EMFILE, errno.ENFILE):
-                    log.error("out of file descriptors; refusing connections for a moment")
-                    self._stop.wait(0.5)
-                continue
-            try:
-                peer = peer_of(conn)
-            except OSError:  # gone already
-                conn.close()
-                continue
-            limit = self.config.max_connections_per_user
-            with self._slot_free:
-                refusal = None
-                if self._per_uid.get(peer.uid, 0) >= limit:
-                    refusal = (f"you have {limit} connections open already (query.max_connections_per_user); "
-                               "close one or try again in a moment")
+    def step(self) -> float:
+        """Accept one connection (waiting at most the listener's timeout) and hand it to a serving thread."""
+        listener = self._listener
+        if listener is None:
+            return 0.5
+        try:
+            conn, _ = listener.accept()
+        except socket.timeout:
+            return 0.0
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE) and not self._worker.stopping:
+                log.error("out of file descriptors; refusing connections for a moment")
+                return 0.5
+            return 0.0
+        self._admit(conn)
+        return 0.0
+
+    def _admit(self, conn: socket.socket) -> None:
+        """Give the connection a slot (waiting a short grace when all are taken) or refuse it with a reason."""
+        try:
+            peer = peer_of(conn)
+        except OSError:  # gone already
+            conn.close()
+            return
+        limit = self.config.max_connections_per_user
+        with self._slot_free:
+            refusal = None
+            if self._per_uid.get(peer.uid, 0) >= limit:
+                refusal = (f"you have {limit} connections open already (query.max_connections_per_user); "
+                           "close one or try again in a moment")
+            else:
+                if not self._has_slot() and self._full_since is None:
+                    self._full_since = time.monotonic()
+                if self._slot_free.wait_for(self._has_slot, self._grace()):
+                    self._full_since = None
+                    self._active += 1
+                    self._per_uid[peer.uid] = self._per_uid.get(peer.uid, 0) + 1
+                    self._connections.add(conn)
                 else:
-                    if not self._has_slot() and self._full_since is None:
-                        self._full_since = time.monotonic()
-                    if self._slot_free.wait_for(self._has_slot, self._grace()):
-                        self._full_since = None
-                        self._active += 1
-                        self._per_uid[peer.uid] = self._per_uid.get(peer.uid, 0) + 1
-                        self._connections.add(conn)
-                    else:
-                        refusal = (f"{self.config.max_connections} clients are being served "
-                                   "(query.max_connections); try again in a moment")
-            if refusal is not None:
-                self.refused += 1  # only the accept thread writes it
-                self._refuse(conn, refusal)
-                continue
-            self._pool.submit(self._serve, conn, peer)
+                    refusal = (f"{self.config.max_connections} clients are being served "
+                               "(query.max_connections); try again in a moment")
+        if refusal is not None:
+            self.refused += 1  # only the accept thread writes it
+            self._refuse(conn, refusal)
+            return
+        self._pool.submit(self._serve, conn, peer)
 
     def _has_slot(self) -> bool:
         return self._active < self.config.max_connections
@@ -235,7 +242,7 @@ class QueryServer:
             buffer = b""
             # One deadline per request line: a client trickling bytes cannot hold a worker.
             deadline = time.monotonic() + self.config.timeout
-            while not self._stop.is_set():
+            while not self._worker.stopping:
                 newline = buffer.find(b"\n")
                 if newline < 0:
                     if len(buffer) > self.config.max_request_bytes:

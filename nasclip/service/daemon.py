@@ -262,14 +262,11 @@ class Daemon:
         plan = plan_reload(self.config, new)
         config = self.config = plan.config
         set_level(config.log_level)
-        roots = self.share_roots
-        self.indexer.config = config.indexer
-        self.indexer.share_roots = dict(roots)
-        self.searcher.share_roots = dict(roots)
-        self.searcher.limits = decode_limits(config.indexer)
+        self.indexer.reconfigure(config)
+        self.searcher.reconfigure(config)
         self.watcher.settle_seconds = config.indexer.settle_seconds
         self.watcher.update_shares(config.shares)
-        self.server.config = config.query
+        self.server.reconfigure(config)
         self.reloaded = time.time()
         for problem in check_paths(config):
             log.warning("%s", problem)
@@ -351,8 +348,7 @@ class Daemon:
 
     def _failures(self, limit: int) -> list[tuple[str, str, str]]:
         assert self.store
-        rows = self.store.reader().execute(
-            "SELECT share, relpath, error FROM files WHERE state='failed' ORDER BY updated DESC LIMIT ?", (limit,))
+        rows = self.store.reader().recent_failures(limit)
         return [(s, str(self.share_roots.get(s, Path("?")) / decode_path(p)), e) for s, p, e in rows]
 
     def status_line(self) -> str:
@@ -381,7 +377,7 @@ class Daemon:
 
     def handle(self, request: Request, peer: Peer) -> dict:
         """Answer one validated request (called from server threads)."""
-        assert self.searcher and self.watcher
+        assert self.searcher and self.watcher and self.store and self.indexer
         if request.op == "ping":
             return ok_reply(request.id, version=__version__)
         if request.op == "status":

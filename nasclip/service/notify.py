@@ -49,7 +49,7 @@ class Notifier:
         message = "\n".join(lines)
         if self._libsystemd:
             try:
-                from systemd import daemon  # type: ignore[import-not-found,attr-defined]
+                from systemd import daemon
 
                 daemon.notify(message)
                 return

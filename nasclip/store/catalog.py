@@ -372,7 +372,7 @@ class _Transaction:
         self._changes = self.conn.total_changes
         return self.conn
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc_type is None:
             try:
                 self.conn.execute("COMMIT")

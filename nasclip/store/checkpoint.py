@@ -89,7 +89,7 @@ def _check_payload(handle: BinaryIO, path: Path, header: Header) -> None:
 
 def _parse(handle: BinaryIO, path: Path) -> faiss.Index:
     try:
-        return faiss.read_index(faiss.PyCallbackIOReader(handle.read))
+        return faiss.read_index(faiss.PyCallbackIOReader(handle.read))  # type: ignore[attr-defined]
     except (RuntimeError, MemoryError) as exc:
         raise CheckpointDamaged(f"{path}: unreadable index checkpoint: {str(exc).splitlines()[0]}") from None
 
@@ -143,7 +143,7 @@ def write(index: faiss.Index, path: Path, log_seq: int) -> int:
                 length += len(chunk)
                 return len(chunk)
 
-            faiss.write_index(index, faiss.PyCallbackIOWriter(sink))
+            faiss.write_index(index, faiss.PyCallbackIOWriter(sink))  # type: ignore[attr-defined]
             _write_all_at(fd, _pack(length, log_seq, int(index.ntotal), digest.digest()))
             os.fsync(fd)
         finally:

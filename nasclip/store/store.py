@@ -27,6 +27,7 @@ from ..errors import DiskFull, StoreError
 from . import catalog as cat
 from . import checkpoint
 from .catalog import Catalog, FileRow
+from .reader import CatalogReader
 from .recovery import recover
 from .space import SpaceMonitor
 from .vectors import IndexType, VectorIndex
@@ -181,12 +182,8 @@ class Store:
 
     def _coverage(self) -> dict[str, int]:
         """Live photos with a vector, per model."""
-        counts = {model: 0 for model in self.indexes}
-        for model, n in self.reader().execute(
-                "SELECT v.model_id, COUNT(*) FROM vectors v JOIN files f ON f.id=v.file_id "
-                "WHERE f.state IN ('indexed', 'pending') GROUP BY v.model_id"):
-            counts[model] = n
-        return counts
+        covered = self.reader().coverage()
+        return {model: covered.get(model, 0) for model in self.indexes}
 
     def _choose_serving(self) -> str:
         if len(self.indexes) == 1:
@@ -201,16 +198,15 @@ class Store:
 
     def model_folder(self, model_id: str) -> Path | None:
         """The folder a model was loaded from when it was the target."""
-        value = self.reader().execute("SELECT value FROM meta WHERE key=?",
-                                      (f"model_folder:{model_id}",)).fetchone()
-        return Path(value[0]) if value else None
+        value = self.reader().meta(f"model_folder:{model_id}")
+        return Path(value) if value else None
 
     def migration(self) -> dict | None:
         """Progress of a model switch: {'from', 'to', 'done', 'total'}, or None."""
         if len(self.indexes) == 1:
             return None
         coverage = self._coverage()
-        live = self.reader().execute("SELECT COUNT(*) FROM files WHERE state IN ('indexed', 'pending')").fetchone()[0]
+        live = self.reader().searchable_count()
         old = [m for m in self.indexes if m != self.model_id]
         return {"from": old, "to": self.model_id, "done": coverage[self.model_id], "total": live}
 
@@ -218,10 +214,7 @@ class Store:
         """Re-choose the serving model; retire old indexes once the target covers every photo."""
         if len(self.indexes) == 1:
             return self._serving
-        missing = self.reader().execute(
-            "SELECT 1 FROM files WHERE state IN ('indexed', 'pending') AND id NOT IN "
-            "(SELECT file_id FROM vectors WHERE model_id=?) LIMIT 1", (self.model_id,)).fetchone()
-        if missing is None:
+        if not self.reader().any_without_vector(self.model_id):
             with self._lock:
                 old = [m for m in self.indexes if m != self.model_id]
                 with self.catalog.transaction() as tx:
@@ -243,13 +236,13 @@ class Store:
 
     # ------------------------------------------------------------------ reading
 
-    def reader(self):
-        """This thread's read-only catalog connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = cat.connect(self.catalog.path, readonly=True)
-            self._local.conn = conn
-        return conn
+    def reader(self) -> CatalogReader:
+        """This thread's read-only view of the catalog (its own connection)."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = CatalogReader(cat.connect(self.catalog.path, readonly=True))
+            self._local.reader = reader
+        return reader
 
     def counts(self) -> dict[str, int]:
         """Photos by state. Cached until the next write: the status line asks every few
@@ -258,24 +251,21 @@ class Store:
         cached = self._counts
         if cached is not None and cached[0] == commits:
             return dict(cached[1])
-        counts = {cat.PENDING: 0, cat.INDEXED: 0, cat.FAILED: 0, cat.GONE: 0}
-        for state, n in self.reader().execute("SELECT state, COUNT(*) FROM files GROUP BY state"):
-            counts[state] = n
+        counts = self.reader().counts_by_state()
         self._counts = (commits, counts)
         return dict(counts)
 
     def get_meta(self, key: str) -> str | None:
         """A small piece of state kept in the catalog (read without the write lock)."""
-        row = self.reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
+        return self.reader().meta(key)
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock, self.catalog.transaction():
             self.catalog.set_meta(key, value)
 
     def counter(self, key: str) -> int:
-        row = self.reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return int(row[0]) if row else 0
+        value = self.reader().meta(key)
+        return int(value) if value else 0
 
     # ------------------------------------------------------------------ writing: watcher side
 
@@ -346,28 +336,11 @@ class Store:
         Each half reads one partial index (files_new, files_retry), so rows
         waiting for a later retry cost nothing however many there are.
         """
-        conn = self.reader()
-        wanted = limit + len(skip)
-        rows = conn.execute(
-            f"SELECT {cat.ROW_COLUMNS} FROM files INDEXED BY files_new WHERE state='pending' AND retry_at IS NULL "
-            "ORDER BY mtime_ns DESC LIMIT ?", (wanted,)).fetchall()
-        if len(rows) < wanted:
-            rows += conn.execute(
-                f"SELECT {cat.ROW_COLUMNS} FROM files INDEXED BY files_retry WHERE state='pending' "
-                "AND retry_at IS NOT NULL AND retry_at<=? ORDER BY retry_at LIMIT ?",
-                (cat.now(), wanted - len(rows))).fetchall()
-        return [r for r in map(cat.row_from, rows) if r.id not in skip][:limit]
+        return self.reader().due(limit, skip, cat.now())
 
     def donor_for(self, row: FileRow, fingerprint: str) -> int | None:
         """A row whose vector this photo can reuse: itself, unchanged, or a moved or copied twin."""
-        conn = self.reader()
-        if conn.execute("SELECT 1 FROM files f JOIN vectors v ON v.file_id=f.id AND v.model_id=? "
-                        "WHERE f.id=? AND f.fingerprint=?", (self.model_id, row.id, fingerprint)).fetchone():
-            return row.id
-        found = conn.execute(
-            "SELECT f.id FROM files f JOIN vectors v ON v.file_id=f.id AND v.model_id=? "
-            "WHERE f.fingerprint=? AND f.id!=? LIMIT 1", (self.model_id, fingerprint, row.id)).fetchone()
-        return found[0] if found else None
+        return self.reader().donor(self.model_id, row.id, fingerprint)
 
     def record(self, results: list[Result]) -> dict[str, int]:
         """Store the indexer's results in one transaction; stale results are dropped.

@@ -15,7 +15,7 @@ import contextlib
 import os
 import threading
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import faiss
 import numpy as np
@@ -74,8 +74,11 @@ SQ8_TRAIN_AT = 4096
 NORM_TOLERANCE = 0.02
 
 
-def _new_index(dim: int, kind: IndexType, training: np.ndarray | None = None) -> faiss.Index:
+def _new_index(dim: int, kind: IndexType, training: np.ndarray | None = None) -> Any:
     """An empty IndexIDMap2 of the kind; sq8 without training data starts flat."""
+    # Any, here and for the index kept: faiss's bundled stubs know neither IndexIDMap2's
+    # members (index, id_map) nor SearchParameters(sel=...).
+    inner: Any
     if kind == "flat" or (kind == "sq8" and training is None):
         inner = faiss.IndexFlatIP(dim)
     elif kind == "fp16":
@@ -86,7 +89,7 @@ def _new_index(dim: int, kind: IndexType, training: np.ndarray | None = None) ->
     return faiss.IndexIDMap2(inner)
 
 
-def _kind_of(index: faiss.Index) -> str:
+def _kind_of(index: Any) -> str:
     """'flat', 'fp16' or 'sq8' for an IndexIDMap2 we built."""
     inner = faiss.downcast_index(index.index)
     if isinstance(inner, faiss.IndexScalarQuantizer):
@@ -110,7 +113,7 @@ class VectorIndex:
                  index: faiss.Index | None = None) -> None:
         self.dim = dim
         self.kind = kind
-        self._index = index if index is not None else _new_index(dim, kind)
+        self._index: Any = index if index is not None else _new_index(dim, kind)
         self._lock = ReadWriteLock()
         if _kind_of(self._index) != kind and not (kind == "sq8" and len(self) < SQ8_TRAIN_AT):
             self._rebuild()
@@ -204,7 +207,7 @@ class VectorIndex:
             # A filter that leaves few photos is applied inside the scan, not after it.
             # (selector stays referenced here until the search is done: params only points at it.)
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))
-            params = faiss.SearchParameters(sel=selector)
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
         with self._lock.read():
             k = max(1, min(k, max(1, self._index.ntotal)))
             return self._index.search(queries, k, params=params)

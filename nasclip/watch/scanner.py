@@ -181,8 +181,7 @@ def count_folders(root: Path) -> int:
 
 def known_photos(store: Store, share: str) -> int:
     """Live catalog rows of a share."""
-    return store.reader().execute("SELECT COUNT(*) FROM files WHERE share=? AND state!='gone'",
-                                  (share,)).fetchone()[0]
+    return store.reader().live_in_share(share)
 
 
 def unavailable(share: ShareConfig, store: Store, empty_ok: bool = False) -> str | None:
@@ -211,12 +210,7 @@ def unavailable(share: ShareConfig, store: Store, empty_ok: bool = False) -> str
 
 def live_rows(store: Store, share: str, below: str = "") -> dict[bytes, tuple[int, int]]:
     """(size, mtime_ns) of the share's rows that are not gone, keyed by stored path, optionally below a folder."""
-    sql = "SELECT relpath, size, mtime_ns FROM files WHERE share=? AND state!='gone'"
-    args: tuple = (share,)
-    if below.strip("/"):
-        sql += " AND relpath>=? AND relpath<?"
-        args += prefix_range(below)
-    return {raw: (size, mtime_ns) for raw, size, mtime_ns in store.reader().execute(sql, args)}
+    return store.reader().live_rows(share, prefix_range(below) if below.strip("/") else None)
 
 
 def _exists(path: bytes | str) -> bool:

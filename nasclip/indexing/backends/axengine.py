@@ -77,4 +77,4 @@ class AxEngineSession:
         return list(self._inputs)
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]
+        self._session = None

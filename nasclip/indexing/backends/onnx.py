@@ -66,4 +66,4 @@ class OnnxSession:
         return [i.name for i in self._session.get_inputs()]
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]
+        self._session = None

@@ -1,0 +1,161 @@
+"""The catalog's read side: every query the rest of nasclip asks, by name.
+
+Searches, the scanner, status and the model switch read the catalog through
+a ``CatalogReader`` (one read-only connection per thread, from
+``Store.reader()``), never through SQL of their own. Keeping every query here
+means a schema change is one package's business, and each query can be read
+beside the index that serves it (catalog.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Iterable
+
+from .catalog import FAILED, GONE, INDEXED, PENDING, ROW_COLUMNS, FileRow, row_from
+
+# SQLite's default limit on bound parameters is 999; stay under it.
+_CHUNK = 900
+# A state that still answers searches: a pending row is a changed photo whose
+# old vector answers until it is re-encoded.
+SEARCHABLE = (INDEXED, PENDING)
+_SEARCHABLE_SQL = f"state IN ('{INDEXED}', '{PENDING}')"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a search needs of a row to filter it and show it."""
+
+    id: int
+    share: str
+    relpath: bytes  # as stored (encode_path)
+    size: int
+    mtime_ns: int
+    state: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Rows of one share, optionally below a folder (a stored-path range) and within mtimes."""
+
+    share: str
+    relpath_range: tuple[bytes, bytes] | None = None
+    after_ns: int | None = None
+    before_ns: int | None = None
+
+
+class CatalogReader:
+    """Named read-only queries on one connection (not shared between threads)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    # ------------------------------------------------------------------ counts
+
+    def counts_by_state(self) -> dict[str, int]:
+        counts = {PENDING: 0, INDEXED: 0, FAILED: 0, GONE: 0}
+        for state, n in self.conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state"):
+            counts[state] = n
+        return counts
+
+    def live_in_share(self, share: str) -> int:
+        """Rows of a share that are not gone."""
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM files WHERE share=? AND state!='{GONE}'",
+                                     (share,)).fetchone()[0])
+
+    def searchable_count(self) -> int:
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM files WHERE {_SEARCHABLE_SQL}").fetchone()[0])
+
+    # ------------------------------------------------------------------ models
+
+    def coverage(self) -> dict[str, int]:
+        """Searchable photos with a vector, per model."""
+        return {model: n for model, n in self.conn.execute(
+            "SELECT v.model_id, COUNT(*) FROM vectors v JOIN files f ON f.id=v.file_id "
+            f"WHERE f.{_SEARCHABLE_SQL} GROUP BY v.model_id")}
+
+    def any_without_vector(self, model_id: str) -> bool:
+        """Whether some searchable photo has no vector of this model yet."""
+        return self.conn.execute(
+            f"SELECT 1 FROM files WHERE {_SEARCHABLE_SQL} AND id NOT IN "
+            "(SELECT file_id FROM vectors WHERE model_id=?) LIMIT 1", (model_id,)).fetchone() is not None
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    # ------------------------------------------------------------------ files
+
+    def live_rows(self, share: str, relpath_range: tuple[bytes, bytes] | None = None
+                  ) -> dict[bytes, tuple[int, int]]:
+        """(size, mtime_ns) of a share's rows that are not gone, keyed by stored path."""
+        sql = f"SELECT relpath, size, mtime_ns FROM files WHERE share=? AND state!='{GONE}'"
+        args: tuple = (share,)
+        if relpath_range is not None:
+            sql += " AND relpath>=? AND relpath<?"
+            args += relpath_range
+        return {raw: (size, mtime_ns) for raw, size, mtime_ns in self.conn.execute(sql, args)}
+
+    def indexed_id(self, share: str, relpath: bytes, size: int, mtime_ns: int) -> int | None:
+        """The id of an indexed row for exactly this file (same size and mtime), if there is one."""
+        row = self.conn.execute(
+            f"SELECT id FROM files WHERE share=? AND relpath=? AND state='{INDEXED}' AND size=? AND mtime_ns=?",
+            (share, relpath, size, mtime_ns)).fetchone()
+        return int(row[0]) if row is not None else None
+
+    def searchable_ids(self, selection: Selection) -> list[int]:
+        """Ids of the searchable rows a selection keeps."""
+        where = f"share=? AND {_SEARCHABLE_SQL}"
+        args: tuple = (selection.share,)
+        if selection.relpath_range is not None:
+            where += " AND relpath>=? AND relpath<?"
+            args += selection.relpath_range
+        if selection.after_ns is not None:
+            where += " AND mtime_ns>=?"
+            args += (selection.after_ns,)
+        if selection.before_ns is not None:
+            where += " AND mtime_ns<?"
+            args += (selection.before_ns,)
+        return [r[0] for r in self.conn.execute(f"SELECT id FROM files WHERE {where}", args)]
+
+    def candidates(self, ids: Iterable[int]) -> dict[int, Candidate]:
+        """The rows with these ids (missing ones are left out)."""
+        id_list = list(ids)
+        rows: dict[int, Candidate] = {}
+        for start in range(0, len(id_list), _CHUNK):
+            chunk = id_list[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(f"SELECT id, share, relpath, size, mtime_ns, state FROM files "
+                                         f"WHERE id IN ({marks})", chunk):
+                rows[row[0]] = Candidate(*row)
+        return rows
+
+    def due(self, limit: int, skip: set[int], now: float) -> list[FileRow]:
+        """Pending rows to index: new photos newest first, then retries that are due (see Store.pending)."""
+        wanted = limit + len(skip)
+        rows = self.conn.execute(
+            f"SELECT {ROW_COLUMNS} FROM files INDEXED BY files_new WHERE state='{PENDING}' AND retry_at IS NULL "
+            "ORDER BY mtime_ns DESC LIMIT ?", (wanted,)).fetchall()
+        if len(rows) < wanted:
+            rows += self.conn.execute(
+                f"SELECT {ROW_COLUMNS} FROM files INDEXED BY files_retry WHERE state='{PENDING}' "
+                "AND retry_at IS NOT NULL AND retry_at<=? ORDER BY retry_at LIMIT ?",
+                (now, wanted - len(rows))).fetchall()
+        return [r for r in map(row_from, rows) if r.id not in skip][:limit]
+
+    def donor(self, model_id: str, file_id: int, fingerprint: str) -> int | None:
+        """The row itself when its fingerprint and vector still hold, else a twin with the same fingerprint."""
+        if self.conn.execute("SELECT 1 FROM files f JOIN vectors v ON v.file_id=f.id AND v.model_id=? "
+                             "WHERE f.id=? AND f.fingerprint=?", (model_id, file_id, fingerprint)).fetchone():
+            return file_id
+        found = self.conn.execute(
+            "SELECT f.id FROM files f JOIN vectors v ON v.file_id=f.id AND v.model_id=? "
+            "WHERE f.fingerprint=? AND f.id!=? LIMIT 1", (model_id, fingerprint, file_id)).fetchone()
+        return int(found[0]) if found else None
+
+    def recent_failures(self, limit: int) -> list[tuple[str, bytes, str]]:
+        """(share, stored path, reason) of the photos that failed most recently."""
+        return [(s, p, e) for s, p, e in self.conn.execute(
+            f"SELECT share, relpath, error FROM files WHERE state='{FAILED}' ORDER BY updated DESC LIMIT ?",
+            (limit,))]
