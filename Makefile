@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 BASE := $(VENV)/.base-stamp
 STAMP := $(VENV)/.test-stamp
 
-.PHONY: demo test venv bench train-demo clean
+.PHONY: demo test test-unit lint venv bench train-demo clean
 
 # nasclip and its run-time dependencies: all the demo needs.
 $(BASE): pyproject.toml tools/bootstrap_venv.py
@@ -20,10 +20,27 @@ $(STAMP): $(BASE)
 	$(PIP) -e '.[test]'
 	touch $(STAMP)
 
+LINT := $(VENV)/.lint-stamp
+
 # And system commands: setfacl/getfacl for the ACL tests (installed when root, else reported).
+# Two tiers: tests/unit (no daemon, no sleeps; well under a minute) first, then
+# tests/system (the real daemon, real sockets, real users; a few minutes).
 test: $(STAMP)
 	$(PYTHON) tools/system_packages.py
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q tests/system
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+$(LINT): $(BASE)
+	$(PIP) -e '.[lint]'
+	touch $(LINT)
+
+# ruff (pyflakes, pycodestyle, import order, bugbear) and mypy (nasclip, typed), as CI runs them.
+lint: $(LINT)
+	$(PY) -m ruff check nasclip tests tools bench
+	$(PY) -m mypy
 
 venv: $(STAMP)
 

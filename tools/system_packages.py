@@ -19,8 +19,8 @@ import sys
 
 # command: (Debian package, tests that skip without it)
 NEEDED = {
-    "setfacl": ("acl", "tests/test_acl.py, tests/test_counts.py"),
-    "getfacl": ("acl", "tests/test_acl.py"),
+    "setfacl": ("acl", "tests/system/test_acl.py, tests/system/test_counts.py"),
+    "getfacl": ("acl", "tests/system/test_acl.py"),
 }
 
 

@@ -76,7 +76,7 @@ class ServiceUser:
 
     name: str
     peer: Peer
-    reader: acl.XattrReader = field(default=acl.read_xattr, compare=False)  # injectable: see tests/test_acl.py
+    reader: acl.XattrReader = field(default=acl.read_xattr, compare=False)  # injectable: see tests/system/test_acl.py
 
     @classmethod
     def lookup(cls, name: str = SERVICE_USER) -> "ServiceUser | None":

@@ -38,7 +38,8 @@ from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
 from ..fsopen import open_nofollow
 from ..lifecycle import Worker
 from ..store.catalog import FileRow
-from ..store.store import Encoded, Failed, Result, Store
+from ..store.changes import Encoded, Failed, Result
+from ..store.store import Store
 from .encoder import Encoder
 from .imaging import DecodeLimits, load_tensor, open_bounded
 

@@ -16,9 +16,8 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable
 
 import numpy as np
 
@@ -27,6 +26,7 @@ from ..errors import DiskFull, StoreError
 from . import catalog as cat
 from . import checkpoint
 from .catalog import Catalog, FileRow
+from .changes import Change, Deleted, Encoded, Failed, Moved, Result, Seen  # noqa: F401  (also imported from here)
 from .reader import CatalogReader
 from .recovery import recover
 from .space import SpaceMonitor
@@ -35,67 +35,6 @@ from .vectors import IndexType, VectorIndex
 log = logging.getLogger("nasclip.store")
 
 DISK_RETRY = 5.0  # seconds between checkpoint attempts after one failed
-
-
-# ---------------------------------------------------------------------- changes from the watcher
-
-
-@dataclass(frozen=True)
-class Seen:
-    """A file exists with this size and mtime."""
-
-    share: str
-    relpath: str
-    size: int
-    mtime_ns: int
-
-
-@dataclass(frozen=True)
-class Deleted:
-    """A file (or, with folder=True, everything below a folder) is gone."""
-
-    share: str
-    relpath: str
-    folder: bool = False
-
-
-@dataclass(frozen=True)
-class Moved:
-    """A file (or folder) was renamed; rows follow without re-encoding."""
-
-    share: str
-    old: str
-    new_share: str
-    new: str
-    folder: bool = False
-
-
-Change = Union[Seen, Deleted, Moved]
-
-# ---------------------------------------------------------------------- results from the indexer
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """The photo of row ``row`` was encoded (or reuses ``donor``'s vector)."""
-
-    row: FileRow
-    fingerprint: str
-    vector: np.ndarray | None = None
-    donor: int | None = None
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The photo of ``row`` cannot be indexed; with retry_at set, try again then."""
-
-    row: FileRow
-    fingerprint: str | None
-    error: str
-    retry_at: float | None = None
-
-
-Result = Union[Encoded, Failed]
 
 
 class Store:

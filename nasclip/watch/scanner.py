@@ -23,7 +23,8 @@ from typing import Callable, Iterator
 
 from ..config import ShareConfig
 from ..store.catalog import prefix_range
-from ..store.store import Change, Deleted, Seen, Store
+from ..store.changes import Change, Deleted, Seen
+from ..store.store import Store
 
 log = logging.getLogger("nasclip.scanner")
 

@@ -72,7 +72,7 @@ def seen(store: Store, share: Path, *names: str) -> None:
 
 def rows(store: Store) -> dict[str, tuple[int, str, str | None]]:
     """relpath -> (id, state, fingerprint) of live rows."""
-    found = store.reader().execute("SELECT relpath, id, state, fingerprint FROM files WHERE state!='gone'")
+    found = store.reader().conn.execute("SELECT relpath, id, state, fingerprint FROM files WHERE state!='gone'")
     return {os.fsdecode(p): (i, s, f) for p, i, s, f in found}
 
 
@@ -223,7 +223,7 @@ def test_a_decode_that_never_returns_does_not_hold_up_the_other_photos(parts, mo
         assert took < 8, f"the other photos waited {took:.1f} s for the stuck one"
         waiting = [r for r in rows(store).values() if r[1] == "pending"]
         assert len(waiting) == 1
-        error = store.reader().execute("SELECT error, retry_at FROM files WHERE state='pending'").fetchone()
+        error = store.reader().conn.execute("SELECT error, retry_at FROM files WHERE state='pending'").fetchone()
         assert "indexer.decode_timeout" in error[0] and error[1] > time.time()
     finally:
         stuck.set()

@@ -80,7 +80,7 @@ class Rig:
 
     def live(self, share: str) -> dict[str, tuple[int, str]]:
         """relpath -> (row id, state) of the share's rows that are not gone."""
-        rows = self.store.reader().execute(
+        rows = self.store.reader().conn.execute(
             "SELECT relpath, id, state FROM files WHERE share=? AND state!='gone'", (share,))
         return {os.fsdecode(p): (i, s) for p, i, s in rows}
 
@@ -469,7 +469,7 @@ PERMISSION_PROBE = textwrap.dedent("""
     store = Store(state, "probe", 8)
     watcher = Watcher(store, (ShareConfig(name="s", path=share, watch="poll"),), 0.0)
     def rows():
-        return {os.fsdecode(p): s for p, s in store.reader().execute("SELECT relpath, state FROM files")}
+        return {os.fsdecode(p): s for p, s in store.reader().conn.execute("SELECT relpath, state FROM files")}
     watcher.request_scan(); watcher.scan_once()
     first = rows()
     os.chmod(share / "locked", 0)

@@ -311,7 +311,7 @@ def test_a_decompression_bomb_never_gets_its_pixels_allocated(bomb: Path, tmp_pa
         print(refused, peak() - before)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                            cwd=str(Path(__file__).resolve().parent.parent))
+                            cwd=str(Path(__file__).resolve().parents[2]))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("refused 20000×20000 pixels is more than indexer.max_pixels")

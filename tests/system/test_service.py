@@ -37,7 +37,7 @@ from nasclip.service.reload import plan_reload
 from nasclip.store import checkpoint
 from tools.scenes import Scene
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "nasclip.service"
 SYSUSERS = ROOT / "systemd" / "nasclip.sysusers"
 BIN = Path(sys.executable).parent
@@ -108,7 +108,7 @@ def answers(path: Path) -> bool:
         return False
 
 
-HUNG_MOUNT = Path(__file__).resolve().parent / "fakes" / "hung_mount"
+HUNG_MOUNT = Path(__file__).resolve().parents[1] / "fakes" / "hung_mount"
 
 
 def hang_photo(folder: Path, name: str) -> Path:

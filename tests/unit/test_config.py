@@ -12,7 +12,7 @@ from nasclip.config import Config, check_paths, load_config, parse_config
 from nasclip.errors import ConfigError
 from nasclip.typedyaml import iter_settings, to_plain
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "nasclip.yaml"
 
 MINIMAL = """\

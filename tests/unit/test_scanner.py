@@ -49,7 +49,7 @@ def store(tmp_path: Path) -> Store:
 
 def states(store: Store, share: str = "s") -> dict[str, str]:
     return {os.fsdecode(p): st for p, st in
-            store.reader().execute("SELECT relpath, state FROM files WHERE share=?", (share,))}
+            store.reader().conn.execute("SELECT relpath, state FROM files WHERE share=?", (share,))}
 
 
 # ---------------------------------------------------------------------- filters

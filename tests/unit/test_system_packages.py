@@ -27,6 +27,6 @@ def test_nothing_to_do_when_everything_is_there() -> None:
 def test_without_the_commands_it_says_which_tests_skip_and_never_fails() -> None:
     as_nobody = run("/nonexistent", [str(shutil.which("setpriv")), "--reuid=65534", "--regid=65534", "--clear-groups"])
     assert as_nobody.returncode == 0, as_nobody
-    assert "setfacl is missing (apt package acl); tests/test_acl.py" in as_nobody.stderr
+    assert "setfacl is missing (apt package acl); tests/system/test_acl.py" in as_nobody.stderr
     as_root_without_apt = run("/nonexistent")
     assert as_root_without_apt.returncode == 0 and "no apt-get here" in as_root_without_apt.stderr

@@ -121,7 +121,7 @@ def test_claiming_work_does_not_read_the_rows_waiting_for_a_retry(tmp_path: Path
         with store.catalog.transaction() as tx:
             tx.execute("UPDATE files SET retry_at=?, attempts=1", (later,))
         store.apply([Seen("p", f"new/{i}.jpg", 10, 10**12 + i) for i in range(3)])
-        conn = store.reader()
+        conn = store.reader().conn
         steps = [0]
 
         def count() -> int:

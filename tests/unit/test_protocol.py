@@ -118,7 +118,7 @@ def test_reply_lines_are_ascii_and_keep_undecodable_names() -> None:
 
 
 def test_docs_name_every_op_key_and_error_code() -> None:
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
     codes = [v for k, v in vars(protocol).items() if k.isupper() and isinstance(v, str) and k not in ("VERSION",)]
     assert len(codes) >= 10
     for code in codes:

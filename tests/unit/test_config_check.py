@@ -15,7 +15,7 @@ from nasclip.cli import admin
 from nasclip.config import Config, load_config
 from nasclip.typedyaml import iter_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Settings without a default: a config is meaningless without them.
 REQUIRED = {"shares", "shares[].name", "shares[].path", "model"}
 

@@ -1,0 +1,74 @@
+"""What the other parts hand the store: file-system changes from the watcher, results from the indexer.
+
+Plain frozen values, so that the watcher and the indexer never touch the
+catalog themselves: ``Store.apply`` and ``Store.record`` are the only writers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+from .catalog import FileRow
+
+# ---------------------------------------------------------------------- changes from the watcher
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A file exists with this size and mtime."""
+
+    share: str
+    relpath: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """A file (or, with folder=True, everything below a folder) is gone."""
+
+    share: str
+    relpath: str
+    folder: bool = False
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A file (or folder) was renamed; rows follow without re-encoding."""
+
+    share: str
+    old: str
+    new_share: str
+    new: str
+    folder: bool = False
+
+
+Change = Union[Seen, Deleted, Moved]
+
+# ---------------------------------------------------------------------- results from the indexer
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The photo of row ``row`` was encoded (or reuses ``donor``'s vector)."""
+
+    row: FileRow
+    fingerprint: str
+    vector: np.ndarray | None = None
+    donor: int | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The photo of ``row`` cannot be indexed; with retry_at set, try again then."""
+
+    row: FileRow
+    fingerprint: str | None
+    error: str
+    retry_at: float | None = None
+
+
+Result = Union[Encoded, Failed]
