@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from .config import Config
 from .errors import NasclipError
@@ -35,6 +35,9 @@ class Component(Protocol):
         """Stop, wait for the thread, release resources; idempotent."""
 
     def is_alive(self) -> bool: ...
+
+    def status(self) -> Any:
+        """This part's piece of the status reply (service/status.py)."""
 
     def reconfigure(self, config: Config) -> None:
         """Take on the settings of a reloaded config that may change live."""

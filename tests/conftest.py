@@ -18,6 +18,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Some test modules share helpers across the tiers (test_store's vectors, test_tokenizers'
+# vocabularies, test_service's notify socket): importable whichever tier runs alone.
+for tier in ("unit", "system"):
+    sys.path.insert(1, str(ROOT / "tests" / tier))
 
 from nasclip.errors import DaemonUnavailable  # noqa: E402
 from nasclip.query.client import Client, call  # noqa: E402

@@ -18,6 +18,7 @@ from ..config import DEFAULT_CONFIG, check_paths, load_config
 from ..display import group_digits, printable
 from ..errors import ConfigError, NasclipError
 from ..query.client import call, resolve_socket
+from ..service.status import StatusReply
 from ..typedyaml import to_commented_yaml
 from .common import EXIT_USAGE, Parser
 from .models import add_models_commands
@@ -28,7 +29,7 @@ def _say(line: str) -> None:
     print(printable(line))
 
 
-def print_status(status: dict) -> None:
+def print_status(status: StatusReply) -> None:
     photos = status["photos"]
     model = status["model"]
     _say(f"nasclipd {status['version']}, up {status['uptime'] / 3600:.1f} h, "
@@ -66,12 +67,12 @@ def print_status(status: dict) -> None:
             _say(f"           {share['settling']} files still arriving")
         for folder in share.get("unreadable_folders", [])[:5]:
             _say(f"           cannot read {folder} (skipped, its photos kept)")
-    service = status.get("service") or {}
-    if service.get("config"):
+    service = status.get("service")
+    if service and service.get("config"):
         waiting = service.get("restart_needed") or []
         _say(f"config   {service['config']}" + (f" (changed, waiting for a restart: {', '.join(waiting)})"
                                                    if waiting else ""))
-    if service.get("stalled"):
+    if service and service.get("stalled"):
         _say("indexer  STUCK: no batch finished for longer than service.stall_seconds; systemd will restart it")
     if status["recent_failures"]:
         _say("recent failures:")

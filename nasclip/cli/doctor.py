@@ -32,7 +32,7 @@ from ..errors import (
 from ..model import install as model_install
 from ..model.spec import load_model_spec, model_files
 from ..query import acl
-from ..query.access import Peer, groups_of
+from ..query.access import AccessCheck, Peer, groups_of
 from ..query.client import call
 from ..store.catalog import connect, integrity_problems
 from ..store.statedir import loose_entries
@@ -109,12 +109,10 @@ class ServiceUser:
         kernel, not nasclip, decides what nasclipd may open, and
         check_shares reports such folders separately.
         """
-        if self.peer.uid == 0:
+        if self.peer.uid == 0:  # root may read anything, but runs only what has an x bit
             return not (want & X) or stat.S_ISDIR(st.st_mode) or bool(st.st_mode & 0o111)
-        rules = self.rules(path)
-        if rules.kind == "unknown":
-            rules = acl.MODE_ONLY
-        return acl.permits(st, rules, self.peer.uid, self.peer.groups, want)
+        check = AccessCheck(self.peer, self.reader, unknown_acls_by_mode=True)
+        return check.allows(os.path.realpath(path), st, want)
 
     def blocked_at(self, path: Path, want: int) -> Path | None:
         """The first path on the way to path (or path itself) this user may not use; None if all is well."""

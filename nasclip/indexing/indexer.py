@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from ..config import Config, IndexerConfig
 from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
 from ..fsopen import open_nofollow
 from ..lifecycle import Worker
+from ..shares import Shares
 from ..store.catalog import FileRow
 from ..store.changes import Encoded, Failed, Result
 from ..store.store import Store
@@ -155,11 +156,11 @@ class Indexer:
     """Turns pending catalog rows into vectors. start/loop/stop like every long-running part."""
 
     def __init__(self, store: Store, encoder: Encoder, config: IndexerConfig,
-                 share_roots: dict[str, Path], clock: Callable[[], float] = time.time) -> None:
+                 shares: Shares | Mapping[str, Path], clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.encoder = encoder
         self.config = config
-        self.share_roots = dict(share_roots)
+        self.shares = Shares.of(shares)
         self.clock = clock
         self.stats = IndexerStats()
         self.depth = 2  # batches being prepared ahead of the encoder
@@ -197,10 +198,15 @@ class Indexer:
     def is_alive(self) -> bool:
         return self._worker.is_alive()
 
+    def status(self) -> dict[str, float]:
+        """Photos encoded and vectors reused this run, the recent rate, results waiting for disk space."""
+        return {"encoded": self.stats.encoded, "reused": self.stats.reused, "rate": self.stats.rate(),
+                "held": self.held}
+
     def reconfigure(self, config: Config) -> None:
         """Settings a reload may change: limits, retry timing, the shares' roots (read per batch)."""
         self.config = config.indexer
-        self.share_roots = {s.name: s.path for s in config.shares}
+        self.shares = Shares.of(config.shares)
 
     def close(self) -> None:
         """Stop, finish nothing more, drop the look-ahead; idempotent."""
@@ -297,7 +303,7 @@ class Indexer:
                               retry_at=self.clock() + 1.0)
 
     def _identity(self, row: FileRow) -> tuple[int, int] | None:
-        root = self.share_roots.get(row.share)
+        root = self.shares.root(row.share)
         if root is None:
             return None
         try:
@@ -347,7 +353,7 @@ class Indexer:
             return _Prepared(row, result=Failed(row, None, reason, retry_at=retry_at))
 
     def _prepare_row(self, row: FileRow) -> _Prepared:
-        root = self.share_roots.get(row.share)
+        root = self.shares.root(row.share)
         if root is None:
             return _Prepared(row, result=Failed(row, None, f"share '{row.share}' is no longer configured",
                                                 retry_at=self.clock() + retry_delay(row, 3600.0)))

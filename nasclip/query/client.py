@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grp
-import json
 import os
 import pwd
 import socket
@@ -13,6 +12,7 @@ from typing import Any
 
 from ..config import DEFAULT_CONFIG, load_config
 from ..errors import DaemonUnavailable, NasclipError, SocketAccessDenied
+from . import protocol
 
 DEFAULT_SOCKET = Path("/run/nasclip/query.sock")
 
@@ -89,7 +89,7 @@ class Client:
 
     def request(self, **fields: Any) -> dict:
         """Send one request; return the reply (ok or error) as a dict."""
-        line = json.dumps({"v": 1, **fields}, ensure_ascii=True).encode("ascii") + b"\n"
+        line = protocol.request_line(**fields)
         try:
             try:
                 self._sock.sendall(line)
@@ -102,11 +102,8 @@ class Client:
             raise DaemonUnavailable(f"connection to nasclipd on {self.path} failed: {exc}") from None
         if not reply:
             raise DaemonUnavailable(f"nasclipd closed the connection on {self.path}")
-        try:
-            data = json.loads(reply)
-        except ValueError:
-            raise DaemonUnavailable(f"{self.path} answered something that is not nasclip's protocol") from None
-        if not isinstance(data, dict):
+        data = protocol.decode_reply(reply)
+        if data is None:
             raise DaemonUnavailable(f"{self.path} answered something that is not nasclip's protocol")
         return data
 
@@ -144,7 +141,7 @@ def call(path: Path, *, patience: float = 10.0, **fields: Any) -> dict:
             return reply
         error = reply.get("error") or {}
         code = error.get("code", "?")
-        if code == "busy" and time.monotonic() + pause < deadline:
+        if code == protocol.BUSY and time.monotonic() + pause < deadline:
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
             continue

@@ -206,6 +206,20 @@ def encode(reply: dict) -> bytes:
     return json.dumps(reply, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
 
 
+def request_line(**fields: Any) -> bytes:
+    """One request line of this protocol version (the client's side of ``encode``)."""
+    return encode({"v": VERSION, **fields})
+
+
+def decode_reply(line: bytes) -> dict | None:
+    """A reply line as a dict, or None when it is not a JSON object (not nasclip's protocol)."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def error_reply(code: str, message: str, request_id: Any = None) -> dict:
     reply: dict[str, Any] = {"v": VERSION, "ok": False, "error": {"code": code, "message": message}}
     if request_id is not None:

@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from ..indexing.encoder import Encoder, l2_normalise
 from ..indexing.imaging import DecodeLimits, load_tensor, open_bounded
 from ..indexing.indexer import decode_limits
 from ..model.spec import load_model_spec
+from ..shares import Shares
 from ..store import catalog as cat
 from ..store.reader import SEARCHABLE, Selection
 from ..store.store import Store
@@ -96,12 +98,12 @@ class TextCache:
 class _Filter:
     """A request's share, folder and date limits, checked per result or turned into SQL."""
 
-    def __init__(self, request: Request, share_roots: dict[str, Path], prefix: str | None) -> None:
+    def __init__(self, request: Request, shares: Shares, prefix: str | None) -> None:
         self.share = request.share
         self.prefix = None if prefix in (None, "/") else prefix
         self.after_ns = int(request.after * 1e9) if request.after is not None else None
         self.before_ns = int(request.before * 1e9) if request.before is not None else None
-        self.share_roots = share_roots
+        self.shares = shares
 
     @property
     def active(self) -> bool:
@@ -121,7 +123,7 @@ class _Filter:
     def selections(self) -> list[Selection]:
         """One catalog selection per share the filter can match."""
         parts = []
-        for share, root in self.share_roots.items():
+        for share, root in self.shares.items():
             if self.share and share != self.share:
                 continue
             relpath_range = None
@@ -143,11 +145,11 @@ class Searcher:
     opened here (once) from the folder the store remembers for it.
     """
 
-    def __init__(self, store: Store, encoder: Encoder, share_roots: dict[str, Path], max_pixels: int,
+    def __init__(self, store: Store, encoder: Encoder, shares: Shares | Mapping[str, Path], max_pixels: int,
                  *, limits: DecodeLimits | None = None, max_decodes: int = 2) -> None:
         self.store = store
         self.encoder = encoder
-        self.share_roots = dict(share_roots)
+        self.shares = Shares.of(shares)
         self.limits = limits or DecodeLimits(max_pixels)  # replaced by a config reload
         self.max_decodes = max_decodes
         self._decodes = threading.BoundedSemaphore(max_decodes)
@@ -157,7 +159,7 @@ class Searcher:
 
     def reconfigure(self, config: Config) -> None:
         """A reload's shares and decode limits; the text cache and the --like slots stay."""
-        self.share_roots = {s.name: s.path for s in config.shares}
+        self.shares = Shares.of(config.shares)
         self.limits = decode_limits(config.indexer)
 
     def close(self) -> None:
@@ -210,36 +212,7 @@ class Searcher:
         return vector
 
     def _share_path(self, folder: str | None) -> str | None:
-        """folder as results spell it: below a share root as configured.
-
-        A client's working directory comes back from getcwd() with symlinks
-        resolved (/volume1/photo/2023) while the share may be configured
-        through a link (/var/services/photo): such a folder is mapped onto
-        the configured root, so --in . finds what it should.
-        """
-        if folder is None:
-            return None
-        folder = os.path.normpath(folder)
-        roots = [str(r) for r in self.share_roots.values()]
-        if any(folder == r or folder.startswith(r + "/") or r.startswith(folder + "/") for r in roots):
-            return folder
-        real = os.path.realpath(folder)
-        for root in roots:
-            real_root = os.path.realpath(root)
-            if real == real_root or real.startswith(real_root + "/"):
-                return root + real[len(real_root):]
-        return folder
-
-    def _locate(self, path: Path) -> tuple[str, str] | None:
-        """(share, relpath) of an absolute path inside a share."""
-        for share, root in self.share_roots.items():
-            try:
-                rel = path.relative_to(root)
-            except ValueError:
-                continue
-            if rel.parts:
-                return share, rel.as_posix()
-        return None
+        return None if folder is None else self.shares.spelled(folder)
 
     def image_vector(self, image: str, access: AccessCheck, index: VectorIndex | None = None,
                      encoder: Encoder | None = None) -> np.ndarray:
@@ -283,7 +256,7 @@ class Searcher:
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image}: not a regular file")
             if st.st_size == 0:  # also every /proc file, which cannot be read like a photo
                 raise ProtocolError(BAD_REQUEST, f"cannot use {image}: the file is empty")
-            located = self._locate(Path(self._share_path(image) or image))
+            located = self.shares.locate(Path(self.shares.spelled(image)))
             if located is not None:
                 found = self.store.reader().indexed_id(located[0], cat.encode_path(located[1]), st.st_size,
                                                        st.st_mtime_ns)
@@ -335,7 +308,7 @@ class Searcher:
         model, index, encoder = self._model()
         query = self.query_vector(request.terms, access, index, encoder)
         encoded = time.perf_counter()
-        filt = _Filter(request, self.share_roots, self._share_path(request.path_prefix))
+        filt = _Filter(request, self.shares, self._share_path(request.path_prefix))
         total = len(index)
         limit = POST_FILTER_LIMIT if filt.active else total
         hits, examined, visible, complete = self._scan(index, query, request.k, filt, access, None, total, limit)
@@ -408,7 +381,7 @@ class Searcher:
             if row is None or row.state not in SEARCHABLE:
                 continue
             share, raw, size, mtime_ns = row.share, row.relpath, row.size, row.mtime_ns
-            root = self.share_roots.get(share)
+            root = self.shares.root(share)
             if root is None or not filt.keeps_row(share, mtime_ns):
                 continue
             path = f"{root}/{cat.decode_path(raw)}"

@@ -143,6 +143,10 @@ class QueryServer:
     def stop(self) -> None:
         self._worker.stop()
 
+    def status(self) -> dict[str, int]:
+        """Requests answered, answered with an error, and connections refused because every slot was taken."""
+        return {"served": self.served, "errors": self.errors, "busy": self.refused}
+
     def reconfigure(self, config: Config) -> None:
         """Connection limits and timeouts apply to the next connection; socket path, mode and group need a restart."""
         self.config = config.query

@@ -17,11 +17,10 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 from .. import __version__
 from ..config import Config, check_paths, load_config
-from ..display import duration, group_digits
+from ..display import group_digits
 from ..errors import ConfigError, DiskFull, ProtocolError, StoreError
 from ..indexing.encoder import Encoder
 from ..indexing.indexer import Indexer, decode_limits
@@ -30,13 +29,16 @@ from ..query.access import AccessCheck, Peer
 from ..query.protocol import FORBIDDEN, NOT_FOUND, Request, ok_reply
 from ..query.search import Searcher
 from ..query.server import QueryServer
+from ..shares import Shares
 from ..store.catalog import decode_path
 from ..store.statedir import PRIVATE_UMASK, StateLock, make_private
 from ..store.store import Store
 from ..watch.watcher import Watcher
+from . import status as report
 from .logs import set_level
 from .notify import Notifier
 from .reload import RESTART_ONLY, plan_reload
+from .status import StatusReply
 
 log = logging.getLogger("nasclip.daemon")
 
@@ -72,8 +74,8 @@ class Daemon:
         self._next_models = 0.0
 
     @property
-    def share_roots(self) -> dict[str, Path]:
-        return {s.name: s.path for s in self.config.shares}
+    def shares(self) -> Shares:
+        return Shares.of(self.config.shares)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -90,9 +92,9 @@ class Daemon:
                                     providers=config.indexer.onnx_providers)
         self.store = Store(config.state_dir, spec.id, spec.embedding_dim, config.index.type,
                            config.index.search_threads, model_folder=spec.folder)
-        self.searcher = Searcher(self.store, self.encoder, self.share_roots, config.indexer.max_pixels,
+        self.searcher = Searcher(self.store, self.encoder, self.shares, config.indexer.max_pixels,
                                  limits=decode_limits(config.indexer), max_decodes=config.query.max_image_decodes)
-        self.indexer = Indexer(self.store, self.encoder, config.indexer, self.share_roots)
+        self.indexer = Indexer(self.store, self.encoder, config.indexer, self.shares)
         self.watcher = Watcher(self.store, config.shares, config.indexer.settle_seconds,
                                on_change=self.indexer.wake)
         self.server = QueryServer(config.socket, config.query, self.handle)
@@ -281,16 +283,16 @@ class Daemon:
 
     # ------------------------------------------------------------------ status
 
-    def status(self) -> dict:
+    def status(self) -> StatusReply:
         assert self.store and self.indexer and self.watcher and self.encoder and self.server and self.searcher
         counts = self.store.counts()
-        stats = self.indexer.stats
-        rate = stats.rate()
+        indexing, queries = self.indexer.status(), self.server.status()
+        rate = indexing["rate"]
         eta = counts["pending"] / rate if rate > 0 else None
         index_path = self.store.index_path()
         disk_full = self.store.space.status()
         if disk_full is not None:
-            disk_full["held_results"] = self.indexer.held
+            disk_full["held_results"] = int(indexing["held"])
         return {
             "version": __version__,
             "uptime": round(time.time() - self.started, 1),
@@ -298,8 +300,8 @@ class Daemon:
                       "folder": str(self.encoder.spec.folder), "backend": self.encoder.backend},
             "photos": counts,
             "model_switch": self._switch(),
-            "encoded": {"run": stats.encoded, "total": self.store.counter("encoded_total")},
-            "reused": stats.reused,
+            "encoded": {"run": int(indexing["encoded"]), "total": self.store.counter("encoded_total")},
+            "reused": int(indexing["reused"]),
             "rate": round(rate, 2),
             "eta_seconds": round(eta) if eta is not None else None,
             "index": {"type": self.config.index.type, "vectors": len(self.store.index),
@@ -307,7 +309,7 @@ class Daemon:
             "shares": self.watcher.status(),
             "recent_failures": [{"share": s, "path": p, "error": e}
                                 for s, p, e in self._failures(10)],
-            "queries": {"served": self.server.served, "errors": self.server.errors, "busy": self.server.refused,
+            "queries": {"served": queries["served"], "errors": queries["errors"], "busy": queries["busy"],
                         "text_cache": {"hits": self.searcher.texts.hits, "misses": self.searcher.texts.misses}},
             "disk_full": disk_full,
             "notices": list(self.store.notices),
@@ -317,23 +319,6 @@ class Daemon:
                         "watchdog_seconds": self.notifier.watchdog_interval,
                         "stalled": self.stalled()},
         }
-
-    def _hide_from(self, status: dict, access: AccessCheck) -> None:
-        """Trim status for a user other than root: names they could not list, per-share counts of all photos.
-
-        Failure reports name photos: only those the asker may read are kept.
-        An unreadable folder is named only to someone who could list its
-        parent. A share's file and folder counts and its settling files
-        count everybody's photos (a share may be one person's), so they go.
-        """
-        status["recent_failures"] = [f for f in status["recent_failures"] if access.may_read(Path(f["path"]))]
-        for share in status["shares"]:
-            root = Path(share["path"])
-            share["unreadable_folders"] = [f for f in share["unreadable_folders"]
-                                           if access.may_list((root / f).parent)]
-            share.pop("settling", None)
-            if share["last_scan"]:
-                share["last_scan"] = {k: v for k, v in share["last_scan"].items() if k not in ("files", "folders")}
 
     def _switch(self) -> dict | None:
         """Progress of re-encoding for a new model, or None when there is no switch under way."""
@@ -349,29 +334,13 @@ class Daemon:
     def _failures(self, limit: int) -> list[tuple[str, str, str]]:
         assert self.store
         rows = self.store.reader().recent_failures(limit)
-        return [(s, str(self.share_roots.get(s, Path("?")) / decode_path(p)), e) for s, p, e in rows]
+        return [(s, self.shares.shown(s, decode_path(p)), e) for s, p, e in rows]
 
     def status_line(self) -> str:
-        """One line for systemd's STATUS=, e.g. 'indexed 12 034 / 48 210, 18.2 photos/s, about 33 min left'."""
+        """One line for systemd's STATUS= (status.status_line)."""
         assert self.store and self.indexer
-        counts = self.store.counts()
-        live = counts["indexed"] + counts["pending"] + counts["failed"]
-        parts = [f"indexed {group_digits(counts['indexed'])} / {group_digits(live)}"]
-        full = self.store.space.line()
-        if full:
-            parts.insert(0, full)
-        rate = self.indexer.stats.rate()
-        if counts["pending"] and rate > 0:
-            parts.append(f"{rate:.1f} photos/s, about {duration(counts['pending'] / rate)} left")
-        elif not counts["pending"]:
-            parts.append("up to date")
-        if counts["failed"]:
-            parts.append(f"{group_digits(counts['failed'])} failed")
-        switch = self.store.migration()
-        if switch is not None:
-            parts.append(f"new model {switch['to']}: {group_digits(switch['done'])} / {group_digits(switch['total'])} "
-                         f"re-encoded, searches use {self.store.serving_model()}")
-        return ", ".join(parts)
+        return report.status_line(self.store.counts(), self.indexer.stats.rate(), self.store.space.line(),
+                                  self.store.migration(), self.store.serving_model())
 
     # ------------------------------------------------------------------ requests
 
@@ -383,17 +352,17 @@ class Daemon:
         if request.op == "status":
             status = self.status()
             if not peer.is_root:
-                self._hide_from(status, AccessCheck(peer))
+                report.hide_from(status, AccessCheck(peer))
             return ok_reply(request.id, status=status)
         if request.op == "scan":
-            if request.share and request.share not in self.share_roots:
+            if request.share and request.share not in self.shares:
                 raise ProtocolError(NOT_FOUND, f"no share named '{request.share}'")
             self.watcher.request_scan(request.share)
             retried = self.store.retry_unreadable(request.share)
             if retried:
                 log.info("retrying %d photos that could not be read before", retried)
                 self.indexer.wake()
-            scanning = [request.share] if request.share else list(self.share_roots)
+            scanning = [request.share] if request.share else list(self.shares)
             if not peer.is_root and peer.uid != os.getuid():  # a count of other people's unreadable files
                 return ok_reply(request.id, scanning=scanning)
             return ok_reply(request.id, scanning=scanning, retrying=retried)
@@ -402,7 +371,7 @@ class Daemon:
                 raise ProtocolError(FORBIDDEN, "only root or the nasclip user may list failed photos")
             return ok_reply(request.id, failed=[{"share": s, "path": p, "error": e}
                                                 for s, p, e in self._failures(1000)])
-        if request.share and request.share not in self.share_roots:
+        if request.share and request.share not in self.shares:
             raise ProtocolError(NOT_FOUND, f"no share named '{request.share}'")
         hits, timing = self.searcher.search(request, peer)
         return ok_reply(request.id, results=[h.as_dict() for h in hits], **timing)  # timing names the model

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pytest
 from conftest import make_scenes, wait_until
 
 from nasclip.store import checkpoint
@@ -39,6 +40,7 @@ def check_state(state_dir: Path, share: Path) -> dict[int, str]:
     return rows
 
 
+@pytest.mark.slow
 def test_twenty_kills_converge_without_loss(tmp_path: Path, daemon_factory) -> None:
     share = tmp_path / "photos"
     # Grainy 2-megapixel photos and small batches keep the indexer busy across several kills.

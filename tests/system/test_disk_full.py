@@ -61,6 +61,7 @@ def logged_vectors(state: Path) -> int:
         return conn.execute("SELECT COUNT(*) FROM vector_log").fetchone()[0]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_on_a_full_disk_keeps_the_old_index_and_the_log(tmp_path: Path, tmpfs, daemon_factory) -> None:
     share = tmp_path / "photos"
     state = tmp_path / "state"
@@ -99,6 +100,7 @@ def test_a_checkpoint_on_a_full_disk_keeps_the_old_index_and_the_log(tmp_path: P
     assert "Traceback" not in daemon.log()
 
 
+@pytest.mark.slow
 def test_the_daemon_waits_out_a_full_disk_says_so_once_and_loses_no_change(tmp_path: Path, tmpfs, daemon_factory,
                                                                           request) -> None:
     share = tmp_path / "photos"

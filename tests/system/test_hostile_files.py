@@ -94,6 +94,7 @@ def old(path: Path, days: float = 2) -> Path:
 # --------------------------------------------------------------------------- F4: symlinks and swaps
 
 
+@pytest.mark.slow
 def test_symlinks_created_while_the_daemon_runs_are_never_indexed(tmp_path: Path, daemon_factory) -> None:
     share = tmp_path / "photos"
     write_scene(share / "alice" / "mine.jpg", Scene("red", "circle", "white"), seed=1)

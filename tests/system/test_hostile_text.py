@@ -141,6 +141,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.slow
 def test_2000_empty_files_cost_little_cpu_once_they_failed_and_their_retries_grow_apart(
         tmp_path: Path, daemon_factory) -> None:
     share = tmp_path / "photos"

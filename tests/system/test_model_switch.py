@@ -6,6 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import DEMO_MODEL, make_scenes
 
@@ -21,6 +22,7 @@ def copy_model(tmp_path: Path, new_id: str) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_switching_models_reencodes_once_while_searches_answer(tmp_path: Path, daemon_factory) -> None:
     share = tmp_path / "photos"
     scenes = make_scenes(share, 600, seed=41)

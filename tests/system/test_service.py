@@ -151,6 +151,7 @@ def seconds(value: str) -> float:
 # ---------------------------------------------------------------------- the notify protocol
 
 
+@pytest.mark.slow
 def test_notify_ready_status_watchdog_stall_and_stopping(tmp_path: Path, photos: Path, daemon_factory) -> None:
     incoming = tmp_path / "incoming"
     incoming.mkdir()
