@@ -267,8 +267,7 @@ class Daemon:
         self.indexer.share_roots = dict(roots)
         self.searcher.share_roots = dict(roots)
         self.searcher.limits = decode_limits(config.indexer)
-        self.watcher.settle_seconds = config.indexer.settle_seconds
-        self.watcher.update_shares(config.shares)
+        self.watcher.reconfigure(config)
         self.server.config = config.query
         self.reloaded = time.time()
         for problem in check_paths(config):
