@@ -264,11 +264,8 @@ class Daemon:
         plan = plan_reload(self.config, new)
         config = self.config = plan.config
         set_level(config.log_level)
-        self.indexer.reconfigure(config)
-        self.searcher.reconfigure(config)
-        self.watcher.settle_seconds = config.indexer.settle_seconds
-        self.watcher.update_shares(config.shares)
-        self.server.reconfigure(config)
+        for part in (self.indexer, self.searcher, self.watcher, self.server):
+            part.reconfigure(config)
         self.reloaded = time.time()
         for problem in check_paths(config):
             log.warning("%s", problem)

@@ -377,7 +377,7 @@ def test_more_folders_than_max_user_watches_degrades_before_watching(
     share = tmp_path / "deep"
     for i in range(6):
         write_photos(share / f"y{i}" / "m1", 1, start=i)
-    monkeypatch.setattr(watcher_mod, "inotify_limit", lambda name: 10 if name == "max_user_watches" else None)
+    monkeypatch.setattr("nasclip.watch.inotify.inotify_limit", lambda name: 10 if name == "max_user_watches" else None)
     rig = rig_factory({"deep": {"path": share}})
     wait_until(lambda: rig.watcher.shares["deep"].mode != "starting", 5, what="the share to be checked")
     assert rig.watcher.shares["deep"].mode == "poll (inotify limit)"
