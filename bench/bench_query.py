@@ -4,12 +4,12 @@
     .venv/bin/python bench/bench_query.py                   # about 2 minutes on 2 cores
     .venv/bin/python bench/bench_query.py --photos 20000 --pending 1500
 
-1. Builds a state_dir directly through nasclip.store.Store: a "library"
+1. Builds a state_dir directly through nasclip.store.store.Store: a "library"
    share of 100k photos with synthetic unit vectors of the model's
    dimension (the files exist but are empty: a root client's results are
    not stat'ed, and the start-up reconcile scan sees them unchanged), plus
    200 real rendered photos with their real vectors for "more like this".
-2. Starts the real nasclipd (python -m nasclip.daemon) on it with the demo
+2. Starts the real nasclipd (python -m nasclip.cli.daemon) on it with the demo
    model and waits until its start-up scan is done.
 3. Single client, one query at a time, new connection per query as
    nasclip-query does: 300 texts never seen before (each is encoded), then

@@ -2,7 +2,7 @@
 
 Events wait in a bounded queue; beyond it they count as lost, and lost events
 (ours or the kernel's) become a rescan of every share. New and written files
-are held back until complete (nasclip.settle). Renames become in-place moves,
+are held back until complete (settle.py). Renames become in-place moves,
 resolved across shares: one inotify instance watches them all, so a move from
 one share to another is one paired event. Deletes wait DELETE_DELAY and become
 ``gone`` rows only if the share is still healthy then: files vanishing because

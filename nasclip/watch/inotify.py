@@ -185,11 +185,14 @@ class Watches:
         state.degraded_logged = False
 
     def degrade(self, state: ShareState, needed: int, limit: int | None) -> None:
-        state.mode = "poll (inotify limit)"
         state.watch = None
-        if state.degraded_logged:
-            return
-        state.degraded_logged = True
+        if not state.degraded_logged:
+            state.degraded_logged = True
+            self._say_degraded(state, needed, limit)
+        # Set last: whoever sees the new mode (status, a test) finds its reason logged already.
+        state.mode = "poll (inotify limit)"
+
+    def _say_degraded(self, state: ShareState, needed: int, limit: int | None) -> None:
         log.warning("share '%s': out of inotify watches (%d folders to watch, fs.inotify.max_user_watches = %s); "
                     "polling every %.0f s instead. For prompt updates raise it: "
                     "sysctl -w fs.inotify.max_user_watches=%d (and put it in /etc/sysctl.d/)",

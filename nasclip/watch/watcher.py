@@ -2,7 +2,7 @@
 
 Two threads with the usual start/loop/stop shape (nasclip.lifecycle.Worker).
 The event thread drains watchdog events from a bounded queue, holds new files
-back until they are complete (nasclip.settle), turns renames into in-place
+back until they are complete (settle.py), turns renames into in-place
 moves and deletes into ``gone`` rows, and checks the health of inotify shares.
 The scan thread runs reconcile scans at low priority: at start-up, on each
 share's schedule, when asked, and whenever events may have been lost; it also
