@@ -25,6 +25,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..config import IndexerConfig
 from ..errors import DecodeError
 from ..model.spec import ImageSpec
 from .memory import release_memory
@@ -59,6 +60,11 @@ class DecodeLimits:
     max_pixels: int
     max_bytes: int = 512 << 20
     timeout: float = 60.0
+
+
+def decode_limits(config: IndexerConfig) -> DecodeLimits:
+    """What one decode may cost, from the indexer settings (for shares and --like queries alike)."""
+    return DecodeLimits(config.max_pixels, config.max_file_bytes, config.decode_timeout)
 
 
 class BoundedFile(io.RawIOBase):

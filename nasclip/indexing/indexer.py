@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypedDict
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from ..store.catalog import FileRow
 from ..store.changes import Encoded, Failed, Result
 from ..store.store import Store
 from .encoder import Encoder
-from .imaging import DecodeLimits, load_tensor, open_bounded
+from .imaging import decode_limits, load_tensor, open_bounded
 
 log = logging.getLogger("nasclip.indexer")
 
@@ -98,11 +98,6 @@ def fingerprint(fd: int, size: int) -> str:
     return f"{WHOLE_FILE}{size}:{digest.hexdigest()}"
 
 
-def decode_limits(config: IndexerConfig) -> DecodeLimits:
-    """What one decode may cost, from the indexer settings (for shares and --like queries alike)."""
-    return DecodeLimits(config.max_pixels, config.max_file_bytes, config.decode_timeout)
-
-
 def retry_delay(row: FileRow, base: float) -> float:
     """Seconds until a file that did not change is tried again: doubling per attempt, capped."""
     return min(RETRY_CAP, base * 2 ** min(row.attempts, 32))
@@ -120,6 +115,13 @@ class _Prepared:
 
 
 _Batch = list[tuple[FileRow, "Future[_Prepared]"]]
+
+
+class IndexerStatus(TypedDict):
+    encoded: int
+    reused: int
+    rate: float  # photos per second over the recent batches
+    held: int
 
 
 class IndexerStats:
@@ -198,7 +200,7 @@ class Indexer:
     def is_alive(self) -> bool:
         return self._worker.is_alive()
 
-    def status(self) -> dict[str, float]:
+    def status(self) -> IndexerStatus:
         """Photos encoded and vectors reused this run, the recent rate, results waiting for disk space."""
         return {"encoded": self.stats.encoded, "reused": self.stats.reused, "rate": self.stats.rate(),
                 "held": self.held}

@@ -29,8 +29,7 @@ from ..config import Config
 from ..errors import DecodeError, ModelError, NasclipError, PathRefused, ProtocolError
 from ..fsopen import open_nofollow
 from ..indexing.encoder import Encoder, l2_normalise
-from ..indexing.imaging import DecodeLimits, load_tensor, open_bounded
-from ..indexing.indexer import decode_limits
+from ..indexing.imaging import DecodeLimits, decode_limits, load_tensor, open_bounded
 from ..model.spec import load_model_spec
 from ..shares import Shares
 from ..store import catalog as cat

@@ -172,8 +172,7 @@ class QueryServer:
     def step(self) -> float:
         """Accept one connection (waiting at most the listener's timeout) and hand it to a serving thread."""
         listener = self._listener
-        if listener is None:
-            return 0.5
+        assert listener is not None, "the worker runs only between start() and close()"
         try:
             conn, _ = listener.accept()
         except socket.timeout:

@@ -23,7 +23,8 @@ from ..config import Config, check_paths, load_config
 from ..display import group_digits
 from ..errors import ConfigError, DiskFull, ProtocolError, StoreError
 from ..indexing.encoder import Encoder
-from ..indexing.indexer import Indexer, decode_limits
+from ..indexing.imaging import decode_limits
+from ..indexing.indexer import Indexer
 from ..model.spec import load_model_spec
 from ..query.access import AccessCheck, Peer
 from ..query.protocol import FORBIDDEN, NOT_FOUND, Request, ok_reply
@@ -289,7 +290,7 @@ class Daemon:
         index_path = self.store.index_path()
         disk_full = self.store.space.status()
         if disk_full is not None:
-            disk_full["held_results"] = int(indexing["held"])
+            disk_full["held_results"] = indexing["held"]
         return {
             "version": __version__,
             "uptime": round(time.time() - self.started, 1),
@@ -297,8 +298,8 @@ class Daemon:
                       "folder": str(self.encoder.spec.folder), "backend": self.encoder.backend},
             "photos": counts,
             "model_switch": self._switch(),
-            "encoded": {"run": int(indexing["encoded"]), "total": self.store.counter("encoded_total")},
-            "reused": int(indexing["reused"]),
+            "encoded": {"run": indexing["encoded"], "total": self.store.counter("encoded_total")},
+            "reused": indexing["reused"],
             "rate": round(rate, 2),
             "eta_seconds": round(eta) if eta is not None else None,
             "index": {"type": self.config.index.type, "vectors": len(self.store.index),
