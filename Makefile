@@ -15,9 +15,15 @@ $(BASE): pyproject.toml tools/bootstrap_venv.py
 	$(PIP) -e .
 	touch $(BASE)
 
-# The tests also need pytest, and PyTorch + transformers for the export tests.
+# The tests also need pytest, PyTorch + transformers for the export tests, and the reference
+# implementations the parity tests compare against. Those four come without their dependency
+# lists (which would pull another PyTorch build); the test extra names what they need besides.
+# This torchvision is built for another PyTorch: nasclip/model/reference.py explains why its
+# pure-Python parts still serve.
+REFERENCES := torchvision==0.28.0 timm==1.0.31 open-clip-torch==3.3.0 cn-clip==1.6.0
 $(STAMP): $(BASE)
 	$(PIP) -e '.[test]'
+	$(PIP) --no-deps $(REFERENCES)
 	touch $(STAMP)
 
 LINT := $(VENV)/.lint-stamp
