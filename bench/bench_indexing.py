@@ -100,7 +100,9 @@ def build_model(folder: Path) -> Path:
     """The ViT-B/32 image tower (and a tiny text tower on the demo tokenizer) as a nasclip model."""
     if (folder / "model.yaml").is_file() and (folder / "vision.pt").is_file():
         return folder
-    import torch
+    from nasclip.model.reference import import_torch
+
+    torch = import_torch()
     from transformers import (
         CLIPTextConfig,
         CLIPTextModelWithProjection,
@@ -328,7 +330,9 @@ def end_to_end(folder: Path, corpus: Path, count: int, threads: int, decode_thre
 
 def torch_baseline(folder: Path, paths: list[Path], threads: int) -> tuple[float, np.ndarray]:
     """Images/s of the way CLIP indexers are usually written: decode in the loop, eager PyTorch."""
-    import torch
+    from nasclip.model.reference import import_torch
+
+    torch = import_torch()
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.set_num_threads(threads)

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..model.spec import ModelSpec
+from .textnorm import TextNormalizer, collapse_whitespace
 
 if TYPE_CHECKING:  # tokenizers is imported where it is used: the light client never needs it
     from tokenizers import Tokenizer
@@ -74,6 +75,30 @@ def clip_bpe_tokenizer(vocab: Mapping[str, int], merges: Iterable[tuple[str, str
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens([CLIP_BOS, CLIP_EOS])
     return tokenizer
+
+
+def byte_alphabet() -> list[str]:
+    """GPT-2's byte-to-unicode table as CLIP orders it: printable bytes as themselves, the rest from U+0100."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    for extra, b in enumerate(b for b in range(256) if b not in table):
+        table[b] = chr(256 + extra)
+    return list(table.values())  # printable bytes first, then the others in byte order
+
+
+def clip_bpe_from_merges(lines: list[str]) -> Tokenizer:
+    """CLIP's tokenizer from OpenAI's merges file (``bpe_simple_vocab_16e6.txt``, as open_clip ships it).
+
+    The vocabulary follows from the merges, as in OpenAI's ``simple_tokenizer``:
+    the 256 byte symbols, the same with ``</w>``, one token per merge (the
+    first 48,894 lines after the header), then the two special tokens.
+    """
+    merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
+    if len(merges) != 49152 - 256 - 2 or any(len(m) != 2 for m in merges):
+        raise ModelError("not OpenAI's CLIP merges file (48,894 merges of two symbols after a header line)")
+    alphabet = byte_alphabet()
+    tokens = alphabet + [a + "</w>" for a in alphabet] + ["".join(m) for m in merges] + [CLIP_BOS, CLIP_EOS]
+    return clip_bpe_tokenizer({t: i for i, t in enumerate(tokens)}, [(m[0], m[1]) for m in merges])
 
 
 def read_wordpiece_vocab(path: Path) -> dict[str, int]:
@@ -156,12 +181,13 @@ class TextTokenizer:
         self._lock = threading.Lock()
         self.context_length = length
         self.dtype = np.dtype(spec.text.dtype)
+        self.normalize = TextNormalizer(spec.text.normalize, spec.text.prefix)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, mask), both [len(texts), context_length] in the manifest's integer type."""
         # Whitespace runs (tabs, newlines from a pasted query) carry no meaning
         # for either family; BERT's normaliser ignores them, CLIP's collapses them.
-        cleaned = [" ".join(text.split()) for text in texts]
+        cleaned = [self.normalize(collapse_whitespace(text)) for text in texts]
         with self._lock:
             encodings = self._tokenizer.encode_batch(cleaned)
         shape = (len(texts), self.context_length)

@@ -35,8 +35,10 @@ TOLERANCE = 1e-4
 
 
 def _import_torch() -> tuple[Any, Any]:
+    from .reference import import_torch
+
     try:
-        import torch
+        torch = import_torch()
         import transformers
     except ImportError as exc:
         raise ModelError(f"`nasclip models export` needs PyTorch and transformers ({exc.name} is missing); "

@@ -27,12 +27,28 @@ _TORCHVISION_OPS = (
 _shim: Any = None  # the torch.library.Library holding the declarations; kept alive on purpose
 
 
-def _import_torchvision() -> ModuleType:
+def import_torch() -> ModuleType:
+    """PyTorch, with torchvision importable beside it where it is installed.
+
+    transformers imports torchvision whenever it is present, so every
+    maintainer-time import of PyTorch goes through here first.
+    """
+    import torch
+
+    _import_torchvision()
+    return torch
+
+
+def _import_torchvision() -> ModuleType | None:
     global _shim
     import torch
 
     try:
         return importlib.import_module("torchvision")
+    except ModuleNotFoundError as exc:
+        if exc.name != "torchvision":
+            raise
+        return None
     except RuntimeError as exc:
         if "torchvision::" not in str(exc) or _shim is not None:
             raise
@@ -49,9 +65,7 @@ def _import_torchvision() -> ModuleType:
 
 def _import(package: str, extra: str) -> ModuleType:
     try:
-        import torch  # noqa: F401
-
-        _import_torchvision()
+        import_torch()
         return importlib.import_module(package)
     except ImportError as exc:
         raise ModelError(f"this needs {package} and PyTorch ({exc.name} is missing); install them with "

@@ -28,6 +28,9 @@ from ..typedyaml import (
 
 MANIFEST = "model.yaml"
 
+# Text clean-ups before tokenizing (nasclip/indexing/textnorm.py says what each does).
+NormalizeStep = Literal["clean", "lower", "strip_punct", "t2s"]
+
 
 @dataclass(frozen=True)
 class ImageSpec:
@@ -66,6 +69,10 @@ class TextSpec:
     dtype: Literal["int64", "int32"] = setting("int64", "integer type of the token id (and mask) inputs")
     mask_name: str | None = setting(None, "name of the attention mask input, if the model takes one")
     output_name: str | None = setting(None, "name of the embedding output; null = the first output")
+    normalize: tuple[NormalizeStep, ...] = setting(
+        (), "clean-ups before tokenizing, in order: clean (open_clip's ftfy + HTML unescaping + whitespace), "
+            "lower, strip_punct (SigLIP), t2s (traditional to simplified Chinese)")
+    prefix: str = setting("", "text put before every query after normalising (e.g. a language code)")
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch  # the `test` extra installs torch==2.13.0, transformers and onnx
-import transformers
 from PIL import Image
 from test_tokenizers import MERGES, VOCAB, WORDPIECE
 
 from nasclip.cli.admin import main as admin_main
 from nasclip.indexing.encoder import Encoder, l2_normalise
 from nasclip.indexing.imaging import resize, to_tensor
+from nasclip.model.reference import import_torch
 from nasclip.model.spec import load_model_spec
+
+torch = import_torch()  # the `test` extra installs torch==2.13.0, transformers and onnx
+import transformers  # noqa: E402  (after import_torch, which makes torchvision importable)
 
 IMAGE_SIZE = 32
 TEXTS = ["a photo of a cat", "a red circle", "Dogs!", "photo " * 90]
