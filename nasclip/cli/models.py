@@ -1,4 +1,4 @@
-"""``nasclip models``: list, install, verify, remove, export and quantize CLIP models.
+"""``nasclip models``: list, install, verify, remove, export, quantize and inspect CLIP models.
 
 Installed models live in ``<state_dir>/models/<name>/`` (state_dir from the
 config given with ``nasclip --config``), or wherever ``--models-dir`` says.
@@ -8,13 +8,14 @@ Installing prints the ``model:`` line to put in the config.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
 import sys
 from pathlib import Path
 
-from ..config import DEFAULT_CONFIG, Config, load_config
+from ..config import DEFAULT_CONFIG, Config, IndexerConfig, load_config
 from ..errors import ModelError, NasclipError
 from ..model.download import Staging, fsync_path, human_bytes, sha256_file
 from ..model.install import (
@@ -248,13 +249,93 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..model.export import export_checkpoint
+    if args.open_clip:
+        from ..model.export_open_clip import export_open_clip
 
-    checkpoint = Path(args.checkpoint)
-    name = args.name or checkpoint.resolve().name
-    target = Path(args.out).absolute() if args.out else models_dir(args) / name
-    path = export_checkpoint(checkpoint, target, context_length=args.context_length, replace=args.force)
+        if not args.weights:
+            raise ModelError("--open-clip needs --weights FILE (the state dict open_clip saves)")
+        if args.context_length is not None:
+            raise ModelError("--context-length is for checkpoints; open_clip models carry their own")
+        # With --open-clip the one path is the folder to write.
+        target = Path(args.path).absolute() if not args.out else Path(args.out).absolute()
+        path = export_open_clip(args.open_clip, Path(args.weights), target, pretrained=args.pretrained,
+                                tokenizer=Path(args.tokenizer) if args.tokenizer else None, replace=args.force)
+    else:
+        from ..model.export import export_checkpoint
+
+        if args.weights or args.pretrained or args.tokenizer:
+            raise ModelError("--weights, --pretrained and --tokenizer go with --open-clip ARCH")
+        checkpoint = Path(args.path)
+        name = args.name or checkpoint.resolve().name
+        target = Path(args.out).absolute() if args.out else models_dir(args) / name
+        path = export_checkpoint(checkpoint, target, context_length=args.context_length, replace=args.force)
     _print_model_line(path, args)
+    return 0
+
+
+def _model_folder(args: argparse.Namespace) -> Path:
+    """MODEL_DIR as given: a folder holding model.yaml, or an installed model's name."""
+    source = Path(args.model_dir).expanduser()
+    if not (source / MANIFEST).exists() and (models_dir(args) / args.model_dir / MANIFEST).exists():
+        source = models_dir(args) / args.model_dir
+    return source
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from ..indexing.tokenizer import TextTokenizer
+
+    spec = load_model_spec(_model_folder(args))
+    ids, mask = TextTokenizer(spec).encode(list(args.texts))
+    # Padding is not part of what the model reads; the mask says where it starts.
+    rows = [[int(i) for i, m in zip(row, keep) if m] for row, keep in zip(ids, mask)]
+    if args.json:
+        print(json.dumps({"model": spec.id, "context_length": spec.text.context_length,
+                          "texts": [{"text": t, "ids": r} for t, r in zip(args.texts, rows)]}, ensure_ascii=False))
+    else:
+        for text, row in zip(args.texts, rows):
+            print(f"{text!r}: {len(row)} tokens")
+            print("  " + " ".join(str(i) for i in row))
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..indexing.encoder import Encoder
+    from ..indexing.imaging import decode_limits, load_tensor, open_bounded
+
+    if not args.text and not args.image:
+        raise ModelError("give at least one --text T or --image FILE")
+    spec = load_model_spec(_model_folder(args))
+    limits = decode_limits(IndexerConfig())  # the defaults a config without an indexer section gets
+    encoder = Encoder.open(spec, backend=args.backend)
+    try:
+        texts = encoder.encode_texts(list(args.text)) if args.text else np.zeros((0, spec.embedding_dim))
+        images: list[np.ndarray] = []
+        for name in args.image:
+            # The daemon's decode: one descriptor, bounded reads, reduced-scale JPEG decoding.
+            try:
+                fd = os.open(name, os.O_RDONLY)
+            except OSError as exc:
+                raise ModelError(f"{name}: cannot open it: {exc.strerror or exc}") from None
+            try:
+                handle = open_bounded(fd, os.fstat(fd).st_size, limits)
+                tensor = load_tensor(handle, spec.image, limits.max_pixels)
+            finally:
+                os.close(fd)
+            images.append(encoder.encode_images(tensor[None])[0])
+    finally:
+        encoder.close()
+    if args.json:
+        print(json.dumps({"model": spec.id, "dim": spec.embedding_dim,
+                          "texts": [{"text": t, "vector": [float(v) for v in vec]} for t, vec in zip(args.text, texts)],
+                          "images": [{"path": p, "vector": [float(v) for v in vec]}
+                                     for p, vec in zip(args.image, images)]}, ensure_ascii=False))
+    else:
+        for label, vector in [*((repr(t), v) for t, v in zip(args.text, texts)),
+                              *((p, v) for p, v in zip(args.image, images))]:
+            head = " ".join(f"{v:+.4f}" for v in vector[:8])
+            print(f"{label}: [{head} ...] ({len(vector)} values, unit length)")
     return 0
 
 
@@ -298,16 +379,48 @@ def add_models_commands(subparsers: argparse._SubParsersAction) -> None:
     remove.add_argument("name")
     remove.add_argument("--force", action="store_true", help="even if the config uses it")
     remove.set_defaults(func=cmd_remove)
-    export = commands.add_parser("export", parents=[common],
-                                 help="turn a local Hugging Face CLIP checkpoint into a model folder "
-                                      "(needs the `export` extra: torch, transformers, onnx)")
-    export.add_argument("checkpoint", help="folder with config.json and weights (save_pretrained output)")
+    export = commands.add_parser(
+        "export", parents=[common],
+        help="turn a local Hugging Face CLIP checkpoint, or open_clip weights, into a model folder "
+             "(needs the `export` extra: torch, transformers, onnx, open-clip-torch)",
+        description="nasclip models export CHECKPOINT [--out DIR]  |  "
+                    "nasclip models export --open-clip ARCH --weights FILE OUT_DIR. "
+                    "The folder is activated only if ONNX Runtime reproduces PyTorch's vectors.")
+    export.add_argument("path", help="the Hugging Face checkpoint folder (config.json and weights, as "
+                                     "save_pretrained writes it); with --open-clip, the model folder to write")
+    export.add_argument("--open-clip", metavar="ARCH",
+                        help="export open_clip architecture ARCH (e.g. ViT-B-32, ViT-B-16-SigLIP2)")
+    export.add_argument("--weights", metavar="FILE", help="with --open-clip: the state dict (.pt or .safetensors)")
+    export.add_argument("--pretrained", metavar="TAG",
+                        help="with --open-clip: open_clip's name of the weights (e.g. openai, laion2b_s34b_b79k), "
+                             "which fixes their preprocessing and activation; needed when the architecture "
+                             "has weights that differ in those")
+    export.add_argument("--tokenizer", metavar="DIR",
+                        help="with --open-clip, for architectures whose tokenizer is on the Hugging Face hub: "
+                             "a folder with its tokenizer.json and tokenizer_config.json")
     export.add_argument("--name", help="model folder name (default: the checkpoint folder's name)")
     export.add_argument("--out", help="write the model folder here instead of the models folder")
     export.add_argument("--context-length", type=int, default=None,
                         help="token ids per text (default: 77 for CLIP, 52 for Chinese-CLIP)")
     export.add_argument("--force", action="store_true", help="replace an existing folder")
     export.set_defaults(func=cmd_export)
+    tokenize = commands.add_parser("tokenize", parents=[common],
+                                   help="print the token ids a model's text encoder gets for each text")
+    tokenize.add_argument("model_dir", help="model folder holding model.yaml, or an installed model's name")
+    tokenize.add_argument("texts", nargs="+", metavar="TEXT")
+    tokenize.add_argument("--json", action="store_true", help='{"texts": [{"text", "ids"}]} (ids without padding)')
+    tokenize.set_defaults(func=cmd_tokenize)
+    embed = commands.add_parser("embed", parents=[common],
+                                help="print the unit vectors nasclip computes for texts and photos "
+                                     "(the daemon's decode, preprocessing and tokenizer)")
+    embed.add_argument("model_dir", help="model folder holding model.yaml, or an installed model's name")
+    embed.add_argument("--text", action="append", default=[], metavar="T", help="a text (repeatable)")
+    embed.add_argument("--image", action="append", default=[], metavar="FILE", help="a photo (repeatable)")
+    embed.add_argument("--backend", choices=("auto", "onnx", "axengine"), default="auto",
+                       help="which runtime encodes (default: as the daemon picks)")
+    embed.add_argument("--json", action="store_true",
+                       help='{"texts": [{"text", "vector"}], "images": [{"path", "vector"}]}')
+    embed.set_defaults(func=cmd_embed)
     quantize = commands.add_parser("quantize", parents=[common],
                                    help="write an int8 copy of a model's image encoder as a new model "
                                         "(about 2x faster on a CPU, its own model id)")

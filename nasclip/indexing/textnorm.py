@@ -78,6 +78,12 @@ class TextNormalizer:
         self._functions = [_FUNCTIONS[s] for s in self.steps]
 
     def __call__(self, text: str) -> str:
+        if not self._functions:
+            # Whitespace runs (tabs, newlines from a pasted query) carry no
+            # meaning for either tokenizer family. With steps, they are the
+            # whole pipeline: collapsing first would change what ``clean``
+            # sees (ftfy reads U+0085 as an ellipsis, not a space).
+            return self.prefix + collapse_whitespace(text)
         for function in self._functions:
             text = function(text)
         return self.prefix + text

@@ -18,15 +18,17 @@ from the file: the file's own padding/truncation settings are replaced.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
 from ..errors import ModelError
 from ..model.spec import ModelSpec
-from .textnorm import TextNormalizer, collapse_whitespace
+from .textnorm import TextNormalizer
 
 if TYPE_CHECKING:  # tokenizers is imported where it is used: the light client never needs it
     from tokenizers import Tokenizer
@@ -36,6 +38,8 @@ if TYPE_CHECKING:  # tokenizers is imported where it is used: the light client n
 CLIP_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 CLIP_BOS = "<|startoftext|>"
 CLIP_EOS = "<|endoftext|>"
+# An alchemical symbol (U+1F700), in no BERT vocabulary: see wordpiece_tokenizer.
+WORDPIECE_STAND_IN = "\U0001F700"
 
 
 def clip_bpe_tokenizer(vocab: Mapping[str, int], merges: Iterable[tuple[str, str]]) -> Tokenizer:
@@ -73,7 +77,9 @@ def clip_bpe_tokenizer(vocab: Mapping[str, int], merges: Iterable[tuple[str, str
         single=f"{CLIP_BOS} $A {CLIP_EOS}", pair=f"{CLIP_BOS} $A {CLIP_EOS} $B {CLIP_EOS}",
         special_tokens=[(CLIP_BOS, vocab[CLIP_BOS]), (CLIP_EOS, vocab[CLIP_EOS])])
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.add_special_tokens([CLIP_BOS, CLIP_EOS])
+    # The special tokens are not added as tokens to match in the text: as in
+    # OpenAI's and open_clip's tokenizers, a query that spells
+    # "<|endoftext|>" gets the pieces of those characters, not a control token.
     return tokenizer
 
 
@@ -102,16 +108,24 @@ def clip_bpe_from_merges(lines: list[str]) -> Tokenizer:
 
 
 def read_wordpiece_vocab(path: Path) -> dict[str, int]:
-    """A BERT vocab.txt (one token per line, id = line number) as token -> id."""
+    """A BERT vocab.txt (one token per line, id = line number) as token -> id.
+
+    Read as BERT's own ``load_vocab`` reads it: lines end only at "\n"
+    (some tokens are characters ``str.splitlines`` would break at, such as
+    U+0085), each line stripped, and a repeated token keeps its last id.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: cannot read the WordPiece vocabulary: {exc}") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     vocab: dict[str, int] = {}
-    for number, token in enumerate(lines):
-        token = token.rstrip("\r")
+    for number, line in enumerate(lines):
+        token = line.strip()
         if token:
-            vocab.setdefault(token, number)
+            vocab[token] = number
     return vocab
 
 
@@ -122,6 +136,7 @@ def wordpiece_tokenizer(vocab: Mapping[str, int] | Path) -> Tokenizer:
     punctuation mark into its own word, wraps the pieces in [CLS] ... [SEP].
     """
     from tokenizers import (
+        Regex,
         Tokenizer,
         decoders,
         models,
@@ -136,16 +151,39 @@ def wordpiece_tokenizer(vocab: Mapping[str, int] | Path) -> Tokenizer:
     missing = [t for t in ("[CLS]", "[SEP]", "[UNK]", "[PAD]") if t not in vocab]
     if missing:
         raise ModelError(f"{source}: not a BERT WordPiece vocabulary (no {', '.join(missing)})")
-    tokenizer = Tokenizer(models.WordPiece(dict(vocab), unk_token="[UNK]", max_input_chars_per_word=100))
-    tokenizer.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    if WORDPIECE_STAND_IN in vocab or "##" + WORDPIECE_STAND_IN in vocab:
+        raise ModelError(f"{source}: holds U+{ord(WORDPIECE_STAND_IN):X}, which nasclip uses as a stand-in")
+    # BERT's max_input_chars_per_word as Chinese-CLIP sets it (a longer word is one [UNK]).
+    tokenizer = Tokenizer(models.WordPiece(dict(vocab), unk_token="[UNK]", max_input_chars_per_word=200))
+    tokenizer.normalizer = normalizers.Sequence([
+        # BERT's clean-up drops only Cc/Cf characters; tokenizers' drops every
+        # C* category. Private-use and unassigned characters become a symbol
+        # no vocabulary holds, so they stay what BERT makes of them: [UNK].
+        normalizers.Replace(Regex(r"[\p{Co}\p{Cn}]"), WORDPIECE_STAND_IN),
+        normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True),
+    ])
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
     tokenizer.decoder = decoders.WordPiece()
-    tokenizer.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]"])
+    # As in BERT's and Chinese-CLIP's own tokenizer, "[CLS]" typed in a query is text.
     return tokenizer
+
+
+def _drop_from_split_regex(pre_tokenizer: Any, tokens: list[str]) -> None:
+    """Remove the alternatives matching exactly one of tokens from Split pre-tokenizers' regexes, in place."""
+    if not isinstance(pre_tokenizer, dict):
+        return
+    for inner in pre_tokenizer.get("pretokenizers") or []:
+        _drop_from_split_regex(inner, tokens)
+    pattern = pre_tokenizer.get("pattern")
+    if pre_tokenizer.get("type") == "Split" and isinstance(pattern, dict) and isinstance(pattern.get("Regex"), str):
+        alternatives = [re.escape(token) for token in tokens]
+        regex = pattern["Regex"]
+        for alternative in alternatives:
+            regex = regex.replace(alternative + "|", "")
+        pattern["Regex"] = regex
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
@@ -157,7 +195,23 @@ def load_tokenizer(path: Path) -> Tokenizer:
     if path.suffix == ".txt":
         return wordpiece_tokenizer(path)
     try:
-        return Tokenizer.from_file(str(path))
+        pipeline = json.loads(path.read_text(encoding="utf-8"))
+        # Tokenizer files made by transformers (Immich's among them) list the
+        # special tokens as "added tokens", which tokenizers then matches
+        # inside the text itself. The reference tokenizers never do, and a
+        # query must not be able to inject control tokens, so they go; the
+        # post-processor still adds them around every text by id.
+        if isinstance(pipeline, dict) and isinstance(pipeline.get("added_tokens"), list):
+            specials = [t["content"] for t in pipeline["added_tokens"] if isinstance(t, dict) and t.get("content")]
+            pipeline["added_tokens"] = []
+            # transformers' CLIP converter also puts them first in the split
+            # regex, which would keep "<|endoftext|>" typed in a query whole.
+            _drop_from_split_regex(pipeline.get("pre_tokenizer"), specials)
+        return Tokenizer.from_str(json.dumps(pipeline))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: not a valid tokenizers file (not JSON: {exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read the tokenizer file: {exc}") from None
     except Exception as exc:  # tokenizers raises plain Exception subclasses
         raise ModelError(f"{path}: not a valid tokenizers file: {exc}") from None
 
@@ -185,9 +239,8 @@ class TextTokenizer:
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, mask), both [len(texts), context_length] in the manifest's integer type."""
-        # Whitespace runs (tabs, newlines from a pasted query) carry no meaning
-        # for either family; BERT's normaliser ignores them, CLIP's collapses them.
-        cleaned = [self.normalize(collapse_whitespace(text)) for text in texts]
+        # A lone surrogate (JSON can carry one) cannot reach the Rust side.
+        cleaned = [self.normalize(text.encode("utf-8", "replace").decode("utf-8")) for text in texts]
         with self._lock:
             encodings = self._tokenizer.encode_batch(cleaned)
         shape = (len(texts), self.context_length)

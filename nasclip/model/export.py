@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -207,7 +207,26 @@ def _export_onnx(torch: Any, model: Any, out: Path, image_size: int, length: int
 
 
 def _self_check(torch: Any, model: Any, folder: Path, manifest: str) -> None:
-    """ONNX Runtime must reproduce PyTorch's unit vectors within TOLERANCE, through nasclip's own loading."""
+    def image_fn(pixels: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.asarray(_features(model.get_image_features(pixel_values=torch.from_numpy(pixels))).numpy())
+
+    def text_fn(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.asarray(_features(model.get_text_features(
+                input_ids=torch.from_numpy(ids.astype(np.int64)),
+                attention_mask=torch.from_numpy(mask.astype(np.int64)))).numpy())
+
+    check_against_reference(folder, manifest, image_fn, text_fn, ["a photo", "two cats on a sofa"])
+
+
+def check_against_reference(folder: Path, manifest: str, image_fn: Callable[[np.ndarray], np.ndarray],
+                            text_fn: Callable[[np.ndarray, np.ndarray], np.ndarray], texts: list[str]) -> None:
+    """ONNX Runtime must reproduce the PyTorch model's unit vectors within TOLERANCE, through nasclip's loading.
+
+    image_fn and text_fn are the PyTorch encoders (pixels; token ids and mask
+    as nasclip's tokenizer gives them), returning unnormalised embeddings.
+    """
     from ..indexing.encoder import Encoder, l2_normalise
     from ..indexing.tokenizer import TextTokenizer
     from .spec import MANIFEST, load_model_spec
@@ -219,14 +238,9 @@ def _self_check(torch: Any, model: Any, folder: Path, manifest: str) -> None:
         generator = np.random.default_rng(0)
         size = spec.image.size
         pixels = generator.standard_normal((2, 3, size, size)).astype(np.float32)
-        texts = ["a photo", "two cats on a sofa"]
         ids, mask = TextTokenizer(spec).encode(texts)  # the ids nasclip will feed
-        with torch.no_grad():
-            want_image = _features(model.get_image_features(pixel_values=torch.from_numpy(pixels))).numpy()
-            want_text = _features(model.get_text_features(input_ids=torch.from_numpy(ids.astype(np.int64)),
-                                                          attention_mask=torch.from_numpy(mask.astype(np.int64))))
         got = np.concatenate([encoder.encode_images(pixels), encoder.encode_texts(texts)])
-        want = l2_normalise(np.concatenate([want_image, want_text.numpy()]))
+        want = l2_normalise(np.concatenate([image_fn(pixels), text_fn(ids, mask)]).astype(np.float32))
     finally:
         encoder.close()
     error = float(np.abs(got - want).max())
@@ -235,4 +249,3 @@ def _self_check(torch: Any, model: Any, folder: Path, manifest: str) -> None:
         raise ModelError(f"exported ONNX differs from PyTorch by {error:.2e} (more than {TOLERANCE}); "
                          "nothing was installed")
     print(f"export check: ONNX Runtime matches PyTorch (max difference {error:.1e})")
-
