@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..config import DEFAULT_CONFIG, Config, IndexerConfig, load_config
-from ..errors import ModelError, NasclipError
+from ..errors import DecodeError, ModelError, NasclipError
 from ..model.download import Staging, fsync_path, human_bytes, sha256_file
 from ..model.install import (
     RECORD,
@@ -321,6 +321,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
             try:
                 handle = open_bounded(fd, os.fstat(fd).st_size, limits)
                 tensor = load_tensor(handle, spec.image, limits.max_pixels)
+            except DecodeError as exc:
+                raise DecodeError(f"{name}: {exc}") from None
             finally:
                 os.close(fd)
             images.append(encoder.encode_images(tensor[None])[0])

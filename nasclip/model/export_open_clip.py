@@ -152,14 +152,14 @@ def _write_tokenizer(oc: Any, reference: Any, source: Path | None, out: Path) ->
     return int(pad) if pad is not None else 0
 
 
-def _load_weights(oc: Any, model: Any, weights: Path) -> None:
+def _load_weights(oc: Any, model: Any, arch: str, weights: Path) -> None:
     if not weights.is_file():
         raise ModelError(f"{weights}: no such file (the state dict open_clip saves, .pt or .safetensors)")
     try:
         incompatible = oc.load_checkpoint(model, str(weights), strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
-        raise ModelError(f"{weights}: not weights of this architecture: "
+        raise ModelError(f"{weights}: not weights of {arch}: "
                          f"{' '.join(first[:3])[:600]}") from None
     except Exception as exc:  # unpickling/safetensors errors of a damaged or foreign file
         raise ModelError(f"{weights}: cannot read the weights: {type(exc).__name__}: {exc}") from None
@@ -251,7 +251,7 @@ def export_open_clip(arch: str, weights: Path, target: Path, *, pretrained: str 
                                     force_preprocess_cfg=contract or None)
     except Exception as exc:  # open_clip/timm raise whatever their builders raise
         raise ModelError(f"open_clip cannot build {arch}: {type(exc).__name__}: {exc}") from None
-    _load_weights(oc, model, Path(weights))
+    _load_weights(oc, model, arch, Path(weights))
     model.eval()
     image = _image_spec(oc.get_model_preprocess_cfg(model))
     length = int(text_cfg.get("context_length", 77))
