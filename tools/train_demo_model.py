@@ -483,6 +483,7 @@ text:
   pad_id: 0
   input_name: input_ids
   output_name: text_embeds
+  normalize: [t2s]    # trained on simplified Chinese: traditional queries are converted first
 """
 
 

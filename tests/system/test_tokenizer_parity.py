@@ -159,3 +159,22 @@ def test_t2s_gives_cn_clip_the_simplified_text(cn_vocab: Path) -> None:
     folded, _ = tokenizer.encode(["紅色的圓形", "红色的圆形"])
     assert not np.array_equal(plain[0], plain[1]) and np.array_equal(folded[0], folded[1])
 
+
+
+@pytest.mark.parametrize("mode", ["lower", "whitespace", "canonicalize"])
+def test_normalize_steps_equal_open_clips_text_cleaning(mode: str) -> None:
+    # The export writes these steps for open_clip's clean modes; each must be
+    # the very function open_clip's tokenizers call (SigLIP's canonicalize included).
+    from nasclip.indexing.textnorm import TextNormalizer
+    from nasclip.model.export_open_clip import CLEAN_STEPS
+
+    theirs = open_clip().tokenizer.get_clean_fn(mode)
+    ours = TextNormalizer(CLEAN_STEPS[mode])
+    bad = [t for t in TEXTS if ours(t) != theirs(t)]
+    assert bad[:5] == []
+
+
+def test_prefix_comes_after_the_steps() -> None:
+    from nasclip.indexing.textnorm import TextNormalizer
+
+    assert TextNormalizer(("t2s", "lower"), prefix="zho_Hans ")("紅色 CIRCLE") == "zho_Hans 红色 circle"

@@ -67,6 +67,30 @@ def test_precision_at_5_over_all_32_queries(encoded, language) -> None:
     assert mean >= 0.9, f"mean precision@5 {mean:.3f}; worst queries {worst}"
 
 
+# Traditional script, written out here (not by OpenCC, which the model's
+# normalize step uses): 紅 綠 藍 黃 圓 differ from the simplified forms.
+TRADITIONAL_COLOURS = {"red": "紅色", "green": "綠色", "blue": "藍色", "yellow": "黃色", "orange": "橙色",
+                       "purple": "紫色", "white": "白色", "black": "黑色"}
+TRADITIONAL_SHAPES = {"circle": "圓形", "square": "正方形", "triangle": "三角形", "star": "星形"}
+
+
+def test_traditional_queries_find_what_simplified_ones_find(encoded) -> None:
+    scenes, vectors, encoder = encoded
+    combos = [(c, s) for c in PALETTE for s in SHAPES]
+    simplified = [f"{CHINESE_COLOURS[c]}的{CHINESE_SHAPES[s]}" for c, s in combos]
+    traditional = [f"{TRADITIONAL_COLOURS[c]}的{TRADITIONAL_SHAPES[s]}" for c, s in combos]
+    assert sum(a != b for a, b in zip(simplified, traditional)) >= 20
+    means = []
+    for texts in (simplified, traditional):
+        queries = encoder.encode_texts(texts)
+        means.append(float(np.mean([precision_at_5(scenes, vectors, q, c, s) for q, (c, s) in zip(queries, combos)])))
+    print(f"precision@5: simplified {means[0]:.3f}, traditional {means[1]:.3f}")
+    assert abs(means[0] - means[1]) <= 0.05 and means[1] >= 0.9
+    # The seed's own kind of query: one vector for both scripts.
+    both = encoder.encode_texts(["紅色的圓形", "红色的圆形"])
+    assert float(both[0] @ both[1]) >= 0.999
+
+
 def test_other_phrasings_and_backgrounds(encoded) -> None:
     scenes, vectors, encoder = encoded
     on_yellow = [i for i, s in enumerate(scenes) if s.background == "yellow"]
