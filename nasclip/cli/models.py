@@ -398,8 +398,9 @@ def add_models_commands(subparsers: argparse._SubParsersAction) -> None:
                              "which fixes their preprocessing and activation; needed when the architecture "
                              "has weights that differ in those")
     export.add_argument("--tokenizer", metavar="DIR",
-                        help="with --open-clip, for architectures whose tokenizer is on the Hugging Face hub: "
-                             "a folder with its tokenizer.json and tokenizer_config.json")
+                        help="with --open-clip, for architectures whose tokenizer is on the Hugging Face hub "
+                             "(SigLIP, XLM-RoBERTa): a folder with its tokenizer.json and tokenizer_config.json, "
+                             "and for a transformers text tower (XLM-RoBERTa) also its config.json")
     export.add_argument("--name", help="model folder name (default: the checkpoint folder's name)")
     export.add_argument("--out", help="write the model folder here instead of the models folder")
     export.add_argument("--context-length", type=int, default=None,

@@ -186,6 +186,12 @@ def _drop_from_split_regex(pre_tokenizer: Any, tokens: list[str]) -> None:
         pattern["Regex"] = regex
 
 
+def _is_clip_bpe(pipeline: Any) -> bool:
+    """A tokenizer.json of CLIP's byte-level BPE: words end in "</w>"."""
+    model = pipeline.get("model") if isinstance(pipeline, dict) else None
+    return isinstance(model, dict) and model.get("type") == "BPE" and model.get("end_of_word_suffix") == "</w>"
+
+
 def load_tokenizer(path: Path) -> Tokenizer:
     """The tokenizers pipeline in path: a tokenizer.json, or a BERT vocab.txt."""
     from tokenizers import Tokenizer
@@ -198,10 +204,13 @@ def load_tokenizer(path: Path) -> Tokenizer:
         pipeline = json.loads(path.read_text(encoding="utf-8"))
         # Tokenizer files made by transformers (Immich's among them) list the
         # special tokens as "added tokens", which tokenizers then matches
-        # inside the text itself. The reference tokenizers never do, and a
-        # query must not be able to inject control tokens, so they go; the
-        # post-processor still adds them around every text by id.
-        if isinstance(pipeline, dict) and isinstance(pipeline.get("added_tokens"), list):
+        # inside the text itself. For CLIP BPE the reference is open_clip's
+        # (and OpenAI's) tokenizer, which never does: "<|endoftext|>" typed in
+        # a query is text there, so the added tokens go (the post-processor
+        # still adds them around every text by id). Other tokenizer.json
+        # families (XLM-R, SigLIP's Gemma) have transformers as their
+        # reference, which matches them: they stay.
+        if _is_clip_bpe(pipeline) and isinstance(pipeline.get("added_tokens"), list):
             specials = [t["content"] for t in pipeline["added_tokens"] if isinstance(t, dict) and t.get("content")]
             pipeline["added_tokens"] = []
             # transformers' CLIP converter also puts them first in the split

@@ -10,7 +10,9 @@ state dict (``.pt``/``.bin`` or ``.safetensors``), and writes:
 * the tokenizer: open_clip's CLIP BPE rebuilt from the merges file its wheel
   ships (``tokenizer.json``), or, for architectures whose tokenizer lives on
   the Hugging Face hub (SigLIP, XLM-RoBERTa), the tokenizer given with
-  ``--tokenizer``;
+  ``--tokenizer DIR``; a transformers text tower (XLM-RoBERTa) is built
+  from the ``config.json`` in that folder too, where open_clip would fetch
+  it from the hub;
 * ``model.yaml`` with the preprocessing open_clip's pretrained table gives
   those weights (``--pretrained TAG``: size, mean/std, resize mode; also
   whether the weights need QuickGELU, which changes the graph), and the text
@@ -79,7 +81,8 @@ def _preprocess_contract(oc: Any, arch: str, pretrained: str | None) -> tuple[st
 def _quiet_root_logger() -> Iterator[None]:
     """open_clip warns on the root logger that no pretrained weights were loaded: the export loads them next."""
     def drop(record: logging.LogRecord) -> bool:
-        return "pretrained weights" not in record.getMessage()
+        message = record.getMessage()
+        return "pretrained weights" not in message and "initialized partially" not in message
 
     root = logging.getLogger()
     root.addFilter(drop)
@@ -109,6 +112,21 @@ def _image_spec(preprocess: dict[str, Any]) -> dict[str, Any]:
     return {"size": int(size), "resize": modes[preprocess.get("resize_mode", "shortest")],
             "mean": tuple(float(v) for v in preprocess["mean"]),
             "std": tuple(float(v) for v in preprocess["std"]), **extra}
+
+
+def _local_text_tower(arch: str, text_cfg: dict[str, Any], folder: Path | None) -> dict[str, Any]:
+    """text_cfg of a transformers text tower (XLM-RoBERTa, ...) built from folder instead of the hub.
+
+    open_clip reads such a tower's configuration from the hub by name; the
+    same files from a local folder (what save_pretrained writes) build the
+    same graph, and the weights come from --weights as for every export.
+    """
+    name = text_cfg["hf_model_name"]
+    if folder is None or not (folder / "config.json").is_file():
+        raise ModelError(f"{arch}: its text tower is the Hugging Face model {name!r}: pass --tokenizer DIR, a "
+                         f"folder holding that model's config.json, tokenizer.json and tokenizer_config.json "
+                         f"(the hub's files for {name}, without its weights)")
+    return {**text_cfg, "hf_model_name": str(folder), "hf_tokenizer_name": str(folder), "hf_model_pretrained": False}
 
 
 def _reference_tokenizer(oc: Any, arch: str, text_cfg: dict, tokenizer: Path | None) -> tuple[Any, str]:
@@ -148,6 +166,7 @@ def _write_tokenizer(oc: Any, reference: Any, source: Path | None, out: Path) ->
         clip_bpe_from_merges(lines).save(str(out / "tokenizer.json"))
         return 0  # open_clip pads with zeros; pooling takes the end-of-text position
     shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
+    # A transformers text tower masks out its pad id: the manifest's must be that one.
     pad = reference.tokenizer.pad_token_id
     return int(pad) if pad is not None else 0
 
@@ -239,16 +258,15 @@ def export_open_clip(arch: str, weights: Path, target: Path, *, pretrained: str 
                          "print(open_clip.list_models())'` lists them)")
     config = oc.get_model_config(arch)
     text_cfg = dict(config.get("text_cfg") or {})
+    overrides: dict[str, Any] = {}
     if text_cfg.get("hf_model_name"):
-        # A transformers text tower (XLM-RoBERTa, ...) needs its config from the hub to be built.
-        raise ModelError(f"{arch}: its text tower is the Hugging Face model {text_cfg['hf_model_name']!r}, whose "
-                         "configuration open_clip fetches from the hub; this export cannot build it offline")
+        overrides["text_cfg"] = text_cfg = _local_text_tower(arch, text_cfg, tokenizer)
     tag, contract, quick_gelu = _preprocess_contract(oc, arch, pretrained)
     reference, clean = _reference_tokenizer(oc, arch, text_cfg, tokenizer)
     try:
         with _quiet_root_logger():
             model = oc.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu,
-                                    force_preprocess_cfg=contract or None)
+                                    force_preprocess_cfg=contract or None, **overrides)
     except Exception as exc:  # open_clip/timm raise whatever their builders raise
         raise ModelError(f"open_clip cannot build {arch}: {type(exc).__name__}: {exc}") from None
     _load_weights(oc, model, arch, Path(weights))
