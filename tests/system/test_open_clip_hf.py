@@ -63,10 +63,14 @@ def reference(text_tower: Path):
 
 @pytest.fixture(scope="module")
 def exported(reference, text_tower: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from safetensors.torch import save_file
+
     base = tmp_path_factory.mktemp("xlmr-export")
-    torch.save(reference.state_dict(), base / "weights.pt")
+    # The other form open_clip saves weights in (test_open_clip.py exports a .pt).
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, base / "weights.safetensors")
     done = subprocess.run([sys.executable, "-m", "nasclip.cli.admin", "models", "export", "--open-clip", ARCH,
-                           "--weights", str(base / "weights.pt"), "--tokenizer", str(text_tower), str(base / "out")],
+                           "--weights", str(base / "weights.safetensors"), "--tokenizer", str(text_tower),
+                           str(base / "out")],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "ONNX Runtime matches PyTorch" in done.stderr + done.stdout
