@@ -100,6 +100,10 @@ class Encoder:
         raw = _run_batched(self._image, {self.spec.image.input_name: batch}, self.spec.image.output_name)
         return self._check_dim(raw, "image")
 
+    def text_key(self, text: str) -> str:
+        """What the tokenizer sees of text (after text.normalize): texts with one key get one vector."""
+        return self._tokenizer.normalize(text) if self._tokenizer is not None else text
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors [N, dim] for texts."""
         if self._text is None or self._tokenizer is None:

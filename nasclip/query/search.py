@@ -202,8 +202,9 @@ class Searcher:
 
     def text_vector(self, text: str, encoder: Encoder | None = None) -> np.ndarray:
         encoder = encoder or self.encoder
-        # The tokenizer collapses whitespace too, so "red  car" and "red car" share an entry.
-        key = f"{encoder.model_id}\0{' '.join(text.split())}"
+        # Keyed by what the tokenizer sees: "red  car" and "red car" share an entry
+        # (so do "紅色" and "红色" for a t2s model), "red\x85car" does not (ftfy reads an ellipsis).
+        key = f"{encoder.model_id}\0{encoder.text_key(text)}"
         vector = self.texts.get(key)
         if vector is None:
             vector = encoder.encode_texts([text])[0]
