@@ -268,7 +268,7 @@ def test_a_client_waits_out_a_full_server(daemon) -> None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(str(process.socket))
             holders.append(sock)
-        time.sleep(0.5)  # let the server accept them all (slow under load)
+        time.sleep(0.1)  # let the server accept them all
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             probe.connect(str(process.socket))
             assert json.loads(probe.makefile("rb").readline())["error"]["code"] == "busy"
