@@ -152,7 +152,7 @@ def export_checkpoint(checkpoint: Path, target: Path, *, context_length: int | N
                                 **contract),
                 text=TextSpec(tokenizer="tokenizer.json", onnx="text.onnx", context_length=length, pad_id=pad_id,
                               input_name="input_ids", dtype="int64", mask_name="attention_mask",
-                              output_name="text_embeds"),
+                              output_name="text_embeds", trim=True),
                 name=target.name, description=f"Exported by nasclip {__version__} from {checkpoint.resolve()}",
                 languages=("zh",) if model_type == "chinese_clip" else ("en",))
             manifest = dump_model_spec(spec, f"Exported by nasclip {__version__} from {checkpoint.resolve()}\n"
@@ -202,8 +202,9 @@ def _export_onnx(torch: Any, model: Any, out: Path, image_size: int, length: int
         torch.onnx.export(TextEncoder().eval(), (ids, mask), str(out / "text.onnx"),
                           input_names=["input_ids", "attention_mask"], output_names=["text_embeds"],
                           opset_version=17, dynamo=False,
-                          dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"},
-                                        "text_embeds": {0: "batch"}})
+                          # Any length: the texts' own, cut after the longest (text.trim).
+                          dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                                        "attention_mask": {0: "batch", 1: "tokens"}, "text_embeds": {0: "batch"}})
 
 
 def _self_check(torch: Any, model: Any, folder: Path, manifest: str) -> None:
@@ -239,8 +240,11 @@ def check_against_reference(folder: Path, manifest: str, image_fn: Callable[[np.
         size = spec.image.size
         pixels = generator.standard_normal((2, 3, size, size)).astype(np.float32)
         ids, mask = TextTokenizer(spec).encode(texts)  # the ids nasclip will feed
-        got = np.concatenate([encoder.encode_images(pixels), encoder.encode_texts(texts)])
-        want = l2_normalise(np.concatenate([image_fn(pixels), text_fn(ids, mask)]).astype(np.float32))
+        # Each text alone too: a trim model then runs it at its own length.
+        alone = [encoder.encode_texts([text]) for text in texts]
+        got = np.concatenate([encoder.encode_images(pixels), encoder.encode_texts(texts), *alone])
+        reference = text_fn(ids, mask)
+        want = l2_normalise(np.concatenate([image_fn(pixels), reference, reference]).astype(np.float32))
     finally:
         encoder.close()
     error = float(np.abs(got - want).max())

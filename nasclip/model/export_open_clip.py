@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,55 @@ def _load_weights(oc: Any, model: Any, arch: str, weights: Path) -> None:
         raise ModelError(f"{weights}: lacks {len(incompatible.missing_keys)} of the model's tensors")
 
 
-def _export_onnx(torch: Any, model: Any, out: Path, size: int, length: int) -> None:
+def _trimmable_text(oc: Any, model: Any) -> Callable[[Any], Any] | None:
+    """encode_text written to run at any length, where cutting the padding changes no vector; else None.
+
+    open_clip's CLIP text tower adds its 77 positions and its causal mask
+    whole, so its graph is fixed at 77 tokens; with causal attention the
+    output at the end-of-text token reads nothing after it, so the same
+    computation sliced to the ids' length gives the same vector. A
+    transformers tower masks its pad id itself. SigLIP's tower (no causal
+    mask, pooled at the last position) reads the padding: it stays fixed.
+    """
+    from open_clip.transformer import text_global_pool
+
+    if type(getattr(model, "text", None)).__name__ == "HFTextEncoder":
+        return model.encode_text
+    if not isinstance(model, oc.CLIP) or model.attn_mask is None or model.text_pool_type not in ("argmax", "eos"):
+        return None
+
+    transformer = model.transformer
+    if not getattr(transformer, "batch_first", False) or not all(
+            type(block).__name__ == "ResidualAttentionBlock" and not hasattr(block, "ln_1_kv")
+            for block in transformer.resblocks):
+        return None
+
+    def encode_text(text: Any) -> Any:
+        length = text.shape[1]
+        mask = model.attn_mask[:length, :length]
+        dtype = transformer.get_cast_dtype()
+        x = model.token_embedding(text).to(dtype) + model.positional_embedding[:length].to(dtype)
+        for block in transformer.resblocks:
+            # ResidualAttentionBlock.forward, except that key and value are
+            # other tensor objects than the query: for q is k is v PyTorch's
+            # attention takes a packed projection whose traced reshape keeps
+            # the trace's 77 tokens as a constant.
+            h = block.ln_1(x)
+            attended = block.attn(h, h.view_as(h), h.view_as(h), need_weights=False, attn_mask=mask)[0]
+            x = x + block.ls_1(attended)
+            x = x + block.ls_2(block.mlp(block.ln_2(x)))
+        x = model.ln_final(x)
+        x = text_global_pool(x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+        projection = model.text_projection
+        if projection is None:
+            return x
+        return projection(x) if hasattr(projection, "weight") else x @ projection
+
+    return encode_text
+
+
+def _export_onnx(torch: Any, model: Any, text_fn: Callable[[Any], Any], out: Path, size: int, length: int,
+                 trim: bool) -> None:
     class ImageEncoder(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -201,7 +249,7 @@ def _export_onnx(torch: Any, model: Any, out: Path, size: int, length: int) -> N
             self.model = model
 
         def forward(self, text: Any) -> Any:
-            return self.model.encode_text(text)
+            return text_fn(text)
 
     import warnings
 
@@ -213,23 +261,24 @@ def _export_onnx(torch: Any, model: Any, out: Path, size: int, length: int) -> N
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes on constant shapes: the context length is fixed
+        warnings.simplefilter("ignore")  # tracer notes on shapes: checked against PyTorch after the export
         # TorchScript exporter, as export.py uses; wrappers in eval mode so dropout stays off.
         try:
-            _export_both(torch, ImageEncoder().eval(), TextEncoder().eval(), out, pixels, ids)
+            _export_both(torch, ImageEncoder().eval(), TextEncoder().eval(), out, pixels, ids, trim)
         except Exception as exc:  # the exporter's own errors name the operator it cannot translate
             raise ModelError(f"PyTorch cannot export this model to ONNX: {type(exc).__name__}: {exc}") from None
         finally:
             torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
-def _export_both(torch: Any, image: Any, text: Any, out: Path, pixels: Any, ids: Any) -> None:
+def _export_both(torch: Any, image: Any, text: Any, out: Path, pixels: Any, ids: Any, trim: bool) -> None:
     torch.onnx.export(image, (pixels,), str(out / "image.onnx"), input_names=["image"],
                       output_names=["embedding"], opset_version=17, dynamo=False,
                       dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}})
+    axes = {0: "batch", 1: "tokens"} if trim else {0: "batch"}
     torch.onnx.export(text, (ids,), str(out / "text.onnx"), input_names=["text"],
                       output_names=["embedding"], opset_version=17, dynamo=False,
-                      dynamic_axes={"text": {0: "batch"}, "embedding": {0: "batch"}})
+                      dynamic_axes={"text": axes, "embedding": {0: "batch"}})
 
 
 def _check_token_ids(reference: Any, folder: Path, spec_text: str) -> None:
@@ -281,7 +330,9 @@ def export_open_clip(arch: str, weights: Path, target: Path, *, pretrained: str 
             steps = CLEAN_STEPS[clean]
             if tokenizer is None:
                 steps = tuple(s for s in steps if s != "lower")  # tokenizer.json lower-cases
-            _export_onnx(torch, model, staging.path, image["size"], length)
+            trimmed = _trimmable_text(oc, model)
+            _export_onnx(torch, model, trimmed or model.encode_text, staging.path, image["size"], length,
+                         trimmed is not None)
             image_sha = sha256_file(staging.path / "image.onnx")
             with torch.no_grad():
                 dim = int(model.encode_text(torch.zeros(1, length, dtype=torch.int64)).shape[-1])
@@ -290,7 +341,7 @@ def export_open_clip(arch: str, weights: Path, target: Path, *, pretrained: str 
                 image=ImageSpec(onnx="image.onnx", input_name="image", output_name="embedding", **image),
                 text=TextSpec(tokenizer="tokenizer.json", onnx="text.onnx", context_length=length, pad_id=pad_id,
                               input_name="text", dtype="int64", mask_name=None, output_name="embedding",
-                              normalize=steps),
+                              normalize=steps, trim=trimmed is not None),
                 languages=("en",) if tokenizer is None else (),
                 name=target.name, description=f"Exported by nasclip {__version__} from {origin}")
             manifest = dump_model_spec(spec, f"Exported by nasclip {__version__} from {origin}\n"

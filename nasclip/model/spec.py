@@ -73,6 +73,10 @@ class TextSpec:
         (), "clean-ups before tokenizing, in order: clean (open_clip's ftfy + HTML unescaping + whitespace), "
             "lower, strip_punct (SigLIP), t2s (traditional to simplified Chinese)")
     prefix: str = setting("", "text put before every query after normalising (e.g. a language code)")
+    trim: bool = setting(
+        False, "the text encoder takes any length up to context_length and its vector does not depend on the "
+               "padding (causal attention, or pooling that masks pads): ids are cut after a batch's longest text, "
+               "so a short query costs a fraction of a full-length one")
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ def test_the_folder_carries_open_clips_contract(exported: Path) -> None:
     assert spec.image.mean == pytest.approx(oc.OPENAI_DATASET_MEAN)
     assert spec.image.std == pytest.approx(oc.OPENAI_DATASET_STD)
     assert spec.text.context_length == 77 and spec.text.pad_id == 0 and spec.text.normalize == ("clean",)
+    assert spec.text.trim, "causal attention: ids are cut after the longest text"
     assert spec.languages == ("en",)
     assert not any(p.name.startswith(".") for p in exported.parent.iterdir()), "no staging left behind"
 
