@@ -86,6 +86,8 @@ class IndexerConfig:
     batch_size: int = setting(8, "photos per encoder batch")
     decode_threads: int = setting(2, "threads decoding photos ahead of the encoder")
     threads: int = setting(0, "ONNX Runtime threads for the encoder; 0 = one per core")
+    # Only the indexer's threads: queries keep the daemon's priority, so a search never waits behind indexing.
+    nice: int = setting(10, "nice value (0-19) of the indexer's threads (decoding, image encoder); read at start")
     onnx_providers: tuple[str, ...] = setting(
         ("CPUExecutionProvider",), "ONNX Runtime execution providers to try, in order of preference")
     max_pixels: int = setting(
@@ -197,6 +199,9 @@ def _check(config: Config, problems: Problems) -> None:
     for key in _POSITIVE:
         if _value(config, key) <= 0:
             problems.add(None, key, f"must be greater than 0, got {_value(config, key):g}")
+    if not 0 <= config.indexer.nice <= 19:
+        problems.add(None, "indexer.nice", f"must be from 0 (the daemon's own priority) to 19 (only idle CPU), "
+                                           f"got {config.indexer.nice}")
     for key in _NOT_NEGATIVE:
         if _value(config, key) < 0:
             problems.add(None, key, f"must not be negative, got {_value(config, key):g}"

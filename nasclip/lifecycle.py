@@ -16,6 +16,7 @@ silently is the one failure a NAS owner cannot see.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any, Callable, Protocol
 
@@ -43,6 +44,27 @@ class Component(Protocol):
         """Take on the settings of a reloaded config that may change live."""
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Give the calling thread (only it: Linux nice values are per thread) at least this nice value.
+
+    And the batch scheduling policy.
+    Threads it starts inherit the value, which is how ONNX Runtime's pool
+    threads get it (they start when a session is made). Raising one's own
+    nice value needs no privilege; lowering it again would, so it only rises.
+    """
+    if nice <= 0:
+        return
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        # SCHED_BATCH: CPU-bound work that need not preempt anything on wake-up.
+        if os.sched_getscheduler(tid) == os.SCHED_OTHER:
+            os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+    except OSError as exc:  # a sandbox refusing setpriority: work goes on at the daemon's priority
+        logging.getLogger("nasclip").warning("cannot lower the priority of thread %s: %s", tid, exc)
+
+
 class Worker:
     """Runs ``step()`` on a thread until stopped.
 
@@ -51,8 +73,9 @@ class Worker:
     """
 
     def __init__(self, name: str, step: Callable[[], float], log: logging.Logger, what: str,
-                 error_pause: float = 5.0) -> None:
+                 error_pause: float = 5.0, nice: int = 0) -> None:
         self.name = name
+        self.nice = nice  # of the worker's thread (lower_thread_priority)
         self._step = step
         self._log = log
         self._what = what
@@ -89,6 +112,7 @@ class Worker:
         self._stop.wait(seconds)
 
     def _run(self) -> None:
+        lower_thread_priority(self.nice)
         while not self._stop.is_set():
             try:
                 idle = self._step()

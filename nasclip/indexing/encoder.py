@@ -8,16 +8,19 @@ and L2-normalises every vector, whether or not the model already does.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+import threading
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
 from ..errors import ModelError
+from ..lifecycle import lower_thread_priority
 from ..model.spec import ModelSpec
 from .backends import BackendName, Session, open_session
 from .tokenizer import TextTokenizer
 
 log = logging.getLogger("nasclip.encoder")
+T = TypeVar("T")
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -44,6 +47,28 @@ def _run_batched(session: Session, feed: dict[str, np.ndarray], output: str | No
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
+def _in_thread(nice: int, make: Callable[[], T]) -> T:
+    """make() on a new thread with at least this nice value (0: here); its result or its exception."""
+    if nice <= 0:
+        return make()
+    outcome: list[Any] = []
+
+    def run() -> None:
+        lower_thread_priority(nice)
+        try:
+            outcome.append((True, make()))
+        except BaseException as exc:  # handed to the caller below
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="nasclip-session", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 class Encoder:
     """Image and text embeddings of one model; safe to share across threads."""
 
@@ -58,14 +83,20 @@ class Encoder:
     @classmethod
     def open(cls, spec: ModelSpec, *, backend: BackendName = "auto", threads: int = 0,
              providers: Sequence[str] = ("CPUExecutionProvider",), text_threads: int = 1,
-             image: bool = True, text: bool = True) -> "Encoder":
-        """Load the model's sessions; ``backend``, ``threads`` and ``providers`` apply to the image encoder."""
+             image: bool = True, text: bool = True, image_nice: int = 0) -> "Encoder":
+        """Load the model's sessions; ``backend``, ``threads`` and ``providers`` apply to the image encoder.
+
+        With ``image_nice``, the image encoder's own threads run at that nice
+        value: the session is made on a short-lived thread of that priority,
+        whose value ONNX Runtime's pool threads inherit. (The thread that
+        calls ``encode_images`` takes part in the work at its own priority.)
+        """
         image_session = text_session = None
         if image:
-            image_session = open_session(
+            image_session = _in_thread(image_nice, lambda: open_session(
                 spec.path(spec.image.onnx) if spec.image.onnx else None,
                 spec.path(spec.image.axmodel) if spec.image.axmodel else None,
-                backend, threads, providers, announce=True)
+                backend, threads, providers, announce=True))
             log.info("image encoder of %s on %s", spec.id, image_session.description)
         if text:
             # Text runs on the CPU when there is an ONNX file (queries then never

@@ -36,7 +36,7 @@ import numpy as np
 from ..config import Config, IndexerConfig
 from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
 from ..fsopen import open_nofollow
-from ..lifecycle import Worker
+from ..lifecycle import Worker, lower_thread_priority
 from ..shares import Shares
 from ..store.catalog import FileRow
 from ..store.changes import Encoded, Failed, Result
@@ -166,14 +166,14 @@ class Indexer:
         self.clock = clock
         self.stats = IndexerStats()
         self.depth = 2  # batches being prepared ahead of the encoder
-        self._pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="nasclip-decode")
+        self._pool = self._decode_pool()
         self._window: deque[_Batch] = deque()
         self.stuck_workers = 0  # decode threads given up on (still blocked somewhere)
         self._inflight: set[int] = set()
         # A batch encoded while the catalog could not take it (a full disk): recorded
         # later, never encoded twice. While it waits, no new work is claimed.
         self._unrecorded: tuple[list[_Prepared], list[Result]] | None = None
-        self._worker = Worker("nasclip-indexer", self.step, log, "indexer", error_pause=5.0)
+        self._worker = Worker("nasclip-indexer", self.step, log, "indexer", error_pause=5.0, nice=config.nice)
         self.paused = threading.Event()  # tests and `nasclip` can hold the indexer
 
     # ------------------------------------------------------------------ lifecycle
@@ -283,10 +283,14 @@ class Indexer:
                 self._replace_pool([batch, *self._window])
         return prepared
 
+    def _decode_pool(self) -> ThreadPoolExecutor:
+        # Decoding is indexing work: it runs at the indexer's lower priority.
+        return ThreadPoolExecutor(self.config.decode_threads, thread_name_prefix="nasclip-decode",
+                                  initializer=lower_thread_priority, initargs=(self.config.nice,))
+
     def _replace_pool(self, batches: list[_Batch]) -> None:
         """A worker is stuck: queued work moves to a new pool; the stuck thread is left to finish alone."""
-        stuck, self._pool = self._pool, ThreadPoolExecutor(self.config.decode_threads,
-                                                           thread_name_prefix="nasclip-decode")
+        stuck, self._pool = self._pool, self._decode_pool()
         self.stuck_workers += 1
         for batch in batches:
             for i, (row, future) in enumerate(batch):

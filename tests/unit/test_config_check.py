@@ -65,6 +65,8 @@ BROKEN = {
                   r":7: query\.socket_mode: expected permission bits in octal such as 0660"),
     "key-twice": (lambda g: g + "log_level: debug\nlog_level: info\n",
                   r":7: log_level: given twice"),
+    "nice-out-of-range": (lambda g: g + "indexer:\n  nice: 25\n",
+                          r":7: indexer\.nice: must be from 0 \(the daemon's own priority\) to 19 .*got 25"),
     "zero-timeout": (lambda g: g + "service:\n  stop_timeout: 0\n",
                      r":7: service\.stop_timeout: must be greater than 0, got 0"),
 }

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 
+import numpy as np
 import pytest
 
 from nasclip.errors import NasclipError
@@ -92,3 +95,63 @@ def test_stop_cuts_the_pause_after_an_error_short() -> None:
     worker.stop()
     worker.join(PATIENCE)
     assert not worker.is_alive() and steps.calls == 1
+
+
+def wait_for(predicate, timeout: float = PATIENCE) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def thread_priorities() -> dict[int, tuple[int, int]]:
+    """{tid: (nice, policy)} of this process's threads, from /proc."""
+    found = {}
+    for task in os.listdir("/proc/self/task"):
+        fields = open(f"/proc/self/task/{task}/stat").read().rsplit(")", 1)[1].split()
+        found[int(task)] = (int(fields[16]), int(fields[38]))  # nice, policy (stat fields 19 and 41)
+    return found
+
+
+def test_a_worker_with_nice_runs_its_steps_at_that_priority_and_batch_policy() -> None:
+    seen: list[tuple[int, int]] = []
+
+    def step() -> float:
+        tid = threading.get_native_id()
+        seen.append((os.getpriority(os.PRIO_PROCESS, tid), os.sched_getscheduler(tid)))
+        return 3600.0
+
+    worker = Worker("t-nice", step, log, "tester", nice=7)
+    worker.start()
+    try:
+        assert wait_for(lambda: seen)
+    finally:
+        worker.stop()
+        worker.join(PATIENCE)
+    assert seen[0] == (7, os.SCHED_BATCH)
+    me = threading.get_native_id()
+    assert (os.getpriority(os.PRIO_PROCESS, me), os.sched_getscheduler(me)) == (0, os.SCHED_OTHER), \
+        "only the worker's thread changes"
+
+
+def test_the_image_encoders_threads_inherit_its_nice_and_the_text_encoders_do_not() -> None:
+    from conftest import DEMO_MODEL
+
+    from nasclip.indexing.encoder import Encoder
+    from nasclip.model.spec import load_model_spec
+
+    spec = load_model_spec(DEMO_MODEL)
+    before = set(thread_priorities())
+    text_only = Encoder.open(spec, backend="onnx", threads=2, image=False, text_threads=2)
+    text_threads = set(thread_priorities()) - before
+    encoder = Encoder.open(spec, backend="onnx", threads=2, image_nice=12, text=False)
+    try:
+        new = {tid: p for tid, p in thread_priorities().items() if tid not in before | text_threads}
+        assert new and all(p == (12, os.SCHED_BATCH) for p in new.values()), new
+        assert text_threads and all(thread_priorities()[t][0] == 0 for t in text_threads)
+        encoder.encode_images(np.zeros((1, 3, 224, 224), np.float32))  # the session works
+    finally:
+        encoder.close()
+        text_only.close()
