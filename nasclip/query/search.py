@@ -39,6 +39,7 @@ from ..store.vectors import VectorIndex
 from .access import AccessCheck, Peer
 from .acl import R, X
 from .protocol import BAD_REQUEST, BUSY, FORBIDDEN, NOT_FOUND, Request, Term
+from .textbatch import TextBatcher
 
 log = logging.getLogger("nasclip.search")
 
@@ -153,6 +154,7 @@ class Searcher:
         self.max_decodes = max_decodes
         self._decodes = threading.BoundedSemaphore(max_decodes)
         self.texts = TextCache()
+        self.batcher = TextBatcher()  # concurrent queries' new texts share encoder runs
         self._encoders: dict[str, Encoder] = {encoder.model_id: encoder}
         self._encoders_lock = threading.Lock()
 
@@ -207,7 +209,7 @@ class Searcher:
         key = f"{encoder.model_id}\0{encoder.text_key(text)}"
         vector = self.texts.get(key)
         if vector is None:
-            vector = encoder.encode_texts([text])[0]
+            vector = self.batcher.encode(encoder, text)
             self.texts.put(key, vector)
         return vector
 
