@@ -347,7 +347,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     source = Path(args.model_dir).expanduser()
     if not (source / MANIFEST).exists() and (models_dir(args) / args.model_dir / MANIFEST).exists():
         source = models_dir(args) / args.model_dir  # an installed model's name
-    spec = quantize_model(source, args.out, args.id)
+    spec = quantize_model(source, args.out, args.id, text=not args.image_only)
     print("Put this line in the config (then `nasclip config check` and restart nasclipd; photos are "
           "re-encoded in the background while the old vectors keep answering):")
     print(f"model: {spec.folder.absolute()}")
@@ -425,9 +425,11 @@ def add_models_commands(subparsers: argparse._SubParsersAction) -> None:
                        help='{"texts": [{"text", "vector"}], "images": [{"path", "vector"}]}')
     embed.set_defaults(func=cmd_embed)
     quantize = commands.add_parser("quantize", parents=[common],
-                                   help="write an int8 copy of a model's image encoder as a new model "
-                                        "(about 2x faster on a CPU, its own model id)")
+                                   help="write an int8 copy of a model's encoders as a new model "
+                                        "(about 2x faster on a CPU, its own model id); the text encoder only "
+                                        "where its vectors stay within cosine 0.99 of the original's")
     quantize.add_argument("model_dir", help="model folder holding model.yaml, or an installed model's name")
     quantize.add_argument("--out", help="folder for the copy (default: MODEL_DIR-int8 beside it)")
     quantize.add_argument("--id", help="model id of the copy (default: the original's id + '-int8')")
+    quantize.add_argument("--image-only", action="store_true", help="keep the original text encoder")
     quantize.set_defaults(func=cmd_quantize)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -32,12 +33,19 @@ def test_quantize_writes_an_int8_model_with_its_own_id(tmp_path: Path, capsys) -
     assert (copy.image.mean, copy.image.std, copy.image.layout) == (original.image.mean, original.image.std,
                                                                     original.image.layout)
     assert copy.embedding_dim == original.embedding_dim and copy.image.axmodel is None
-    for name in (original.text.onnx, original.text.tokenizer):
-        assert (out / name).read_bytes() == (DEMO_MODEL / name).read_bytes()
-    ops = {node.op_type for node in onnx.load(str(out / "image.onnx")).graph.node}
-    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear"}, ops
-    weights = onnx.load(str(out / "image.onnx")).graph.initializer
-    assert any(w.data_type == onnx.TensorProto.INT8 for w in weights), "weights stored as int8"
+    assert (out / original.text.tokenizer).read_bytes() == (DEMO_MODEL / original.text.tokenizer).read_bytes()
+    assert copy.text.normalize == original.text.normalize and copy.text.trim == original.text.trim
+    for name in ("image.onnx", "text.onnx"):  # both towers: the demo's int8 text keeps cosine >= 0.99
+        ops = {node.op_type for node in onnx.load(str(out / name)).graph.node}
+        assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear"}, (name, ops)
+        weights = onnx.load(str(out / name)).graph.initializer
+        assert any(w.data_type == onnx.TensorProto.INT8 for w in weights), f"{name}: weights stored as int8"
+    line = next(line for line in printed.splitlines() if line.startswith("int8 text encoder:"))
+    assert re.search(r"on 1000 texts: mean (0\.99\d\d|1\.0000), min (0\.99\d\d|1\.0000); .* ms per query", line), line
+    texts = ["a red circle", "金色头发的小姐姐", "a photo of a green star on a white background"]
+    before_text, after_text = (Encoder.open(load_model_spec(f), backend="onnx", image=False).encode_texts(texts)
+                               for f in (DEMO_MODEL, out))
+    assert np.sum(before_text * after_text, axis=1).min() >= 0.99 and not np.array_equal(before_text, after_text)
     # Its vectors are close to the original's, but not the same model.
     photos = sorted(make_scenes(tmp_path / "photos", 6, seed=3))
     before, after = vectors(DEMO_MODEL, photos), vectors(out, photos)
@@ -75,3 +83,18 @@ def test_quantize_refuses_clearly_and_leaves_nothing_half_written(tmp_path: Path
     assert admin.main(["models", "quantize", str(broken), "--id", "custom-id"]) == 78
     assert "quantisation failed" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "q"], "no partial model left behind"
+
+
+def test_the_text_encoder_stays_fp32_where_int8_would_move_its_vectors(tmp_path: Path, capsys, monkeypatch) -> None:
+    from nasclip.model import quantize
+
+    monkeypatch.setattr(quantize, "TEXT_MIN_COSINE", 1.01)  # no int8 encoder reaches it
+    assert admin.main(["models", "quantize", str(DEMO_MODEL), "--out", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    assert "int8 text encoder not used (cosine to the original on 1000 texts" in printed
+    assert (tmp_path / "a" / "text.onnx").read_bytes() == (DEMO_MODEL / "text.onnx").read_bytes()
+    assert "Image encoder quantised" in load_model_spec(tmp_path / "a").description
+    monkeypatch.undo()
+    assert admin.main(["models", "quantize", str(DEMO_MODEL), "--image-only", "--out", str(tmp_path / "b")]) == 0
+    assert "int8 text encoder" not in capsys.readouterr().out
+    assert (tmp_path / "b" / "text.onnx").read_bytes() == (DEMO_MODEL / "text.onnx").read_bytes()
