@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# nasclip itself is installed editable as a plain path entry: setuptools' default
+# import-hook form costs every command ~15 ms at start-up, a search from the shell included.
+EDITABLE := --config-settings editable_mode=compat
 BASE := $(VENV)/.base-stamp
 STAMP := $(VENV)/.test-stamp
 
@@ -12,7 +15,7 @@ STAMP := $(VENV)/.test-stamp
 # nasclip and its run-time dependencies: all the demo needs.
 $(BASE): pyproject.toml tools/bootstrap_venv.py
 	$(PYTHON) tools/bootstrap_venv.py $(VENV)
-	$(PIP) -e .
+	$(PIP) -e . $(EDITABLE)
 	touch $(BASE)
 
 # The tests also need pytest, PyTorch + transformers for the export tests, and the reference
@@ -22,7 +25,7 @@ $(BASE): pyproject.toml tools/bootstrap_venv.py
 # pure-Python parts still serve.
 REFERENCES := torchvision==0.28.0 timm==1.0.31 open-clip-torch==3.3.0 cn-clip==1.6.0
 $(STAMP): $(BASE)
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test]' $(EDITABLE)
 	$(PIP) --no-deps $(REFERENCES)
 	touch $(STAMP)
 
@@ -40,7 +43,7 @@ test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
 $(LINT): $(BASE)
-	$(PIP) -e '.[lint]'
+	$(PIP) -e '.[lint]' $(EDITABLE)
 	touch $(LINT)
 
 # ruff (pyflakes, pycodestyle, import order, bugbear) and mypy (nasclip, typed), as CI runs them.
@@ -55,7 +58,7 @@ demo: $(BASE)
 
 # Benchmarks (bench/): PyTorch and transformers come in with the bench extra. Takes a while.
 bench: $(STAMP)
-	$(PIP) -e '.[bench]'
+	$(PIP) -e '.[bench]' $(EDITABLE)
 	$(PY) bench/bench_indexing.py
 	$(PY) bench/bench_search.py
 	$(PY) bench/bench_query.py

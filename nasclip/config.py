@@ -19,6 +19,7 @@ from typing import Literal
 import yaml
 
 from .errors import ConfigError
+from .paths import DEFAULT_SOCKET
 from .typedyaml import (
     Octal,
     Problems,
@@ -45,7 +46,6 @@ DEFAULT_EXCLUDES = (
 )
 
 # What the store keeps in state_dir (store.py builds its paths from these names).
-DEFAULT_CONFIG = Path("/etc/nasclip/nasclip.yaml")  # where the three commands look without --config
 CATALOG_FILE = "catalog.db"
 INDEX_FOLDER = "index"
 
@@ -151,7 +151,7 @@ class Config:
     model: Path = setting(help="model folder holding model.yaml")
     state_dir: Path = setting(
         Path("/var/lib/nasclip"), "catalog, index and everything else the daemon writes")
-    socket: Path = setting(Path("/run/nasclip/query.sock"), "Unix socket for queries")
+    socket: Path = setting(DEFAULT_SOCKET, "Unix socket for queries")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "log verbosity")
     indexer: IndexerConfig = setting(help="decoding and encoding", default_factory=IndexerConfig)
     index: IndexConfig = setting(help="vector index", default_factory=IndexConfig)

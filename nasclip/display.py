@@ -10,7 +10,6 @@ entry; an escape sequence would drive the terminal. Every text output
 
 from __future__ import annotations
 
-import logging
 import os
 
 # C0 controls, DEL, C1 controls and the Unicode line and paragraph separators.
@@ -23,26 +22,6 @@ def printable(text: str | bytes | os.PathLike) -> str:
     if not isinstance(text, str):
         text = os.fsdecode(text)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").translate(_CONTROL)
-
-
-class PrintableArgs(logging.Filter):
-    """Escapes the text arguments of every record (file names, reasons), never the format string.
-
-    Multi-line messages nasclip writes on purpose (a list of config problems,
-    a traceback) keep their lines; only what was filled in is made one line.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple):
-            record.args = tuple(_escaped(a) for a in args)
-        elif isinstance(args, dict):
-            record.args = {k: _escaped(v) for k, v in args.items()}
-        return True
-
-
-def _escaped(value: object) -> object:
-    return printable(value) if isinstance(value, (str, bytes, os.PathLike)) else value
 
 
 def group_digits(n: float) -> str:

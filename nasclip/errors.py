@@ -8,7 +8,8 @@ owner: they name the file or setting and say what to change.
 from __future__ import annotations
 
 import errno
-import sqlite3
+import sys
+from types import ModuleType
 
 
 class NasclipError(Exception):
@@ -76,15 +77,25 @@ def is_disk_full(exc: BaseException) -> bool:
     """True for 'no space' from the kernel (ENOSPC, EDQUOT) or from SQLite (SQLITE_FULL)."""
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    if isinstance(exc, sqlite3.Error):
+    sqlite3 = _sqlite3()
+    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
         return _sqlite_code(exc) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
     return False
 
 
 def is_corrupt(exc: BaseException) -> bool:
     """True for SQLite's 'database disk image is malformed' and 'file is not a database'."""
-    return isinstance(exc, sqlite3.DatabaseError) and (
+    sqlite3 = _sqlite3()
+    return sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError) and (
         _sqlite_code(exc) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in str(exc))
+
+
+def _sqlite3() -> ModuleType | None:
+    """The sqlite3 module if anything imported it: without it, no error can be SQLite's.
+
+    (Not imported here: the query client uses this module and no database.)
+    """
+    return sys.modules.get("sqlite3")
 
 
 def _sqlite_code(exc: BaseException) -> int | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
 import types
 import typing
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal, TypeVar
 
 import yaml
+
+from .paths import config_relative
 
 T = TypeVar("T")
 
@@ -227,7 +228,7 @@ def _convert(tp: Any, node: yaml.Node, where: str, base: Path, problems: Problem
         problems.add(node, where, f"expected {type_name(tp)}, got {_describe(node)}{quote}")
         return dataclasses.MISSING
     if tp is Path:
-        return Path(os.path.normpath(base / Path(value).expanduser()))
+        return config_relative(base, value)
     return float(value) if tp is float else value
 
 

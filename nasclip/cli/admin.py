@@ -14,9 +14,10 @@ import sys
 from typing import Any
 
 from .. import __version__
-from ..config import DEFAULT_CONFIG, check_paths, load_config
+from ..config import check_paths, load_config
 from ..display import group_digits, printable
 from ..errors import ConfigError, NasclipError
+from ..paths import DEFAULT_CONFIG
 from ..query.client import call, resolve_socket
 from ..service.status import StatusReply
 from ..typedyaml import to_commented_yaml

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs a search from the shell milliseconds; annotations are strings here
+    from typing import NoReturn
+
 
 EXIT_USAGE = 64  # sysexits' EX_USAGE: argparse's own 2 would read as "daemon not running" here
 

@@ -13,9 +13,10 @@ import signal
 import sys
 
 from .. import __version__
-from ..config import DEFAULT_CONFIG, load_config
+from ..config import load_config
 from ..errors import NasclipError
 from ..indexing.memory import tune_malloc
+from ..paths import DEFAULT_CONFIG
 from ..service.daemon import Daemon
 from ..service.logs import setup_logging
 

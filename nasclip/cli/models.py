@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..config import DEFAULT_CONFIG, Config, IndexerConfig, load_config
+from ..config import Config, IndexerConfig, load_config
 from ..errors import DecodeError, ModelError, NasclipError
 from ..model.download import Staging, fsync_path, human_bytes, sha256_file
 from ..model.install import (
@@ -29,6 +29,7 @@ from ..model.install import (
 )
 from ..model.registry import Registry, load_registry
 from ..model.spec import MANIFEST, load_model_spec, model_files
+from ..paths import DEFAULT_CONFIG
 
 log = logging.getLogger("nasclip.models")
 

@@ -7,14 +7,9 @@ in EXIT_CODES and printed by --help.
 from __future__ import annotations
 
 import argparse
-import base64
-import html
-import io
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 from .. import __version__
@@ -166,6 +161,9 @@ def _output(args: argparse.Namespace, results: list[dict], reply: dict) -> None:
 
 def _thumbnail(path: str, size: int = 320) -> str | None:
     """A data: URL of a small JPEG of the photo, or None if it cannot be read."""
+    import base64
+    import io
+
     from PIL import Image, ImageOps
 
     try:
@@ -182,6 +180,11 @@ def _thumbnail(path: str, size: int = 320) -> str | None:
 
 def html_page(title: str, results: list[dict]) -> str:
     """A self-contained page: thumbnails embedded as data: URLs, each linking to its file."""
+    # Imported here: the plain search path does without them (and without Pillow).
+    import html
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime
+
     with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:  # Pillow decodes without the GIL
         thumbs = list(pool.map(_thumbnail, [r["path"] for r in results]))
     cards = []

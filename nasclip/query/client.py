@@ -8,13 +8,38 @@ import pwd
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
-from ..config import DEFAULT_CONFIG, load_config
 from ..errors import DaemonUnavailable, NasclipError, SocketAccessDenied
-from . import protocol
+from ..paths import DEFAULT_CONFIG, DEFAULT_SOCKET, config_relative
+from . import wire as protocol
 
-DEFAULT_SOCKET = Path("/run/nasclip/query.sock")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs a search from the shell milliseconds; annotations are strings here
+    from typing import Any
+
+
+def configured_socket(path: Path) -> Path:
+    """The ``socket:`` setting of the config file at path (the default where it has none).
+
+    Only that key is read: validating the rest is the daemon's business (and
+    `nasclip config check`'s), and the config machinery would cost a search
+    from the shell more time than the search itself.
+    """
+    import yaml
+
+    try:
+        with open(path, "rb") as handle:
+            data = yaml.load(handle.read(1 << 20), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except OSError as exc:
+        raise NasclipError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise NasclipError(f"{path}: not valid YAML: {exc}") from None
+    value = data.get("socket") if isinstance(data, dict) else None
+    if value is None:
+        return DEFAULT_SOCKET
+    if not isinstance(value, str) or not value:
+        raise NasclipError(f"{path}: socket: expected a path, got {value!r}")
+    return config_relative(path.absolute().parent, value)
 
 
 def resolve_socket(socket_path: str | None, config_path: str | None) -> Path:
@@ -22,12 +47,12 @@ def resolve_socket(socket_path: str | None, config_path: str | None) -> Path:
     if socket_path:
         return Path(socket_path)
     if config_path:
-        return load_config(config_path).socket
+        return configured_socket(Path(config_path))
     if os.environ.get("NASCLIP_SOCKET"):
         return Path(os.environ["NASCLIP_SOCKET"])
     if DEFAULT_CONFIG.is_file():
         try:
-            return load_config(DEFAULT_CONFIG).socket
+            return configured_socket(DEFAULT_CONFIG)
         except NasclipError:
             pass
     return DEFAULT_SOCKET

@@ -15,21 +15,25 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ProtocolError
-
-VERSION = 1
-OPS = ("search", "status", "ping", "scan", "failed")
-
-# Error codes (docs/protocol.md lists them with their meaning).
-BAD_JSON = "bad_json"
-BAD_REQUEST = "bad_request"
-UNKNOWN_OP = "unknown_op"
-TOO_LARGE = "too_large"
-TIMEOUT = "timeout"
-BUSY = "busy"
-NOT_FOUND = "not_found"
-FORBIDDEN = "forbidden"
-UNSUPPORTED_VERSION = "unsupported_version"
-INTERNAL = "internal"
+from .wire import (  # noqa: F401  (the protocol's names, re-exported for the server)
+    BAD_JSON,
+    BAD_REQUEST,
+    BUSY,
+    FORBIDDEN,
+    INTERNAL,
+    NOT_FOUND,
+    OPS,
+    TIMEOUT,
+    TOO_LARGE,
+    UNKNOWN_OP,
+    UNSUPPORTED_VERSION,
+    VERSION,
+    decode_reply,
+    encode,
+    error_reply,
+    ok_reply,
+    request_line,
+)
 
 MAX_WEIGHT = 100.0
 TIME_LIMIT = 9e9  # seconds (the year 2255): nanoseconds still fit SQLite's int64
@@ -198,38 +202,3 @@ def _parse_object(data: dict, request_id: Any, max_k: int) -> Request:
         raise _fail(f"'k' must be a whole number from 1 to {max_k}")
     return Request(op, request_id, _terms(data), k, _string(data, "share", max_len=256),
                    _path(data, "path_prefix"), _time(data, "after"), _time(data, "before"))
-
-
-def encode(reply: dict) -> bytes:
-    """One reply line."""
-    # ASCII escapes keep file names that are not UTF-8 (surrogate-escaped) exact.
-    return json.dumps(reply, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
-
-
-def request_line(**fields: Any) -> bytes:
-    """One request line of this protocol version (the client's side of ``encode``)."""
-    return encode({"v": VERSION, **fields})
-
-
-def decode_reply(line: bytes) -> dict | None:
-    """A reply line as a dict, or None when it is not a JSON object (not nasclip's protocol)."""
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def error_reply(code: str, message: str, request_id: Any = None) -> dict:
-    reply: dict[str, Any] = {"v": VERSION, "ok": False, "error": {"code": code, "message": message}}
-    if request_id is not None:
-        reply["id"] = request_id
-    return reply
-
-
-def ok_reply(request_id: Any = None, **fields: Any) -> dict:
-    reply: dict[str, Any] = {"v": VERSION, "ok": True}
-    if request_id is not None:
-        reply["id"] = request_id
-    reply.update(fields)
-    return reply

@@ -18,13 +18,33 @@ import struct
 import sys
 from pathlib import Path
 
-from ..display import PrintableArgs
+from ..display import printable
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 # Journal field names: upper case, digits and '_', not starting with '_' (those are trusted fields).
 _FIELD_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
+class PrintableArgs(logging.Filter):
+    """Escapes the text arguments of every record (file names, reasons), never the format string.
+
+    Multi-line messages nasclip writes on purpose (a list of config problems,
+    a traceback) keep their lines; only what was filled in is made one line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(_escaped(a) for a in args)
+        elif isinstance(args, dict):
+            record.args = {k: _escaped(v) for k, v in args.items()}
+        return True
+
+
+def _escaped(value: object) -> object:
+    return printable(value) if isinstance(value, (str, bytes, os.PathLike)) else value
 
 
 def priority(levelno: int) -> int:

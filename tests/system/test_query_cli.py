@@ -178,3 +178,24 @@ def test_html_page_embeds_thumbnails_linking_to_the_files(daemon, tmp_path: Path
         assert src.startswith("data:image/jpeg;base64,")
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as thumb:
             assert thumb.format == "JPEG" and max(thumb.size) <= 320 and min(thumb.size) > 10
+
+
+def test_the_plain_search_path_imports_only_what_it_needs(daemon) -> None:
+    # Every import costs a search from the shell start-up time (issue 15: at most
+    # 60 ms above the socket round trip): no numpy, Pillow, ONNX Runtime, and
+    # with --socket not even YAML or the config machinery.
+    process, _ = daemon
+    probe = ("import sys, runpy\n"
+             "sys.argv = ['nasclip-query', '-s', sys.argv[1], '-k', '2', 'a red circle']\n"
+             "try:\n    runpy.run_module('nasclip.cli.query', run_name='__main__')\n"
+             "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+             "heavy = {'numpy', 'PIL', 'onnxruntime', 'yaml', 'nasclip.config', 'sqlite3', 'typing', 'dataclasses'}\n"
+             "print(sorted(heavy & set(sys.modules)), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(process.socket)], capture_output=True, cwd=ROOT,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.decode().splitlines()) == 2
+    assert done.stderr.decode().strip().splitlines()[-1] == "[]"
+    # With a config file, its socket setting is read with YAML, and only that.
+    done = run("-c", str(process.config_path), "-k", "2", "a red circle")
+    assert done.returncode == 0 and len(done.stdout.decode().splitlines()) == 2
