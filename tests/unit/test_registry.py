@@ -218,3 +218,56 @@ def test_models_list_verbose_names_the_sources_of_the_figures(
     assert "https://github.com/immich-app/immich/blob/main/docs/docs/features/searching.md" in out
     assert "cost: xlm-roberta-base-ViT-B-32 with random weights, bench/bench_models.py" in out
     assert "unpinned: no commit of immich-app/XLM-Roberta-Base-ViT-B-32__laion5b_s13b_b90k" in out
+
+
+# --------------------------------------------------------------------------- docs/models.md against the code
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "models.md"
+
+
+def _table_keys(text: str, heading: str) -> set[str]:
+    """The `key` cells of the first table under heading."""
+    section = text.split(heading, 1)[1]
+    rows = []
+    for line in section.splitlines()[1:]:
+        if line.startswith("#"):
+            break
+        if line.startswith("| `"):
+            rows.append(line.split("`")[1])
+    return set(rows)
+
+
+def test_models_md_documents_every_registry_and_manifest_key() -> None:
+    from nasclip.model.registry import Cost, Recall, RegistryEntry
+    from nasclip.model.spec import ImageSpec, ModelSpec, TextSpec
+    from nasclip.typedyaml import iter_settings
+
+    text = DOCS.read_text(encoding="utf-8")
+    registry_keys = _table_keys(text, "## The registry")
+    assert {key for key, _ in iter_settings(RegistryEntry) if "." not in key and "[]" not in key} <= registry_keys
+    for cls in (Cost, Recall):
+        for key, _ in iter_settings(cls):
+            assert f"`{key}`" in text.split("## The registry", 1)[1], f"{cls.__name__}.{key}"
+    for cls, heading in ((ModelSpec, "### Top level"), (ImageSpec, "### `image`"), (TextSpec, "### `text`")):
+        keys = {key for key, _ in iter_settings(cls) if "." not in key}
+        assert keys <= _table_keys(text, heading), (heading, keys - _table_keys(text, heading))
+
+
+def test_models_md_documents_the_export_and_inspection_options() -> None:
+    import argparse
+
+    from nasclip.cli.models import add_models_commands
+
+    parser = argparse.ArgumentParser()
+    add_models_commands(parser.add_subparsers())
+    text = DOCS.read_text(encoding="utf-8")
+    assert "nasclip models export --open-clip ARCH --weights FILE [--pretrained TAG] [--tokenizer DIR] OUT_DIR" in text
+    assert "nasclip models tokenize MODEL_DIR [--json] TEXT..." in text
+    assert "nasclip models embed MODEL_DIR [--json] [--text T]... [--image FILE]..." in text
+    models = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["models"]
+    commands = next(a for a in models._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name in ("export", "tokenize", "embed"):
+        for action in commands[name]._actions:
+            for option in action.option_strings:
+                if option.startswith("--") and option not in ("--help", "--models-dir"):
+                    assert re.search(rf"(?<![\w-]){re.escape(option)}\b", text), f"{name} {option}"
