@@ -27,7 +27,7 @@ from ..model.install import (
     partial_size,
     read_sums,
 )
-from ..model.registry import Registry, load_registry
+from ..model.registry import Registry, RegistryEntry, load_registry
 from ..model.spec import MANIFEST, load_model_spec, model_files
 from ..paths import DEFAULT_CONFIG
 
@@ -83,12 +83,38 @@ def _status(folder: Path) -> str:
     return f"installed ({spec.embedding_dim}-d, id {spec.id}{how})"
 
 
+def _cost_cells(entry: RegistryEntry) -> tuple[str, str, str]:
+    """PHOTO ms (fp32/int8), QUERY ms and RAM MB of an entry, '-' where unknown."""
+    cost = entry.cost
+    if cost is None:
+        return "-", "-", "-"
+    photo = f"{cost.image_ms:.0f}" + (f"/{cost.image_ms_int8:.0f}" if cost.image_ms_int8 else "")
+    query = f"{cost.text_ms:.0f}" if cost.text_ms >= 10 else f"{cost.text_ms:.1f}"
+    return photo, query, str(cost.ram_mb)
+
+
+def _recall_cell(entry: RegistryEntry) -> str:
+    """'zh 72.5, en 68.3 (Crossmodal-3600)': figures grouped by test set, which do not compare across sets."""
+    groups: dict[str, list[str]] = {}
+    for figure in entry.recall:
+        groups.setdefault(figure.benchmark, []).append(f"{figure.language} {figure.value:.1f}")
+    return "; ".join(f"{', '.join(values)} ({benchmark})" for benchmark, values in groups.items()) or "-"
+
+
+LIST_HEAD = f"  {'NAME':32} {'LANG':6} {'HARDWARE':8} {'PHOTO ms':>9} {'QUERY ms':>8} {'RAM MB':>6}  RECALL %"
+
+
+def _list_row(marker: str, name: str, langs: str, hardware: str, cells: tuple[str, str, str], recall: str) -> str:
+    photo, query, ram = cells
+    return f"{marker} {name:32} {langs:6} {hardware:8} {photo:>9} {query:>8} {ram:>6}  {recall}"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     root = models_dir(args)
     registry = load_registry()
     in_use = _configured_model(args)
     print(f"Models folder: {root}")
-    print(f"{'NAME':34} {'LANG':5} {'HARDWARE':8} STATUS")
+    print(LIST_HEAD)
     for entry in registry.models:
         folder = root / entry.name
         if (folder / MANIFEST).exists():
@@ -99,13 +125,26 @@ def cmd_list(args: argparse.Namespace) -> int:
                 f"partial download ({human_bytes(partial)}); run install again to resume"
             if not entry.verified:
                 status += "; needs --allow-unverified (no published checksums)"
+        if entry.unpinned:
+            status += "; URLs not pinned to a commit"
         if in_use == folder.resolve():
             status += " [in use]"
-        print(f"{entry.name:34} {','.join(entry.languages):5} {entry.hardware:8} {status}")
+        print(_list_row("*" if entry.recommended else " ", entry.name, ",".join(entry.languages), entry.hardware,
+                        _cost_cells(entry), _recall_cell(entry)))
+        print(f"      {status}")
         if args.verbose:
-            print(f"    {' '.join(entry.description.split())}")
+            print(f"      {' '.join(entry.description.split())}")
+            if entry.recommended:
+                print(f"      recommended for: {entry.recommended}")
+            if entry.cost is not None and entry.cost.measured:
+                print(f"      cost: {' '.join(entry.cost.measured.split())}")
+            for figure in entry.recall:
+                print(f"      recall {figure.language} {figure.value}: {figure.benchmark}, "
+                      f"{' '.join(figure.metric.split())}; {figure.source}")
+            if entry.unpinned:
+                print(f"      unpinned: {' '.join(entry.unpinned.split())}")
             for remote in entry.files:
-                print(f"    {remote.name}: {remote.url}")
+                print(f"      {remote.name}: {remote.url}")
     known = {e.name for e in registry.models}
     local = [f for f in _installed_folders(root) if f.name not in known]
     for folder in local:
@@ -116,10 +155,17 @@ def cmd_list(args: argparse.Namespace) -> int:
             hardware = "ax650n" if (spec.image.axmodel and not spec.image.onnx) else "cpu"
         except ModelError:
             langs, hardware = "-", "-"
-        print(f"{folder.name:34} {langs:5} {hardware:8} {status} (local folder)")
+        print(_list_row(" ", folder.name, langs, hardware, ("-", "-", "-"), "-"))
+        print(f"      {status} (local folder)")
+    for entry in registry.models:
+        if entry.recommended:
+            print(f"* recommended for: {entry.recommended}")
+    print("PHOTO ms: image encoder per photo, fp32/int8 (`nasclip models quantize`); QUERY ms: text encoder per query;")
+    print("RAM MB: peak with both encoders loaded. cpu: a 2-core x86 machine (bench/bench_models.py); ax650n: AXERA's")
+    print("NPU figures. RECALL: published, per query language; different test sets do not compare (docs/models.md).")
     if in_use is not None and not str(in_use).startswith(str(root.resolve()) + os.sep):
         print(f"The config uses {in_use}, which is outside the models folder.")
-    print("Install one with `nasclip models install NAME`; `nasclip models list -v` shows files and URLs.")
+    print("Install one with `nasclip models install NAME`; `nasclip models list -v` shows sources, files and URLs.")
     return 0
 
 

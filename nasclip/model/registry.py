@@ -23,6 +23,10 @@ from .spec import ModelSpec, check_model_spec, model_files
 REGISTRY_FILE = "registry.yaml"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# A Hugging Face download names the commit it comes from: a branch name
+# ("main") would let the repository change what the same URL gives.
+HF_URL_RE = re.compile(r"^https://huggingface\.co/[^/]+/[^/]+/resolve/(?P<revision>[^/]+)/.+")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,36 @@ class RemoteFile:
     def verified(self) -> bool:
         return self.size is not None and self.sha256 is not None
 
+    @property
+    def revision(self) -> str | None:
+        """The commit a Hugging Face URL is pinned to (None for other hosts)."""
+        match = HF_URL_RE.match(self.url)
+        return match.group("revision") if match else None
+
+
+@dataclass(frozen=True)
+class Recall:
+    """A published search-quality figure an entry is chosen for."""
+
+    language: str = setting(help="query language the figure is for (ISO 639-1), one of the entry's languages")
+    value: float = setting(help="recall in percent (0-100)")
+    benchmark: str = setting(help="the test set, short (shown by `models list`): figures on different sets "
+                                  "do not compare")
+    metric: str = setting(help="what was measured, e.g. 'zero-shot text-to-image, mean of R@1, R@5, R@10'")
+    source: str = setting(help="URL of the published table")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What running the model costs, as measured (bench/bench_models.py) or published for its hardware."""
+
+    image_ms: float = setting(help="image encoder milliseconds per photo (fp32; batch 8 on all cores for cpu)")
+    text_ms: float = setting(help="text encoder milliseconds per query (batch 1; one thread for cpu)")
+    ram_mb: int = setting(help="peak resident memory with both encoders loaded, in MB")
+    image_ms_int8: float | None = setting(
+        None, "image ms per photo after `nasclip models quantize` (cpu entries)")
+    measured: str = setting("", "where the figures come from: architecture, machine, benchmark")
+
 
 @dataclass(frozen=True)
 class RegistryEntry:
@@ -52,6 +86,11 @@ class RegistryEntry:
     files: tuple[RemoteFile, ...] = setting(help="the files of the model folder")
     manifest: ModelSpec = setting(help="the model.yaml the installed folder gets")
     license: str = setting("", "licence of the weights")
+    cost: Cost | None = setting(None, "what it costs to run: image and text ms, RAM")
+    recall: tuple[Recall, ...] = setting((), "published search quality, per language, with the source")
+    recommended: str = setting("", "for whom this entry is the recommendation (e.g. 'bilingual household'); "
+                                   "at most one entry per audience")
+    unpinned: str = setting("", "why the URLs name a branch instead of a commit (only until one is found)")
 
     @property
     def verified(self) -> bool:
@@ -85,11 +124,19 @@ class Registry:
                 return entry
         return None
 
+    def recommendation(self, audience: str) -> RegistryEntry | None:
+        """The entry recommended for audience (its ``recommended`` text), if any."""
+        for entry in self.models:
+            if entry.recommended == audience:
+                return entry
+        return None
+
 
 def _check(registry: Registry, problems: Problems) -> None:
     if registry.format != 1:
         problems.add(None, "format", f"format {registry.format} is not supported by this nasclip (1)")
     seen: set[str] = set()
+    audiences: dict[str, str] = {}
     for i, entry in enumerate(registry.models):
         where = f"models[{i}]"
         if entry.name in seen:
@@ -109,6 +156,31 @@ def _check(registry: Registry, problems: Problems) -> None:
                 problems.add(None, f"{where}.files[{j}].sha256", "must be 64 lower-case hex digits")
             if remote.size is not None and remote.size < 0:
                 problems.add(None, f"{where}.files[{j}].size", "must not be negative")
+            revision = remote.revision
+            if revision is not None and not COMMIT_RE.match(revision) and not entry.unpinned:
+                problems.add(None, f"{where}.files[{j}].url",
+                             f"names the branch {revision!r}: pin the 40-hex commit (/resolve/<commit>/...), "
+                             "or say why it cannot be pinned yet in the entry's unpinned")
+        if entry.unpinned and all(COMMIT_RE.match(f.revision or "") for f in entry.files):
+            problems.add(None, f"{where}.unpinned", "every URL is pinned to a commit: remove unpinned")
+        for j, figure in enumerate(entry.recall):
+            if not 0 <= figure.value <= 100:
+                problems.add(None, f"{where}.recall[{j}].value", "is a percentage: 0 to 100")
+            if figure.language not in entry.languages:
+                problems.add(None, f"{where}.recall[{j}].language",
+                             f"{figure.language!r} is not among the entry's languages {list(entry.languages)}")
+            if urlparse(figure.source).scheme not in ("http", "https"):
+                problems.add(None, f"{where}.recall[{j}].source", "must be the URL of the published table")
+        if entry.cost is not None:
+            figures = [entry.cost.image_ms, entry.cost.text_ms, entry.cost.ram_mb, entry.cost.image_ms_int8]
+            if any(v is not None and v <= 0 for v in figures):
+                problems.add(None, f"{where}.cost", "milliseconds and MB must be greater than 0")
+        if entry.recommended:
+            if entry.recommended in audiences:
+                problems.add(None, f"{where}.recommended",
+                             f"{audiences[entry.recommended]} is already the recommendation for "
+                             f"{entry.recommended!r}")
+            audiences.setdefault(entry.recommended, entry.name)
         for missing in sorted(set(model_files(entry.manifest)) - set(names)):
             problems.add(None, f"{where}.manifest", f"names {missing!r}, which is not among the entry's files")
         for line in check_model_spec(entry.manifest, f"{where}.manifest"):
