@@ -26,11 +26,12 @@ available offline, so those two folders use CLIP's BPE with ids that stay
 inside their vocabularies: tokenizing is well under a millisecond either way,
 and the encoder's work is the same for any ids of the same length.
 
-Each folder is measured twice, as exported (fp32) and as ``nasclip models
-quantize`` leaves it (int8 image encoder; the text encoder is copied
-unchanged, so its column repeats fp32), plus the text encoder alone with the
-same dynamic int8 quantisation (``text int8*``) to show what quantising it
-would give. Every measurement runs in its own subprocess through nasclip's
+The text encoders are exported at the full context length (no
+``text.trim``), as the registry's ONNX files are: their text figures are
+what the registry's models cost. Each folder is measured twice, as exported
+(fp32) and as ``nasclip models quantize`` leaves it (int8 image encoder, and
+the int8 text encoder where it keeps every sample text within cosine 0.99 of
+fp32: else the text column repeats fp32). Every measurement runs in its own subprocess through nasclip's
 own ``Encoder`` (ONNX Runtime) as the daemon opens it: image encoder on all
 cores in batches of ``indexer.batch_size`` (8), text encoder on one thread,
 one query at a time. Peak RSS is that subprocess's high-water mark (VmHWM):
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import resource
 import shutil
 import statistics
@@ -185,11 +185,11 @@ ARCHS = (
 
 
 def folders(arch: Arch, log: Callable[[str], None]) -> dict[str, Path]:
-    """fp32, int8 (nasclip models quantize) and text-int8 folders of arch, built once."""
+    """fp32 and int8 (nasclip models quantize) folders of arch, built once."""
     from nasclip.model.quantize import quantize_model
 
     base = CACHE / arch.name
-    fp32, int8, text8 = base / "fp32", base / "int8", base / "text-int8"
+    fp32, int8 = base / "fp32", base / "int8"
     if not (fp32 / "model.yaml").is_file():
         log(f"{arch.name}: building with random weights and exporting to ONNX ...")
         shutil.rmtree(fp32, ignore_errors=True)
@@ -197,33 +197,10 @@ def folders(arch: Arch, log: Callable[[str], None]) -> dict[str, Path]:
         start = time.monotonic()
         arch.build(fp32)
         log(f"{arch.name}: exported in {time.monotonic() - start:.0f} s")
-    if not (int8 / "model.yaml").is_file():
-        shutil.rmtree(int8, ignore_errors=True)
+    if not (int8 / "model.yaml").is_file() or "text" not in load_model_spec(int8).description.lower():
+        shutil.rmtree(int8, ignore_errors=True)  # (also a copy made before quantize covered the text encoder)
         quantize_model(fp32, int8, progress=lambda line: log(f"{arch.name}: {line}"))
-    if not (text8 / "model.yaml").is_file():
-        shutil.rmtree(text8, ignore_errors=True)
-        _quantize_text(fp32, text8)
-    return {"fp32": fp32, "int8": int8, "text8": text8}
-
-
-def _quantize_text(source: Path, target: Path) -> None:
-    """The same dynamic int8 quantisation nasclip applies to image encoders, on the text encoder."""
-    import os
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from nasclip.model.quantize import OPS
-
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for name in os.listdir(source):
-        if name != "text.onnx":
-            os.link(source / name, partial / name)
-    logging.getLogger("root").setLevel(logging.ERROR)
-    quantize_dynamic(str(source / "text.onnx"), str(partial / "text.onnx"), op_types_to_quantize=OPS,
-                     per_channel=True, weight_type=QuantType.QInt8)
-    partial.rename(target)
+    return {"fp32": fp32, "int8": int8}
 
 
 def measure(folder: Path, what: str) -> dict[str, float]:
@@ -296,7 +273,7 @@ def main() -> int:
         for arch in archs:
             log(f"{arch.name}: measuring (round {round_ + 1} of {args.rounds}) ...")
             for key, folder, what in (("image32", "fp32", "image"), ("image8", "int8", "image"),
-                                      ("text32", "fp32", "text"), ("text8", "text8", "text")):
+                                      ("text32", "fp32", "text"), ("text8", "int8", "text")):
                 runs[arch.name].setdefault(key, []).append(_child(paths[arch.name][folder], what))
     rows: list[dict[str, Any]] = []
     for arch in archs:
@@ -317,10 +294,10 @@ def main() -> int:
     print(f"\nRandom-weight architectures through nasclip's Encoder on this CPU ({os.cpu_count()} cores; "
           f"image batch {IndexerConfig().batch_size} on all cores, text batch 1 on one thread; "
           f"best of {args.rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f} at the end).")
-    print("Peak RSS: the measuring process with both encoders loaded. text int8*: text encoder quantised "
-          "the same way (nasclip models quantize leaves it fp32).\n")
+    print("Peak RSS: the measuring process with both encoders loaded. int8: as `nasclip models quantize` "
+          "writes it (the text encoder stays fp32 where int8 would move its vectors).\n")
     head = (f"{'architecture':28} {'img/s fp32':>10} {'int8':>6} {'x B32':>6} {'ms/img':>7} "
-            f"{'text ms':>8} {'int8*':>6} {'x B32':>6} {'RSS MB fp32':>11} {'int8':>6} {'files MB':>9}")
+            f"{'text ms':>8} {'int8':>6} {'x B32':>6} {'RSS MB fp32':>11} {'int8':>6} {'files MB':>9}")
     print(head)
     print("-" * len(head))
     base = rows[0] if rows and rows[0]["arch"] == "ViT-B-32" else None
