@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """Query benchmark: search latency through the socket of the real daemon at 100k photos.
 
-    .venv/bin/python bench/bench_query.py                   # about 2 minutes on 2 cores
-    .venv/bin/python bench/bench_query.py --photos 20000 --pending 1500
+    .venv/bin/python bench/bench_query.py                   # about 6 minutes on 2 cores
+    .venv/bin/python bench/bench_query.py --model models/demo --photos 20000 --pending 1500
+
+0. The model: by default the architecture-exact open_clip ViT-B/32 with random
+   weights (QuickGELU, as OpenAI's weights), exported with `nasclip models
+   export --open-clip` into bench/.cache/models/ (once; later runs reuse it):
+   the real text tower and image encoder a NAS owner runs. --model takes any
+   model folder (the demo model's text tower is tiny).
 
 1. Builds a state_dir directly through nasclip.store.store.Store: a "library"
    share of 100k photos with synthetic unit vectors of the model's
@@ -14,15 +20,20 @@
 3. Single client, one query at a time, new connection per query as
    nasclip-query does: 300 texts never seen before (each is encoded), then
    the same 300 again (text cache hits).
-4. Moves a few thousand real demo photos into a second share, waits until
-   the status shows the indexer busy, then 32 client threads send 2,000
-   queries in total (texts, filters, "more like this", weighted terms)
-   while indexing runs; the status is sampled throughout to show the
-   indexer stayed busy.
+4. The whole nasclip-query process against the socket round trip of the
+   same (cached) query, median of 20: what the client itself costs.
+5. Moves a few thousand real demo photos into a second share, waits until
+   the status shows the indexer busy, measures its photos/s with no queries
+   (idle rate), then 32 client threads send 2,000 queries in total (texts,
+   filters, "more like this", weighted terms) while indexing runs; the
+   status is sampled throughout to show the indexer stayed busy and what
+   rate it kept.
 
-Targets (issue 7): single-client p50 <= 50 ms at 100k photos; with 32
-concurrent clients during indexing, zero errors and p99 <= 1 s. The table
-prints each figure next to its target as a ratio (<= 1.00 meets it).
+Targets (issues 7 and 15): single-client new-text p50 <= 50 ms at 100k
+photos; nasclip-query at most 60 ms above the socket round trip; with 32
+concurrent clients during indexing, zero errors and p99 <= 1 s while the
+indexer keeps >= 0.5 of its idle photos/s. The table prints each figure next
+to its target as a ratio (<= 1.00 meets it; for the indexer, >= 1.00).
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ from nasclip.errors import DaemonUnavailable  # noqa: E402
 from nasclip.indexing.encoder import Encoder  # noqa: E402
 from nasclip.indexing.imaging import load_tensor  # noqa: E402
 from nasclip.model.spec import load_model_spec  # noqa: E402
-from nasclip.query.client import Client  # noqa: E402
+from nasclip.query.client import Client, call  # noqa: E402
 from nasclip.store import catalog as cat  # noqa: E402
 from nasclip.store.store import Encoded, Seen, Store  # noqa: E402
 from tools.scenes import (  # noqa: E402
@@ -154,7 +165,11 @@ def start_daemon(work: Path, model: Path, library: Path, incoming: Path) -> tupl
         "model": str(model), "state_dir": str(work / "state"), "socket": str(work / "run" / "query.sock"),
         "log_level": "info",
         "indexer": {"settle_seconds": 0.5},
-        "query": {"socket_group": None},
+        # The 32 clients are one uid here; on a NAS they are a household's users, each
+        # under the per-user limit (8). So the bench lifts that limit above the clients
+        # (a client reconnecting before the server has seen its last connection close
+        # would otherwise meet it at once), and leaves the server's 32 slots as they are.
+        "query": {"socket_group": None, "max_connections_per_user": 64},
     }
     path = work / "nasclip.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -283,6 +298,51 @@ def concurrent(socket: Path, requests: list[dict], clients: int) -> tuple[list[f
     return latencies, errors, time.perf_counter() - started
 
 
+def real_sized_model(log=say) -> Path:
+    """The random-weight open_clip ViT-B/32 as a model folder, exported once into bench/.cache."""
+    folder = ROOT / "bench" / ".cache" / "models" / "vit-b32-random"
+    if (folder / "model.yaml").is_file():
+        return folder
+    from nasclip.model.export_open_clip import export_open_clip
+    from nasclip.model.reference import import_torch, open_clip
+
+    torch, oc = import_torch(), open_clip()
+    log("exporting the random-weight open_clip ViT-B/32 (once) ...")
+    torch.manual_seed(0)
+    weights = folder.with_name("vit-b32-random.pt")
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(oc.create_model("ViT-B-32", pretrained=None, force_quick_gelu=True).state_dict(), weights)
+    export_open_clip("ViT-B-32", weights, folder, pretrained="openai", replace=True)
+    weights.unlink()
+    return folder
+
+
+def client_overhead(socket: Path, pool: list[str], runs: int = 20) -> tuple[float, float]:
+    """Median seconds of the whole nasclip-query process and of the socket round trip, same cached queries."""
+    whole, trip = [], []
+    for text in pool[:runs]:
+        request(socket, op="search", text=text, k=10)  # cache the text: both sides then do the same work
+        started = time.perf_counter()
+        request(socket, op="search", text=text, k=10)
+        trip.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nasclip.cli.query", "-s", str(socket), "-k", "10", text],
+                       check=True, capture_output=True)
+        whole.append(time.perf_counter() - started)
+    return float(np.median(whole)), float(np.median(trip))
+
+
+def idle_rate(socket: Path, seconds: float) -> float:
+    """The indexer's photos/s over seconds with no queries (status polls only)."""
+    first = request(socket, op="status")["status"]
+    started = time.monotonic()
+    time.sleep(seconds)
+    last = request(socket, op="status")["status"]
+    if last["photos"]["pending"] == 0:
+        raise SystemExit("the indexer ran out of photos while its idle rate was measured: use more --pending")
+    return (last["encoded"]["run"] - first["encoded"]["run"]) / (time.monotonic() - started)
+
+
 class StatusSampler(threading.Thread):
     """Samples (seconds, pending, encoded this run) twice a second."""
 
@@ -294,7 +354,8 @@ class StatusSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            status = request(self.socket, op="status")["status"]
+            # Through call(), which waits out 'busy': the 32 clients may hold every slot.
+            status = call(self.socket, patience=30, op="status")["status"]
             self.samples.append((time.monotonic(), status["photos"]["pending"], status["encoded"]["run"]))
             self.stop.wait(0.5)
 
@@ -329,12 +390,16 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=2000, help="queries in the concurrent phase")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--single", type=int, default=300, help="queries in each single-client phase")
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "demo")
+    parser.add_argument("--model", type=Path, help="model folder (default: the random-weight ViT-B/32, "
+                                                   "exported once into bench/.cache)")
+    parser.add_argument("--idle-seconds", type=float, default=20.0,
+                        help="how long the indexer's idle rate is measured before the concurrent phase")
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temporary folder)")
     args = parser.parse_args()
 
+    args.model = args.model or real_sized_model()
     if not (args.model / "model.yaml").is_file():
-        raise SystemExit(f"{args.model} holds no model.yaml; give --model (make train-demo builds models/demo)")
+        raise SystemExit(f"{args.model} holds no model.yaml")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="nasclip-bench-query-", dir="/var/tmp"))
     if work.exists() and any(work.iterdir()):
         raise SystemExit(f"{work} is not empty")
@@ -363,13 +428,17 @@ def main() -> int:
         say("single client ...")
         new_lat, new_err = single_client(socket, single_texts)
         cached_lat, cached_err = single_client(socket, single_texts)
+        say("nasclip-query against the socket ...")
+        whole, trip = client_overhead(socket, single_texts)
 
         say(f"moving {args.pending:,} photos into the 'incoming' share ...")
         for batch in sorted(staging.iterdir()):
             batch.rename(incoming / batch.name)
         request(socket, op="scan", share="incoming")
         busy = wait_busy(socket)
-        say(f"  indexer busy: {busy['photos']['pending']:,} pending, {busy['rate']:.1f} photos/s")
+        say(f"  indexer busy: {busy['photos']['pending']:,} pending; its idle rate over {args.idle_seconds:g} s ...")
+        idle = idle_rate(socket, args.idle_seconds)
+        say(f"  {idle:.1f} photos/s with no queries")
         sampler = StatusSampler(socket)
         sampler.start()
         requests = mixed_requests(args.queries, rest, library, real, seed=4)
@@ -402,14 +471,22 @@ def main() -> int:
     p99 = percentile(con_lat, 99) * 1000
     print(row(f"{args.clients} clients during indexing", len(con_lat), args.clients, len(con_err), con_lat,
               "0 errors, p99 <= 1000 ms", f"{p99 / 1000:.2f}"))
+    overhead = (whole - trip) * 1000
+    print(f"{'nasclip-query process - socket':<34} {20:>7} {1:>7} {0:>6} {overhead:>8.1f} {'':>8}  "
+          f"{'<= 60 ms above':<22} {overhead / 60:.2f}   (whole {whole * 1000:.1f} ms, socket {trip * 1000:.1f} ms)")
+    busy_rate = encoded / max(span, 1e-9)
+    print(f"{'indexer during the 32 clients':<34} {'':>7} {'':>7} {'':>6} {busy_rate:>8.1f} {'':>8}  "
+          f"{'>= 0.5 x idle photos/s':<22} {busy_rate / idle / 0.5 if idle else float('nan'):.2f}   "
+          f"(idle {idle:.1f} photos/s; kept {busy_rate / idle if idle else float('nan'):.2f} of it)")
     print(f"\nconcurrent phase: {len(con_lat) / wall:.0f} queries/s over {wall:.1f} s; the indexer encoded "
-          f"{encoded:,} photos in the {span:.1f} s sampled ({encoded / max(span, 1e-9):.1f} photos/s), "
+          f"{encoded:,} photos in the {span:.1f} s sampled ({busy_rate:.1f} photos/s), "
           f"pending never below {pending_min:,} ({len(samples)} status samples)")
     if con_err:
         kinds = {e: con_err.count(e) for e in set(con_err)}
         print(f"errors: {kinds}")
     busy_throughout = pending_min > 0 and encoded > 0
-    met = p50 <= 50 and not con_err and p99 <= 1000 and not new_err
+    met = (p50 <= 50 and not con_err and p99 <= 1000 and not new_err and overhead <= 60
+           and busy_rate >= 0.5 * idle)
     print(f"indexing ran throughout the concurrent phase: {'yes' if busy_throughout else 'NO (use more --pending)'}")
     print(f"targets: {'met' if met else 'MISSED'}")
     return 0 if met and busy_throughout else 1
