@@ -51,6 +51,16 @@ PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 _TRUNCATED = "truncated (incomplete file, maybe still being copied)"
 # After a decode this big, freed pixel buffers are handed back to the system at once.
 TRIM_PIXELS = 16_000_000
+# A JPEG is decoded in the DCT at no less than this many times the model's input size.
+# The DCT's reduced-scale decode is a coarse filter: when the bicubic resize after it
+# has less than about 3x left to do, its aliasing reaches the tensor. On 64 real photos
+# against open_clip's full-decode preprocessing, a 1x margin left a mean difference of
+# 0.011 (p99 0.135, some photos 0.5) in normalised units; 2x halved that; 3x gives
+# 0.0013 (p99 0.015), as close as a full decode with reducing_gap gets. On the 38 real
+# photos (5.7 MP on average) that costs 1.35x the decode time of 1x (38 ms against
+# 28 ms), still 1.85x faster than a full decode with open_clip's preprocessing
+# (tests/system/test_image_parity.py, bench/bench_preprocess.py).
+JPEG_DRAFT_MARGIN = 3
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,8 @@ def open_photo(source: Source, min_side: int, max_pixels: int) -> Image.Image:
     """Decode source (a path, or a file the caller opened) into an 8-bit RGB image with EXIF orientation applied.
 
     JPEGs are decoded at the smallest DCT scale that keeps both sides at
-    least ``min_side``. Raises DecodeError naming the reason; ``retry`` is
+    least ``JPEG_DRAFT_MARGIN`` × ``min_side``; HEICs use an embedded
+    thumbnail with both sides at least ``min_side``. Raises DecodeError naming the reason; ``retry`` is
     set when the file looks incomplete (empty, or shorter than its own
     structure says), which may mean it is still arriving. A file object is
     read from its start and left open.
@@ -240,11 +251,14 @@ def _decode(handle: BinaryIO, min_side: int, max_pixels: int) -> Image.Image:
                 f"{width}×{height} pixels is more than indexer.max_pixels ({max_pixels}); "
                 "raise the setting if this photo is genuine")
         # Must come before anything loads the image (exif_transpose included).
-        # JPEG: the DCT decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost.
+        # JPEG: the DCT decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost,
+        # keeping JPEG_DRAFT_MARGIN times the size the resize needs.
         # HEIC: pillow-heif decodes an embedded thumbnail instead, when one is a
         # scaled copy at least this large (phones store one; a 12 MP HEIC costs
-        # many times a ViT-B/32 run to decode in full). Other formats ignore it.
-        image.draft("RGB", (min_side, min_side))
+        # many times a ViT-B/32 run to decode in full). The phone filtered that
+        # copy properly, so it needs no margin. Other formats ignore it.
+        side = min_side * JPEG_DRAFT_MARGIN if image.format == "JPEG" else min_side
+        image.draft("RGB", (side, side))
         image.load()
         _apply_orientation(image)
         return to_rgb(image)

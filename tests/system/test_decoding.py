@@ -102,12 +102,12 @@ def png_bomb(path: Path, side: int = 20000) -> Path:
 
 def test_every_exif_orientation_is_applied_after_draft(tmp_path: Path) -> None:
     upright = tmp_path / "upright.jpg"
-    picture(1280, 960).save(upright, quality=92)
+    picture(2688, 2016).save(upright, quality=92)
     want = pixels(upright)
-    # Draft really happened: 1280×960 decodes at quarter scale, still at least 224 on both sides.
-    assert open_photo(upright, 224, LIMIT).size == (320, 240)
+    # Draft really happened: 2688×2016 decodes at half scale, still 3 × 224 on both sides.
+    assert open_photo(upright, 224, LIMIT).size == (1344, 1008)
     for orientation, stored_as in STORED_AS.items():
-        stored = picture(1280, 960).transpose(stored_as)
+        stored = picture(2688, 2016).transpose(stored_as)
         path = with_exif(stored, orientation, tmp_path / f"o{orientation}.jpg", quality=92)
         assert differs(pixels(path), want) < 3, f"orientation {orientation} not applied"
         ignored = with_exif(stored, 1, tmp_path / f"ignored{orientation}.jpg", quality=92)
@@ -139,9 +139,9 @@ def test_damaged_or_odd_exif_does_not_stop_decoding(tmp_path: Path) -> None:
     # An APP1 "Exif" segment whose first IFD points far outside the block.
     segment = b"Exif\x00\x00" + b"MM\x00\x2a\xff\xff\xff\xff" + b"\x00" * 20
     path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + data[2:])
-    assert open_photo(path, 224, LIMIT).size == (320, 240)
+    assert open_photo(path, 224, LIMIT).size == (640, 480)
     odd = with_exif(picture(), 9, tmp_path / "odd.jpg")  # no such orientation: left as stored
-    assert open_photo(odd, 224, LIMIT).size == (320, 240)
+    assert open_photo(odd, 224, LIMIT).size == (640, 480)
 
 
 # --------------------------------------------------------------------------- modes and formats
