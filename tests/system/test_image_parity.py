@@ -18,8 +18,8 @@ the cosine each photo's two embeddings are compared with the distance to
 the nearest other photo: a share near 1 would change what a search finds.
 The negative control shows what each check catches: ImageNet's mean/std
 fails the pixel bounds and the distance share while the cosine stays above
-0.999; a squash where the model crops fails all three. The ViT-B/16 tests
-(256 runs of the tower) are marked slow. Run with ``-s`` to see the figures.
+0.999; a squash where the model crops fails all three. The ViT-B/16 test
+uses Chinese-CLIP's transform only (128 runs of the tower). Run with ``-s`` to see the figures.
 """
 
 from __future__ import annotations
@@ -190,11 +190,12 @@ def test_vit_b32_embeddings_of_both_tensors_agree(
     check_embeddings("ViT-B-32", transform, tensors, towers)
 
 
-@pytest.mark.slow  # 256 ViT-B/16 runs: minutes on 2 cores
-@pytest.mark.parametrize("transform", ["open_clip", "cn_clip"])
 def test_vit_b16_embeddings_of_both_tensors_agree(
-        transform: str, tensors: dict[str, tuple[np.ndarray, np.ndarray]], towers: Towers) -> None:
-    check_embeddings("ViT-B-16", transform, tensors, towers)
+        tensors: dict[str, tuple[np.ndarray, np.ndarray]], towers: Towers) -> None:
+    # Chinese-CLIP's transform: the registry's ViT-B/16 is Chinese-CLIP's. (Both
+    # transforms on ViT-B/16 would be 256 tower runs, minutes on 2 cores; the
+    # open_clip crop is checked through ViT-B/32, whose preprocessing is the same.)
+    check_embeddings("ViT-B-16", "cn_clip", tensors, towers)
 
 
 def renormalised(batch: np.ndarray, spec: ImageSpec, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
