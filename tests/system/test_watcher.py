@@ -219,16 +219,18 @@ def test_5000_files_dropped_at_once_are_all_indexed_even_when_events_overflow(
     kernel = os.geteuid() == 0 and os.access(QUEUED_EVENTS, os.W_OK)
     if kernel:
         # A small kernel queue for this watcher's inotify instance only: the
-        # limit is read when the instance is created, and restored right after.
+        # limit is read when the instance is created (on the watcher's own
+        # thread, once the share is watched), and restored right after that.
         saved = QUEUED_EVENTS.read_text()
         try:
             rig = rig_factory({"photos": {"path": share}},
                               before_start=lambda w: QUEUED_EVENTS.write_text("1024"))
+            wait_until(lambda: rig.watcher.shares["photos"].mode == "inotify", 5, what="the share to be watched")
         finally:
             QUEUED_EVENTS.write_text(saved)
     else:  # without root, the watcher's own bounded queue overflows instead
         rig = rig_factory({"photos": {"path": share}}, queue_size=64)
-    wait_until(lambda: rig.watcher.shares["photos"].mode == "inotify", 5, what="the share to be watched")
+        wait_until(lambda: rig.watcher.shares["photos"].mode == "inotify", 5, what="the share to be watched")
     for part in range(5):  # the folders exist and are watched: every file makes events
         (share / "drop" / f"roll{part}").mkdir(parents=True)
     time.sleep(0.5)
