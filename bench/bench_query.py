@@ -273,7 +273,19 @@ def single_client(socket: Path, queries: list[str]) -> tuple[list[float], int]:
     return latencies, errors
 
 
-def concurrent(socket: Path, requests: list[dict], clients: int) -> tuple[list[float], list[str], float]:
+def kind(fields: dict) -> str:
+    """What a request of mixed_requests is, for the per-kind breakdown."""
+    if "terms" in fields:
+        return "weighted terms"
+    if "image" in fields:
+        return "more like this"
+    if any(key in fields for key in ("after", "before", "path_prefix", "share")):
+        return "text + filter"
+    return "text"
+
+
+def concurrent(socket: Path, requests: list[dict], clients: int,
+               by_kind: dict[str, list[float]] | None = None) -> tuple[list[float], list[str], float]:
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -288,6 +300,8 @@ def concurrent(socket: Path, requests: list[dict], clients: int) -> tuple[list[f
             took, error = timed(socket, fields)
             with lock:
                 latencies.append(took)
+                if by_kind is not None:
+                    by_kind.setdefault(kind(fields), []).append(took)
                 if error is not None:
                     errors.append(error)
 
@@ -443,7 +457,8 @@ def main() -> int:
         sampler.start()
         requests = mixed_requests(args.queries, rest, library, real, seed=4)
         say(f"{args.clients} clients, {args.queries:,} queries ...")
-        con_lat, con_err, wall = concurrent(socket, requests, args.clients)
+        by_kind: dict[str, list[float]] = {}
+        con_lat, con_err, wall = concurrent(socket, requests, args.clients, by_kind)
         sampler.stop.set()
         sampler.join()
         final = request(socket, op="status")["status"]
@@ -481,6 +496,9 @@ def main() -> int:
     print(f"\nconcurrent phase: {len(con_lat) / wall:.0f} queries/s over {wall:.1f} s; the indexer encoded "
           f"{encoded:,} photos in the {span:.1f} s sampled ({busy_rate:.1f} photos/s), "
           f"pending never below {pending_min:,} ({len(samples)} status samples)")
+    print("  by kind: " + "; ".join(f"{name} {len(lat)}: p50 {percentile(lat, 50) * 1000:.0f} ms, "
+                                     f"p99 {percentile(lat, 99) * 1000:.0f} ms"
+                                     for name, lat in sorted(by_kind.items())))
     if con_err:
         kinds = {e: con_err.count(e) for e in set(con_err)}
         print(f"errors: {kinds}")

@@ -442,8 +442,8 @@ def add_models_commands(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--weights", metavar="FILE", help="with --open-clip: the state dict (.pt or .safetensors)")
     export.add_argument("--pretrained", metavar="TAG",
                         help="with --open-clip: open_clip's name of the weights (e.g. openai, laion2b_s34b_b79k), "
-                             "which fixes their preprocessing and activation; needed when the architecture "
-                             "has weights that differ in those")
+                             "which fixes their preprocessing and activation (OpenAI's need QuickGELU); "
+                             "without it, the model is built as open_clip.create_model(ARCH) builds it")
     export.add_argument("--tokenizer", metavar="DIR",
                         help="with --open-clip, for architectures whose tokenizer is on the Hugging Face hub "
                              "(SigLIP, XLM-RoBERTa): a folder with its tokenizer.json and tokenizer_config.json, "

@@ -57,23 +57,37 @@ SAMPLE_TEXTS = ("a photo of a cat", "Two DOGS playing in the snow!", "grandma's 
 
 
 def _preprocess_contract(oc: Any, arch: str, pretrained: str | None) -> tuple[str | None, dict[str, Any], bool]:
-    """(tag, image preprocessing, quick_gelu) of the weights, from open_clip's pretrained table."""
+    """(tag, image preprocessing, quick_gelu) of the weights, from open_clip's pretrained table.
+
+    Without a tag, where all the architecture's published weights agree
+    (SigLIP 2 has one set), theirs is used. Where they differ (OpenAI's
+    ViT-B-32 needs QuickGELU, LAION's does not), the model is what
+    ``open_clip.create_model(arch)`` builds — the architecture's own
+    activation and open_clip's default preprocessing — and a warning names
+    the weights that need --pretrained: the weights cannot tell, and the
+    wrong choice gives quietly other vectors.
+    """
+    from open_clip.transform import PreprocessCfg
+
     tags = list(oc.list_pretrained_tags_by_model(arch))
+    keys = ("mean", "std", "interpolation", "resize_mode")
     if pretrained is None:
-        configs = [oc.get_pretrained_cfg(arch, tag) for tag in tags]
-        keys = ("mean", "std", "interpolation", "resize_mode", "quick_gelu")
-        distinct = {tuple(str(c.get(k)) for k in keys) for c in configs}
+        configs = {tag: oc.get_pretrained_cfg(arch, tag) for tag in tags}
+        distinct = {tuple(str(c.get(k)) for k in (*keys, "quick_gelu")) for c in configs.values()}
         if len(distinct) > 1:
-            # The weights decide mean/std, resize and even the activation function:
-            # guessing would give silently wrong vectors.
-            raise ModelError(f"{arch} has weights with different preprocessing or activations; say which "
-                             f"with --pretrained TAG (one of: {', '.join(tags)})")
+            default = PreprocessCfg()
+            other = [tag for tag, c in configs.items() if c.get("quick_gelu") or any(
+                k in c and tuple(np.atleast_1d(c[k])) != tuple(np.atleast_1d(getattr(default, k))) for k in keys)]
+            log.warning("no --pretrained: %s is built as open_clip.create_model(%r) builds it (its own "
+                        "activation, open_clip's default preprocessing); weights %s need other settings: "
+                        "name them with --pretrained TAG if these are those", arch, arch, ", ".join(other))
+            return None, {}, False
         pretrained = tags[0] if tags else None
     elif pretrained not in tags:
         raise ModelError(f"open_clip has no weights {pretrained!r} for {arch}"
                          + (f" (it knows: {', '.join(tags)})" if tags else " (it knows none)"))
     config = oc.get_pretrained_cfg(arch, pretrained) if pretrained else {}
-    contract = {key: config[key] for key in ("mean", "std", "interpolation", "resize_mode") if key in config}
+    contract = {key: config[key] for key in keys if key in config}
     return pretrained, contract, bool(config.get("quick_gelu", False))
 
 

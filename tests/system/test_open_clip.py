@@ -1,9 +1,11 @@
 """`nasclip models export --open-clip`: an open_clip ViT-B/32 becomes a folder nasclip runs as open_clip does.
 
-The checkpoint is the architecture-exact open_clip ViT-B-32 (QuickGELU, as
-OpenAI's weights need) with random weights: the same graph, the same
-tokenizer and the same preprocessing contract real weights get, so what
-holds here holds for them. open_clip itself is the oracle throughout: its
+The checkpoint is the architecture-exact open_clip ViT-B-32 with random
+weights, as ``open_clip.create_model("ViT-B-32")`` builds it, exported with
+exactly ``nasclip models export --open-clip ViT-B-32 --weights FILE OUT``:
+the same graph, the same tokenizer and the same preprocessing contract real
+weights get, so what holds here holds for them. OpenAI's weights need
+QuickGELU (``--pretrained openai``): that export is checked too. open_clip itself is the oracle throughout: its
 tokenizer for the ids, its encode_image/encode_text (with its own
 preprocess transform) for the vectors, and its cosine for the daemon's
 scores.
@@ -22,7 +24,6 @@ from conftest import ROOT, DaemonProcess, make_scenes, write_config
 from PIL import Image
 from textcorpus import corpus
 
-from nasclip.cli.admin import main as admin_main
 from nasclip.indexing.tokenizer import TextTokenizer
 from nasclip.model.reference import import_torch, open_clip
 from nasclip.model.spec import load_model_spec
@@ -39,8 +40,7 @@ TEXTS = ["a photo of a cat", "a red circle on a blue background", "金色头发�
 def reference() -> object:
     """The PyTorch model the checkpoint holds; open_clip's own."""
     torch.manual_seed(14)
-    model = oc.create_model(ARCH, pretrained=None, force_quick_gelu=True)
-    return model.eval()
+    return oc.create_model(ARCH, pretrained=None).eval()
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +53,10 @@ def checkpoint(reference, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models") / "vit-b32-random"
-    code = admin_main(["models", "export", "--open-clip", ARCH, "--weights", str(checkpoint),
-                       "--pretrained", "openai", str(out)])
-    assert code == 0
+    done = run_cli("models", "export", "--open-clip", ARCH, "--weights", str(checkpoint), str(out))
+    assert done.returncode == 0, done.stderr
+    # ViT-B-32's weights differ in activation: without --pretrained the user is told which need it.
+    assert "no --pretrained" in done.stderr and "openai" in done.stderr
     return out
 
 
@@ -74,7 +75,7 @@ def open_clip_text(model, texts: list[str]) -> np.ndarray:
 
 
 def open_clip_images(model, paths: list[Path]) -> np.ndarray:
-    _, _, preprocess = oc.create_model_and_transforms(ARCH, pretrained=None, force_quick_gelu=True)
+    _, _, preprocess = oc.create_model_and_transforms(ARCH, pretrained=None)
     pixels = torch.stack([preprocess(Image.open(p)) for p in paths])
     with torch.no_grad():
         return unit(model.encode_image(pixels).numpy())
@@ -148,9 +149,9 @@ def test_a_missing_file_is_named(exported: Path, tmp_path: Path) -> None:
 
 
 def test_export_refuses_what_it_cannot_make_right(checkpoint: Path, tmp_path: Path) -> None:
-    # ViT-B-32's weights differ in activation (QuickGELU for OpenAI's): it must be told which.
-    done = run_cli("models", "export", "--open-clip", ARCH, "--weights", str(checkpoint), str(tmp_path / "a"))
-    assert done.returncode != 0 and "--pretrained TAG" in done.stderr and "openai" in done.stderr
+    done = run_cli("models", "export", "--open-clip", ARCH, "--weights", str(checkpoint), "--pretrained", "nope",
+                   str(tmp_path / "a"))
+    assert done.returncode != 0 and "no weights 'nope' for ViT-B-32" in done.stderr and "openai" in done.stderr
     # Weights of another architecture.
     done = run_cli("models", "export", "--open-clip", "ViT-B-16", "--weights", str(checkpoint),
                    "--pretrained", "openai", str(tmp_path / "b"))
@@ -178,3 +179,20 @@ def test_the_daemon_scores_as_open_clip_does(exported: Path, reference, tmp_path
     theirs = open_clip_images(reference, scenes) @ open_clip_text(reference, [query])[0]
     ours = np.array([scores[p] for p in scenes])
     assert np.abs(ours - theirs).max() <= 0.01, (ours, theirs)
+
+
+def test_openai_weights_export_with_quick_gelu(tmp_path: Path, reference) -> None:
+    # --pretrained openai: the graph takes QuickGELU, as OpenAI's weights were trained with.
+    torch.manual_seed(15)
+    quick = oc.create_model(ARCH, pretrained=None, force_quick_gelu=True).eval()
+    torch.save(quick.state_dict(), tmp_path / "openai.pt")
+    done = run_cli("models", "export", "--open-clip", ARCH, "--weights", str(tmp_path / "openai.pt"),
+                   "--pretrained", "openai", str(tmp_path / "out"))
+    assert done.returncode == 0 and "no --pretrained" not in done.stderr, done.stderr
+    ours = np.array([r["vector"] for r in json.loads(run_cli(
+        "models", "embed", "--json", str(tmp_path / "out"), *sum((["--text", t] for t in TEXTS), [])).stdout)["texts"]])
+    assert np.abs(ours - open_clip_text(quick, TEXTS)).max() <= 1e-4
+    # The same weights in the GELU graph give other vectors: the activation is not a detail.
+    gelu = oc.create_model(ARCH, pretrained=None).eval()
+    gelu.load_state_dict(quick.state_dict())
+    assert np.abs(ours - open_clip_text(gelu, TEXTS)).max() > 1e-3
