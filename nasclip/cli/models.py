@@ -438,12 +438,14 @@ def add_models_commands(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("path", help="the Hugging Face checkpoint folder (config.json and weights, as "
                                      "save_pretrained writes it); with --open-clip, the model folder to write")
     export.add_argument("--open-clip", metavar="ARCH",
-                        help="export open_clip architecture ARCH (e.g. ViT-B-32, ViT-B-16-SigLIP2)")
+                        help="export open_clip architecture ARCH "
+                             "(e.g. ViT-B-32, ViT-B-16-SigLIP2, xlm-roberta-base-ViT-B-32)")
     export.add_argument("--weights", metavar="FILE", help="with --open-clip: the state dict (.pt or .safetensors)")
     export.add_argument("--pretrained", metavar="TAG",
                         help="with --open-clip: open_clip's name of the weights (e.g. openai, laion2b_s34b_b79k), "
                              "which fixes their preprocessing and activation (OpenAI's need QuickGELU); "
-                             "without it, the model is built as open_clip.create_model(ARCH) builds it")
+                             "without it: the settings all the architecture's weights share, or where they "
+                             "differ what open_clip.create_model(ARCH) builds (with a warning)")
     export.add_argument("--tokenizer", metavar="DIR",
                         help="with --open-clip, for architectures whose tokenizer is on the Hugging Face hub "
                              "(SigLIP, XLM-RoBERTa): a folder with its tokenizer.json and tokenizer_config.json, "
