@@ -129,6 +129,8 @@ class QueryConfig:
     timeout: float = setting(30.0, "seconds a client may take to send a request line; idle connections close after it")
     max_request_bytes: int = setting(65536, "longest request line accepted")
     max_k: int = setting(1000, "most results one search may ask for")
+    text_threads: int = setting(
+        0, "ONNX Runtime threads for the text encoder, which runs one batch of queries at a time; 0 = one per core")
     max_image_decodes: int = setting(
         2, "--like photos decoded at once; more wait up to a second, then get 'busy' (each may take 100s of MB)")
 
@@ -205,7 +207,7 @@ def _check(config: Config, problems: Problems) -> None:
     for key in _NOT_NEGATIVE:
         if _value(config, key) < 0:
             problems.add(None, key, f"must not be negative, got {_value(config, key):g}"
-                         + (" (0 = one per core)" if key == "indexer.threads" else ""))
+                         + (" (0 = one per core)" if key in ("indexer.threads", "query.text_threads") else ""))
 
 
 # Bounds of numeric settings, checked once the types are right.
@@ -215,7 +217,7 @@ _AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pi
                  "query.max_image_decodes")
 _POSITIVE = ("indexer.decode_timeout", "index.checkpoint_seconds", "query.timeout", "service.stall_seconds",
              "service.stop_timeout")
-_NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted")
+_NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted", "query.text_threads")
 
 
 def _value(config: Config, key: str) -> float:

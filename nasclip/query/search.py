@@ -202,16 +202,23 @@ class Searcher:
 
     # ------------------------------------------------------------------ query vectors
 
-    def text_vector(self, text: str, encoder: Encoder | None = None) -> np.ndarray:
+    def text_vectors(self, texts: list[str], encoder: Encoder | None = None) -> dict[str, np.ndarray]:
+        """{text: vector}: from the cache, the others encoded in one submission to the batcher."""
         encoder = encoder or self.encoder
         # Keyed by what the tokenizer sees: "red  car" and "red car" share an entry
         # (so do "紅色" and "红色" for a t2s model), "red\x85car" does not (ftfy reads an ellipsis).
-        key = f"{encoder.model_id}\0{encoder.text_key(text)}"
-        vector = self.texts.get(key)
-        if vector is None:
-            vector = self.batcher.encode(encoder, text)
-            self.texts.put(key, vector)
-        return vector
+        keys = {text: f"{encoder.model_id}\0{encoder.text_key(text)}" for text in texts}
+        found: dict[str, np.ndarray] = {}
+        for text, key in keys.items():
+            vector = self.texts.get(key)
+            if vector is not None:
+                found[text] = vector
+        missing = [text for text in keys if text not in found]
+        if missing:
+            for text, vector in zip(missing, self.batcher.encode_many(encoder, missing)):
+                self.texts.put(keys[text], vector)
+                found[text] = vector
+        return found
 
     def _share_path(self, folder: str | None) -> str | None:
         return None if folder is None else self.shares.spelled(folder)
@@ -293,9 +300,9 @@ class Searcher:
                      encoder: Encoder | None = None) -> np.ndarray:
         encoder = encoder or self.encoder
         total = np.zeros(encoder.dim, dtype=np.float32)
+        texts = self.text_vectors([term.text for term in terms if term.text], encoder)
         for term in terms:
-            vector = (self.text_vector(term.text, encoder) if term.text
-                      else self.image_vector(term.image or "", access, index, encoder))
+            vector = texts[term.text] if term.text else self.image_vector(term.image or "", access, index, encoder)
             total += term.weight * vector
         if not np.any(total):
             raise ProtocolError(BAD_REQUEST, "the terms cancel each other out; nothing is left to search for")

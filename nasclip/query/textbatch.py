@@ -48,21 +48,25 @@ class TextBatcher:
 
     def encode(self, encoder: TextEncoder, text: str) -> np.ndarray:
         """The unit vector of text (the encoder's own result); raises what the encoder raised."""
-        me = _Waiting(encoder, text)
+        return self.encode_many(encoder, [text])[0]
+
+    def encode_many(self, encoder: TextEncoder, texts: list[str]) -> list[np.ndarray]:
+        """The vectors of one query's texts (weighted terms), queued together so one run can take them all."""
+        mine = [_Waiting(encoder, text) for text in texts]
         with self._cond:
-            self._queue.append(me)
+            self._queue.extend(mine)
         while True:
             with self._cond:
-                while self._running and not me.done:
+                while self._running and not all(w.done for w in mine):
                     self._cond.wait()
-                if me.done:
+                if all(w.done for w in mine):
                     break
-                self._running = True  # this thread leads the next run (its text may not fit in it)
+                self._running = True  # this thread leads the next run (its texts may not all fit in it)
             self._lead()
-        if me.error is not None:
-            raise me.error
-        assert me.vector is not None
-        return me.vector
+        for w in mine:
+            if w.error is not None:
+                raise w.error
+        return [w.vector for w in mine if w.vector is not None]
 
     def _lead(self) -> None:
         batch: list[_Waiting] = []

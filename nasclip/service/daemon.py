@@ -90,7 +90,8 @@ class Daemon:
             log.warning("made the state directory private (group or others could read it): %s", ", ".join(fixed))
         spec = load_model_spec(config.model)
         self.encoder = Encoder.open(spec, backend=config.indexer.backend, threads=config.indexer.threads,
-                                    providers=config.indexer.onnx_providers, image_nice=config.indexer.nice)
+                                    providers=config.indexer.onnx_providers, image_nice=config.indexer.nice,
+                                    text_threads=config.query.text_threads)
         self.store = Store(config.state_dir, spec.id, spec.embedding_dim, config.index.type,
                            config.index.search_threads, model_folder=spec.folder)
         self.searcher = Searcher(self.store, self.encoder, self.shares, config.indexer.max_pixels,

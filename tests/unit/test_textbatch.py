@@ -136,3 +136,21 @@ def test_different_models_never_share_a_run(encoder) -> None:
     for thread in first + rest + others:
         thread.join(PATIENCE)
     assert sorted(map(sorted, a.runs[1:])) == [["a1", "a2"]] and sorted(map(sorted, b.runs)) == [["b1", "b2"]]
+
+
+def test_one_querys_texts_are_queued_together_and_share_a_run(encoder) -> None:
+    spy = Spy(encoder, hold_first=True)
+    batcher = TextBatcher()
+    first, _ = in_threads(batcher, spy, ["held"])
+    assert spy.entered.wait(PATIENCE)
+    got: list = []
+    terms = threading.Thread(target=lambda: got.extend(batcher.encode_many(spy, ["dog", "beach", "dog"])))
+    terms.start()
+    while len(batcher._queue) < 3:
+        threading.Event().wait(0.001)
+    spy.release.set()
+    for thread in [*first, terms]:
+        thread.join(PATIENCE)
+    assert spy.runs[1:] == [["dog", "beach"]], "one run, each distinct text once"
+    want = encoder.encode_texts(["dog", "beach"])
+    np.testing.assert_allclose(np.stack(got), want[[0, 1, 0]], atol=1e-6)
