@@ -198,8 +198,12 @@ def request(socket: Path, **fields) -> dict:
         return client.request(**fields)
 
 
-def timed(socket: Path, fields: dict) -> tuple[float, str | None]:
-    """Seconds for one query on a new connection, and the error code if it failed."""
+def timed(socket: Path, fields: dict, server: list | None = None) -> tuple[float, str | None]:
+    """Seconds for one query on a new connection, and the error code if it failed.
+
+    server, if given, gets the daemon's own (took_ms, encode_ms) of the reply: the rest of the
+    latency is waiting outside the search (connection slots, the socket, the client).
+    """
     started = time.perf_counter()
     try:
         reply = request(socket, **fields)
@@ -208,6 +212,8 @@ def timed(socket: Path, fields: dict) -> tuple[float, str | None]:
     took = time.perf_counter() - started
     if not reply.get("ok"):
         return took, reply["error"]["code"]
+    if server is not None:
+        server.append((reply.get("took_ms", 0.0), reply.get("encode_ms", 0.0)))
     if not reply["results"]:
         return took, "no results"
     return took, None
@@ -284,8 +290,8 @@ def kind(fields: dict) -> str:
     return "text"
 
 
-def concurrent(socket: Path, requests: list[dict], clients: int,
-               by_kind: dict[str, list[float]] | None = None) -> tuple[list[float], list[str], float]:
+def concurrent(socket: Path, requests: list[dict], clients: int, by_kind: dict[str, list[float]] | None = None,
+               server: dict[str, list] | None = None) -> tuple[list[float], list[str], float]:
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -297,9 +303,12 @@ def concurrent(socket: Path, requests: list[dict], clients: int,
                 if not queue:
                     return
                 fields = queue.pop()
-            took, error = timed(socket, fields)
+            inside: list = []
+            took, error = timed(socket, fields, inside)
             with lock:
                 latencies.append(took)
+                if server is not None and inside:
+                    server.setdefault(kind(fields), []).append(inside[0])
                 if by_kind is not None:
                     by_kind.setdefault(kind(fields), []).append(took)
                 if error is not None:
@@ -458,7 +467,8 @@ def main() -> int:
         requests = mixed_requests(args.queries, rest, library, real, seed=4)
         say(f"{args.clients} clients, {args.queries:,} queries ...")
         by_kind: dict[str, list[float]] = {}
-        con_lat, con_err, wall = concurrent(socket, requests, args.clients, by_kind)
+        server: dict[str, list] = {}
+        con_lat, con_err, wall = concurrent(socket, requests, args.clients, by_kind, server)
         sampler.stop.set()
         sampler.join()
         final = request(socket, op="status")["status"]
@@ -499,6 +509,10 @@ def main() -> int:
     print("  by kind: " + "; ".join(f"{name} {len(lat)}: p50 {percentile(lat, 50) * 1000:.0f} ms, "
                                      f"p99 {percentile(lat, 99) * 1000:.0f} ms"
                                      for name, lat in sorted(by_kind.items())))
+    print("  in the daemon (took_ms / of it encode_ms, p50 and p99): " + "; ".join(
+        f"{name}: {percentile([t for t, _ in got], 50):.0f}/{percentile([e for _, e in got], 50):.0f} ms, "
+        f"p99 {percentile([t for t, _ in got], 99):.0f}/{percentile([e for _, e in got], 99):.0f} ms"
+        for name, got in sorted(server.items())))
     if con_err:
         kinds = {e: con_err.count(e) for e in set(con_err)}
         print(f"errors: {kinds}")

@@ -28,6 +28,7 @@ import numpy as np
 from ..config import Config
 from ..errors import DecodeError, ModelError, NasclipError, PathRefused, ProtocolError
 from ..fsopen import open_nofollow
+from ..indexing.backends.onnx import usable_cores
 from ..indexing.encoder import Encoder, l2_normalise
 from ..indexing.imaging import DecodeLimits, decode_limits, load_tensor, open_bounded
 from ..model.spec import load_model_spec
@@ -155,6 +156,9 @@ class Searcher:
         self._decodes = threading.BoundedSemaphore(max_decodes)
         self.texts = TextCache()
         self.batcher = TextBatcher()  # concurrent queries' new texts share encoder runs
+        # Index scans at once: one per core. Thirty-two scans sharing two cores each take
+        # sixteen times as long, and starve the text encoder's run every new text waits for.
+        self._scans = threading.BoundedSemaphore(usable_cores())
         self._encoders: dict[str, Encoder] = {encoder.model_id: encoder}
         self._encoders_lock = threading.Lock()
 
@@ -350,7 +354,8 @@ class Searcher:
         examined = 0
         fetch = min(total, limit if limit < total else max(want * 2, 32))
         while fetch > 0:
-            scores, ids = index.search(query, fetch, among)
+            with self._scans:
+                scores, ids = index.search(query, fetch, among)
             found = [(s, i) for s, i in zip(scores[0].tolist(), ids[0].tolist()) if i >= 0]
             chunk = max(want * 2, 32)
             expected = 0.0
