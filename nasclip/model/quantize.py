@@ -98,7 +98,7 @@ def quantize_model(folder: Path | str, out: Path | str | None = None, model_id: 
             root.removeFilter(hush)
         _copy_rest(spec, tmp, text=text_source is not None)
         _write_manifest(spec, tmp, model_id, text=text_source is not None)
-        if text_source is not None and not _keep_int8_text(spec, tmp, model_id, progress):
+        if text_source is not None and not _keep_int8_text(spec, tmp, progress):
             (tmp / TEXT_FILE).unlink()
             shutil.copy2(text_source, tmp / TEXT_FILE)
             _write_manifest(spec, tmp, model_id, text=False)
@@ -222,7 +222,7 @@ def sample_texts(count: int = CHECK_TEXTS) -> list[str]:
     return texts
 
 
-def _keep_int8_text(original: ModelSpec, folder: Path, model_id: str, progress: Callable[[str], None]) -> bool:
+def _keep_int8_text(original: ModelSpec, folder: Path, progress: Callable[[str], None]) -> bool:
     """Whether the int8 text encoder in folder keeps every sample text's vector near the original's; says so."""
     import time
 
