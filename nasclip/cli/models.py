@@ -8,15 +8,14 @@ Installing prints the ``model:`` line to put in the config.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
 import sys
 from pathlib import Path
 
-from ..config import Config, IndexerConfig, load_config
-from ..errors import DecodeError, ModelError, NasclipError
+from ..config import Config, load_config
+from ..errors import ModelError, NasclipError
 from ..model.download import Staging, fsync_path, human_bytes, sha256_file
 from ..model.install import (
     RECORD,
@@ -320,7 +319,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_folder(args: argparse.Namespace) -> Path:
+def model_folder(args: argparse.Namespace) -> Path:
     """MODEL_DIR as given: a folder holding model.yaml, or an installed model's name."""
     source = Path(args.model_dir).expanduser()
     if not (source / MANIFEST).exists() and (models_dir(args) / args.model_dir / MANIFEST).exists():
@@ -328,73 +327,10 @@ def _model_folder(args: argparse.Namespace) -> Path:
     return source
 
 
-def cmd_tokenize(args: argparse.Namespace) -> int:
-    from ..indexing.tokenizer import TextTokenizer
-
-    spec = load_model_spec(_model_folder(args))
-    ids, mask = TextTokenizer(spec).encode(list(args.texts))
-    # Padding is not part of what the model reads; the mask says where it starts.
-    rows = [[int(i) for i, m in zip(row, keep) if m] for row, keep in zip(ids, mask)]
-    if args.json:
-        print(json.dumps({"model": spec.id, "context_length": spec.text.context_length,
-                          "texts": [{"text": t, "ids": r} for t, r in zip(args.texts, rows)]}, ensure_ascii=False))
-    else:
-        for text, row in zip(args.texts, rows):
-            print(f"{text!r}: {len(row)} tokens")
-            print("  " + " ".join(str(i) for i in row))
-    return 0
-
-
-def cmd_embed(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..indexing.encoder import Encoder
-    from ..indexing.imaging import decode_limits, load_tensor, open_bounded
-
-    if not args.text and not args.image:
-        raise ModelError("give at least one --text T or --image FILE")
-    spec = load_model_spec(_model_folder(args))
-    limits = decode_limits(IndexerConfig())  # the defaults a config without an indexer section gets
-    encoder = Encoder.open(spec, backend=args.backend)
-    try:
-        texts = encoder.encode_texts(list(args.text)) if args.text else np.zeros((0, spec.embedding_dim))
-        images: list[np.ndarray] = []
-        for name in args.image:
-            # The daemon's decode: one descriptor, bounded reads, reduced-scale JPEG decoding.
-            try:
-                fd = os.open(name, os.O_RDONLY)
-            except OSError as exc:
-                raise ModelError(f"{name}: cannot open it: {exc.strerror or exc}") from None
-            try:
-                handle = open_bounded(fd, os.fstat(fd).st_size, limits)
-                tensor = load_tensor(handle, spec.image, limits.max_pixels)
-            except DecodeError as exc:
-                raise DecodeError(f"{name}: {exc}") from None
-            finally:
-                os.close(fd)
-            images.append(encoder.encode_images(tensor[None])[0])
-    finally:
-        encoder.close()
-    if args.json:
-        print(json.dumps({"model": spec.id, "dim": spec.embedding_dim,
-                          "texts": [{"text": t, "vector": [float(v) for v in vec]} for t, vec in zip(args.text, texts)],
-                          "images": [{"path": p, "vector": [float(v) for v in vec]}
-                                     for p, vec in zip(args.image, images)]}, ensure_ascii=False))
-    else:
-        for label, vector in [*((repr(t), v) for t, v in zip(args.text, texts)),
-                              *((p, v) for p, v in zip(args.image, images))]:
-            head = " ".join(f"{v:+.4f}" for v in vector[:8])
-            print(f"{label}: [{head} ...] ({len(vector)} values, unit length)")
-    return 0
-
-
 def cmd_quantize(args: argparse.Namespace) -> int:
     from ..model.quantize import quantize_model
 
-    source = Path(args.model_dir).expanduser()
-    if not (source / MANIFEST).exists() and (models_dir(args) / args.model_dir / MANIFEST).exists():
-        source = models_dir(args) / args.model_dir  # an installed model's name
-    spec = quantize_model(source, args.out, args.id, text=not args.image_only)
+    spec = quantize_model(model_folder(args), args.out, args.id, text=not args.image_only)
     print("Put this line in the config (then `nasclip config check` and restart nasclipd; photos are "
           "re-encoded in the background while the old vectors keep answering):")
     print(f"model: {spec.folder.absolute()}")
@@ -456,23 +392,9 @@ def add_models_commands(subparsers: argparse._SubParsersAction) -> None:
                         help="token ids per text (default: 77 for CLIP, 52 for Chinese-CLIP)")
     export.add_argument("--force", action="store_true", help="replace an existing folder")
     export.set_defaults(func=cmd_export)
-    tokenize = commands.add_parser("tokenize", parents=[common],
-                                   help="print the token ids a model's text encoder gets for each text")
-    tokenize.add_argument("model_dir", help="model folder holding model.yaml, or an installed model's name")
-    tokenize.add_argument("texts", nargs="+", metavar="TEXT")
-    tokenize.add_argument("--json", action="store_true", help='{"texts": [{"text", "ids"}]} (ids without padding)')
-    tokenize.set_defaults(func=cmd_tokenize)
-    embed = commands.add_parser("embed", parents=[common],
-                                help="print the unit vectors nasclip computes for texts and photos "
-                                     "(the daemon's decode, preprocessing and tokenizer)")
-    embed.add_argument("model_dir", help="model folder holding model.yaml, or an installed model's name")
-    embed.add_argument("--text", action="append", default=[], metavar="T", help="a text (repeatable)")
-    embed.add_argument("--image", action="append", default=[], metavar="FILE", help="a photo (repeatable)")
-    embed.add_argument("--backend", choices=("auto", "onnx", "axengine"), default="auto",
-                       help="which runtime encodes (default: as the daemon picks)")
-    embed.add_argument("--json", action="store_true",
-                       help='{"texts": [{"text", "vector"}], "images": [{"path", "vector"}]}')
-    embed.set_defaults(func=cmd_embed)
+    from .inspect_model import add_inspect_commands  # it uses model_folder from here
+
+    add_inspect_commands(commands, common)
     quantize = commands.add_parser("quantize", parents=[common],
                                    help="write an int8 copy of a model's encoders as a new model "
                                         "(about 2x faster on a CPU, its own model id); the text encoder only "
