@@ -159,7 +159,8 @@ def build_library(work: Path, model: Path, photos: int) -> tuple[Path, list[Path
 # ---------------------------------------------------------------------- the daemon
 
 
-def start_daemon(work: Path, model: Path, library: Path, incoming: Path) -> tuple[subprocess.Popen, Path]:
+def start_daemon(work: Path, model: Path, library: Path, incoming: Path, clients: int,
+                 query: dict | None = None) -> tuple[subprocess.Popen, Path]:
     config = {
         "shares": [{"name": "library", "path": str(library)}, {"name": "incoming", "path": str(incoming)}],
         "model": str(model), "state_dir": str(work / "state"), "socket": str(work / "run" / "query.sock"),
@@ -168,9 +169,12 @@ def start_daemon(work: Path, model: Path, library: Path, incoming: Path) -> tupl
         # The 32 clients are one uid here; on a NAS they are a household's users, each
         # under the per-user limit (8). So the bench lifts that limit above the clients
         # (a client reconnecting before the server has seen its last connection close
-        # would otherwise meet it at once), and leaves the server's 32 slots as they are.
-        "query": {"socket_group": None, "max_connections_per_user": 64},
+        # would otherwise meet it at once). The server's slots are the clients' 32 plus
+        # two: one for the bench's own status sampler, one for a client reconnecting
+        # while the server has not yet seen its last connection close.
+        "query": {"socket_group": None, "max_connections_per_user": 64, "max_connections": clients + 2},
     }
+    config["query"].update(query or {})
     path = work / "nasclip.yaml"
     path.write_text(yaml.safe_dump(config))
     log = open(work / "nasclipd.log", "ab")
@@ -415,12 +419,13 @@ def main() -> int:
     parser.add_argument("--single", type=int, default=300, help="queries in each single-client phase")
     parser.add_argument("--model", type=Path, help="model folder (default: the random-weight ViT-B/32, "
                                                    "exported once into bench/.cache)")
+    parser.add_argument("--cpu-slots", type=int, help="query.cpu_slots for the daemon (default: its own default)")
     parser.add_argument("--idle-seconds", type=float, default=20.0,
                         help="how long the indexer's idle rate is measured before the concurrent phase")
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temporary folder)")
     args = parser.parse_args()
 
-    args.model = args.model or real_sized_model()
+    args.model = (args.model or real_sized_model()).absolute()
     if not (args.model / "model.yaml").is_file():
         raise SystemExit(f"{args.model} holds no model.yaml")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="nasclip-bench-query-", dir="/var/tmp"))
@@ -439,7 +444,8 @@ def main() -> int:
         write_scenes(staging, args.pending, seed=9)
         say(f"  {args.pending:,} photos to index rendered in {time.perf_counter() - started:.1f} s")
 
-        proc, socket = start_daemon(work, args.model, library, incoming)
+        proc, socket = start_daemon(work, args.model, library, incoming, args.clients,
+                                    {"cpu_slots": args.cpu_slots} if args.cpu_slots is not None else None)
         status = request(socket, op="status")["status"]
         assert status["index"]["vectors"] == args.photos, status["index"]
         say(f"nasclipd up: {status['index']['vectors']:,} vectors, model {status['model']['id']}, "

@@ -130,7 +130,9 @@ class QueryConfig:
     max_request_bytes: int = setting(65536, "longest request line accepted")
     max_k: int = setting(1000, "most results one search may ask for")
     text_threads: int = setting(
-        0, "ONNX Runtime threads for the text encoder, which runs one batch of queries at a time; 0 = one per core")
+        1, "ONNX Runtime threads for each text-encoder run (queries' texts run together); 0 = one per core")
+    cpu_slots: int = setting(
+        0, "text-encoder runs and index scans at once, a core each; 0 = half the cores, leaving indexing the rest")
     max_image_decodes: int = setting(
         2, "--like photos decoded at once; more wait up to a second, then get 'busy' (each may take 100s of MB)")
 
@@ -207,7 +209,8 @@ def _check(config: Config, problems: Problems) -> None:
     for key in _NOT_NEGATIVE:
         if _value(config, key) < 0:
             problems.add(None, key, f"must not be negative, got {_value(config, key):g}"
-                         + (" (0 = one per core)" if key in ("indexer.threads", "query.text_threads") else ""))
+                         + (" (0 = one per core)" if key in ("indexer.threads", "query.text_threads") else "")
+                         + (" (0 = half the cores)" if key == "query.cpu_slots" else ""))
 
 
 # Bounds of numeric settings, checked once the types are right.
@@ -217,7 +220,8 @@ _AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pi
                  "query.max_image_decodes")
 _POSITIVE = ("indexer.decode_timeout", "index.checkpoint_seconds", "query.timeout", "service.stall_seconds",
              "service.stop_timeout")
-_NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted", "query.text_threads")
+_NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted", "query.text_threads",
+                 "query.cpu_slots")
 
 
 def _value(config: Config, key: str) -> float:

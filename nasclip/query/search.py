@@ -28,7 +28,6 @@ import numpy as np
 from ..config import Config
 from ..errors import DecodeError, ModelError, NasclipError, PathRefused, ProtocolError
 from ..fsopen import open_nofollow
-from ..indexing.backends.onnx import usable_cores
 from ..indexing.encoder import Encoder, l2_normalise
 from ..indexing.imaging import DecodeLimits, decode_limits, load_tensor, open_bounded
 from ..model.spec import load_model_spec
@@ -39,8 +38,9 @@ from ..store.store import Store
 from ..store.vectors import VectorIndex
 from .access import AccessCheck, Peer
 from .acl import R, X
+from .batching import Batcher, default_slots
 from .protocol import BAD_REQUEST, BUSY, FORBIDDEN, NOT_FOUND, Request, Term
-from .textbatch import TextBatcher
+from .textbatch import encode_texts
 
 log = logging.getLogger("nasclip.search")
 
@@ -147,7 +147,7 @@ class Searcher:
     """
 
     def __init__(self, store: Store, encoder: Encoder, shares: Shares | Mapping[str, Path], max_pixels: int,
-                 *, limits: DecodeLimits | None = None, max_decodes: int = 2) -> None:
+                 *, limits: DecodeLimits | None = None, max_decodes: int = 2, slots: int = 0) -> None:
         self.store = store
         self.encoder = encoder
         self.shares = Shares.of(shares)
@@ -155,10 +155,9 @@ class Searcher:
         self.max_decodes = max_decodes
         self._decodes = threading.BoundedSemaphore(max_decodes)
         self.texts = TextCache()
-        self.batcher = TextBatcher()  # concurrent queries' new texts share encoder runs
-        # Index scans at once: one per core. Thirty-two scans sharing two cores each take
-        # sixteen times as long, and starve the text encoder's run every new text waits for.
-        self._scans = threading.BoundedSemaphore(usable_cores())
+        # Text-encoder runs and index scans, concurrent queries' together, a few at a time
+        # (slots; 0: half the cores): a storm of queries cannot take the cores indexing needs.
+        self.work = Batcher(slots or default_slots())
         self._encoders: dict[str, Encoder] = {encoder.model_id: encoder}
         self._encoders_lock = threading.Lock()
 
@@ -219,7 +218,7 @@ class Searcher:
                 found[text] = vector
         missing = [text for text in keys if text not in found]
         if missing:
-            for text, vector in zip(missing, self.batcher.encode_many(encoder, missing)):
+            for text, vector in zip(missing, encode_texts(self.work, encoder, missing)):
                 self.texts.put(keys[text], vector)
                 found[text] = vector
         return found
@@ -354,8 +353,7 @@ class Searcher:
         examined = 0
         fetch = min(total, limit if limit < total else max(want * 2, 32))
         while fetch > 0:
-            with self._scans:
-                scores, ids = index.search(query, fetch, among)
+            scores, ids = self._search(index, query, fetch, among)
             found = [(s, i) for s, i in zip(scores[0].tolist(), ids[0].tolist()) if i >= 0]
             chunk = max(want * 2, 32)
             expected = 0.0
@@ -375,6 +373,13 @@ class Searcher:
             fetch = min(total, limit, max(fetch * 4, int(expected * 1.25)))
         hits.sort(key=lambda h: -h.score)
         return hits[:want], examined, len(hits), True
+
+    def _search(self, index: VectorIndex, query: np.ndarray, fetch: int,
+                among: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """index.search through the work batcher: unfiltered scans of one index run together."""
+        if among is not None:  # its own selector: a scan of its own
+            return self.work.submit(None, [query], lambda batch: [index.search(batch[0], fetch, among)])[0]
+        return self.work.submit(index, [(query, fetch)], lambda batch: _scan_together(index, batch))[0]
 
     def _candidates(self, filt: _Filter) -> np.ndarray:
         """Ids of the catalog rows a share/folder/date filter keeps."""
@@ -403,3 +408,12 @@ class Searcher:
                 continue
             hits.append(Hit(path, share, score, size, mtime_ns / 1e9))
         return hits
+
+
+def _scan_together(index: VectorIndex, batch: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One index scan for several queries, each cut to the number of candidates it asked for.
+
+    Exact search ranks the same whatever k is asked, so the first k of a longer answer are the answer for k.
+    """
+    scores, ids = index.search(np.stack([query for query, _ in batch]), max(fetch for _, fetch in batch))
+    return [(scores[i:i + 1, :fetch], ids[i:i + 1, :fetch]) for i, (_, fetch) in enumerate(batch)]

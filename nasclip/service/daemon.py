@@ -95,7 +95,8 @@ class Daemon:
         self.store = Store(config.state_dir, spec.id, spec.embedding_dim, config.index.type,
                            config.index.search_threads, model_folder=spec.folder)
         self.searcher = Searcher(self.store, self.encoder, self.shares, config.indexer.max_pixels,
-                                 limits=decode_limits(config.indexer), max_decodes=config.query.max_image_decodes)
+                                 limits=decode_limits(config.indexer), max_decodes=config.query.max_image_decodes,
+                                 slots=config.query.cpu_slots)
         self.indexer = Indexer(self.store, self.encoder, config.indexer, self.shares)
         self.watcher = Watcher(self.store, config.shares, config.indexer.settle_seconds,
                                on_change=self.indexer.wake)

@@ -43,6 +43,11 @@ def test_switching_models_reencodes_once_while_searches_answer(tmp_path: Path, d
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         reply = daemon.request(op="search", text="a red circle", k=20)
+        if not reply["ok"] and reply["error"]["code"] == "busy":
+            # This loop reconnects faster than a loaded server may see its last connections
+            # close (the per-user limit); nasclip-query waits that out the same way.
+            time.sleep(0.05)
+            continue
         assert reply["ok"], reply
         assert len(reply["results"]) == 20, "every photo stays searchable during the switch"
         served_by.append(reply["model"])

@@ -1,4 +1,5 @@
-"""Concurrent queries' texts share text-encoder runs (nasclip/query/textbatch.py), with the real demo encoder."""
+"""Concurrent queries' work shares runs (nasclip/query/batching.py): texts with the real demo encoder, scans
+with a real FAISS index."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from conftest import DEMO_MODEL
 from nasclip.errors import ModelError
 from nasclip.indexing.encoder import Encoder
 from nasclip.model.spec import load_model_spec
-from nasclip.query.textbatch import TextBatcher
+from nasclip.query.batching import Batcher
+from nasclip.query.textbatch import encode_texts
+from nasclip.store.vectors import VectorIndex
 
 PATIENCE = 10.0
 
@@ -41,12 +44,12 @@ def encoder():
     encoder.close()
 
 
-def in_threads(batcher: TextBatcher, spy, texts: list[str]) -> tuple[list[threading.Thread], dict]:
+def in_threads(batcher: Batcher, spy, texts: list[str]) -> tuple[list[threading.Thread], dict]:
     results: dict[str, object] = {}
 
     def ask(text: str) -> None:
         try:
-            results[text] = batcher.encode(spy, text)
+            results[text] = encode_texts(batcher, spy, [text])[0]
         except Exception as exc:  # recorded for the test to look at
             results[text] = exc
 
@@ -57,15 +60,15 @@ def in_threads(batcher: TextBatcher, spy, texts: list[str]) -> tuple[list[thread
 
 
 def test_a_lone_text_runs_at_once_and_gets_the_encoders_vector(encoder) -> None:
-    batcher = TextBatcher()
-    vector = batcher.encode(encoder, "a red circle")
+    batcher = Batcher()
+    vector = encode_texts(batcher, encoder, ["a red circle"])[0]
     assert np.array_equal(vector, encoder.encode_texts(["a red circle"])[0])
-    assert (batcher.runs, batcher.texts) == (1, 1)
+    assert (batcher.runs, batcher.jobs) == (1, 1)
 
 
 def test_texts_arriving_during_a_run_share_the_next_one(encoder) -> None:
     spy = Spy(encoder, hold_first=True)
-    batcher = TextBatcher()
+    batcher = Batcher()
     first, results = in_threads(batcher, spy, ["a blue square"])
     assert spy.entered.wait(PATIENCE)  # the first run is under way, and held
     others = [f"a {c} {s}" for c in ("red", "green", "yellow", "purple") for s in ("circle", "star", "triangle")]
@@ -87,7 +90,7 @@ def test_texts_arriving_during_a_run_share_the_next_one(encoder) -> None:
 
 def test_a_batch_is_at_most_max_batch_texts(encoder) -> None:
     spy = Spy(encoder, hold_first=True)
-    batcher = TextBatcher(max_batch=4)
+    batcher = Batcher(max_batch=4)
     first, _ = in_threads(batcher, spy, ["x0"])
     assert spy.entered.wait(PATIENCE)
     rest, results = in_threads(batcher, spy, [f"text {i}" for i in range(10)])
@@ -108,7 +111,7 @@ def test_an_encoder_error_reaches_every_query_of_that_run_and_the_next_ones_stil
             return self.encoder.encode_texts(texts)
 
     spy = Failing(encoder, hold_first=True)
-    batcher = TextBatcher()
+    batcher = Batcher()
     first, results = in_threads(batcher, spy, ["one"])
     assert spy.entered.wait(PATIENCE)
     rest, more = in_threads(batcher, spy, ["two", "three"])
@@ -119,13 +122,13 @@ def test_an_encoder_error_reaches_every_query_of_that_run_and_the_next_ones_stil
         thread.join(PATIENCE)
     results.update(more)
     assert all(isinstance(results[t], ModelError) for t in ("one", "two", "three"))
-    assert batcher.encode(spy, "four").shape == (encoder.dim,)
+    assert encode_texts(batcher, spy, ["four"])[0].shape == (encoder.dim,)
     assert not batcher._running and not batcher._queue
 
 
 def test_different_models_never_share_a_run(encoder) -> None:
     a, b = Spy(encoder, hold_first=True), Spy(encoder)
-    batcher = TextBatcher()
+    batcher = Batcher()
     first, _ = in_threads(batcher, a, ["held"])
     assert a.entered.wait(PATIENCE)
     rest, results = in_threads(batcher, a, ["a1", "a2"])
@@ -140,11 +143,11 @@ def test_different_models_never_share_a_run(encoder) -> None:
 
 def test_one_querys_texts_are_queued_together_and_share_a_run(encoder) -> None:
     spy = Spy(encoder, hold_first=True)
-    batcher = TextBatcher()
+    batcher = Batcher()
     first, _ = in_threads(batcher, spy, ["held"])
     assert spy.entered.wait(PATIENCE)
     got: list = []
-    terms = threading.Thread(target=lambda: got.extend(batcher.encode_many(spy, ["dog", "beach", "dog"])))
+    terms = threading.Thread(target=lambda: got.extend(encode_texts(batcher, spy, ["dog", "beach", "dog"])))
     terms.start()
     while len(batcher._queue) < 3:
         threading.Event().wait(0.001)
@@ -154,3 +157,102 @@ def test_one_querys_texts_are_queued_together_and_share_a_run(encoder) -> None:
     assert spy.runs[1:] == [["dog", "beach"]], "one run, each distinct text once"
     want = encoder.encode_texts(["dog", "beach"])
     np.testing.assert_allclose(np.stack(got), want[[0, 1, 0]], atol=1e-6)
+
+
+class Gate:
+    """A batch run that records its batches and how many runs were under way at once, held until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.inside = 0
+        self.most_inside = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+
+    def __call__(self, batch: list[int]) -> list[int]:
+        with self.lock:
+            self.batches.append(list(batch))
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        assert self.release.wait(PATIENCE)
+        with self.lock:
+            self.inside -= 1
+        return [item * 10 for item in batch]
+
+
+def submit_in_threads(batcher: Batcher, gate: Gate, jobs: list[tuple[object, int]]) -> tuple[list, dict]:
+    results: dict[int, object] = {}
+
+    def ask(key: object, item: int) -> None:
+        results[item] = batcher.submit(key, [item], gate)[0]
+
+    threads = [threading.Thread(target=ask, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def wait_until(condition) -> None:
+    deadline = threading.Event()
+    for _ in range(int(PATIENCE / 0.001)):
+        if condition():
+            return
+        deadline.wait(0.001)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_at_most_slots_runs_at_once_and_the_rest_queue(slots: int) -> None:
+    gate = Gate()
+    batcher = Batcher(slots=slots)
+    # Each job its own key: nothing can share a run, so only the slots bound the runs at once.
+    threads, results = submit_in_threads(batcher, gate, [(f"key {i}", i) for i in range(8)])
+    wait_until(lambda: len(gate.batches) == slots and len(batcher._queue) == 8 - slots)
+    assert gate.inside == slots
+    gate.release.set()
+    for thread in threads:
+        thread.join(PATIENCE)
+    assert gate.most_inside == slots
+    assert results == {i: i * 10 for i in range(8)}
+    assert sorted(item for batch in gate.batches for item in batch) == list(range(8))
+    assert batcher._running == 0 and not batcher._queue
+
+
+def test_jobs_without_a_key_never_share_a_run() -> None:
+    gate = Gate()
+    batcher = Batcher()
+    first, _ = submit_in_threads(batcher, gate, [("shared", 0)])
+    wait_until(lambda: gate.batches)
+    rest, results = submit_in_threads(batcher, gate, [(None, 1), (None, 2), ("shared", 3), ("shared", 4)])
+    wait_until(lambda: len(batcher._queue) == 4)
+    gate.release.set()
+    for thread in first + rest:
+        thread.join(PATIENCE)
+    assert sorted(gate.batches[1:]) == [[1], [2], [3, 4]]
+    assert results == {1: 10, 2: 20, 3: 30, 4: 40}
+
+
+def test_a_run_that_returns_the_wrong_number_of_results_fails_its_jobs_only() -> None:
+    batcher = Batcher()
+    with pytest.raises(RuntimeError, match="2 jobs"):
+        batcher.submit("k", [1, 2], lambda batch: [0])
+    assert batcher.submit("k", [1, 2], lambda batch: [b + 1 for b in batch]) == [2, 3]
+
+
+def test_concurrent_unfiltered_searches_share_one_scan_and_get_what_each_would_alone() -> None:
+    from nasclip.query.search import _scan_together
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((5000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(64)
+    index.add(np.arange(100, 5100), vectors)
+    queries = [vectors[i] + 0.05 * rng.standard_normal(64).astype(np.float32) for i in range(12)]
+    fetches = [3, 32, 100, 7, 32, 512, 1, 50, 32, 10, 64, 20]
+    batch = list(zip(queries, fetches))
+    together = _scan_together(index, batch)
+    for (query, fetch), (scores, ids) in zip(batch, together):
+        alone_scores, alone_ids = index.search(query, fetch)
+        assert ids.shape == (1, fetch)
+        assert np.array_equal(ids, alone_ids)
+        np.testing.assert_allclose(scores, alone_scores, atol=1e-5)

@@ -1,0 +1,114 @@
+"""Query work in shared batches, a bounded number at a time: text-encoder runs and index scans.
+
+Thirty-two clients searching at once used to mean thirty-two encoder runs
+and thirty-two index scans at once on two cores: each slower than one
+alone, all finishing late, and the indexer starved. Here the query threads
+queue their jobs; a thread that finds a slot free leads one run, for the
+oldest job and every queued job that can share its run (the same key: the
+same text encoder, or unfiltered scans of the same index, up to
+``max_batch``), and hands each waiting thread its result. A lone query runs
+at once (nothing waits for a batch to fill); under load the jobs that
+arrive during one run form the next, so the batch size follows the load
+with no timer to tune.
+
+Both kinds of run cost far less per job in a batch: a text encoder run
+takes its texts together, and a flat index scanned for 32 queries at once
+reads its vectors once (a matrix product) instead of 32 times, about 1.8 ms
+a query instead of 8 at 100k × 512. And because at most ``slots`` runs (one
+core each) happen at once, a storm of queries leaves the other cores to
+indexing.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Generic, Hashable, Sequence, TypeVar
+
+from ..indexing.backends.onnx import usable_cores
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_slots() -> int:
+    """Half the cores, at least one: what query work may take while indexing keeps the rest."""
+    return max(1, usable_cores() // 2)
+
+
+@dataclass(eq=False)
+class _Job(Generic[T, R]):
+    key: Hashable | None  # None: runs alone
+    item: T
+    run: Callable[[list[T]], Sequence[R]]
+    result: R | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class Batcher:
+    """Turns concurrent ``submit(key, items, run)`` calls into shared runs, at most ``slots`` at once."""
+
+    def __init__(self, slots: int = 1, max_batch: int = 32) -> None:
+        self.slots = max(1, slots)
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: list[_Job] = []
+        self._running = 0
+        self.runs = 0   # runs so far
+        self.jobs = 0   # jobs they did
+
+    def submit(self, key: Hashable | None, items: Sequence[T], run: Callable[[list[T]], Sequence[R]]) -> list[R]:
+        """run's result for each item (in order); raises what run raised.
+
+        run(batch) gets items of one key, from this call and others, and
+        returns one result per item. Items queued together (one query's
+        texts) can all share one run. key None: these items run alone.
+        """
+        mine: list[_Job[T, R]] = [_Job(key, item, run) for item in items]
+        with self._cond:
+            self._queue.extend(mine)
+        while True:
+            with self._cond:
+                while not all(job.done for job in mine) and (self._running >= self.slots or not self._queue):
+                    self._cond.wait()
+                if all(job.done for job in mine):
+                    break
+                self._running += 1  # this thread leads the next run (maybe of others' jobs: it helps, then waits)
+                batch = self._take()
+            self._lead(batch)
+        for job in mine:
+            if job.error is not None:
+                raise job.error
+        return [job.result for job in mine]  # type: ignore[misc]  # every job is done
+
+    def _take(self) -> list[_Job]:
+        """The oldest job and the queued jobs that share its run (called holding the lock)."""
+        first = self._queue[0]
+        if first.key is None:
+            batch = [first]
+        else:
+            batch = [job for job in self._queue if job.key == first.key][:self.max_batch]
+        taken = set(map(id, batch))
+        self._queue = [job for job in self._queue if id(job) not in taken]
+        return batch
+
+    def _lead(self, batch: list[_Job]) -> None:
+        try:
+            try:
+                results = batch[0].run([job.item for job in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"a batch run returned {len(results)} results for {len(batch)} jobs")
+                for job, result in zip(batch, results):
+                    job.result = result
+            except BaseException as exc:  # every job of this run gets the run's error
+                for job in batch:
+                    job.error = exc
+        finally:
+            with self._cond:
+                self.runs += 1
+                self.jobs += len(batch)
+                for job in batch:
+                    job.done = True
+                self._running -= 1
+                self._cond.notify_all()
