@@ -24,6 +24,7 @@ from conftest import ROOT, DaemonProcess, make_scenes, write_config
 from PIL import Image
 from textcorpus import corpus
 
+from nasclip.indexing.encoder import Encoder
 from nasclip.indexing.tokenizer import TextTokenizer
 from nasclip.model.reference import import_torch, open_clip
 from nasclip.model.spec import load_model_spec
@@ -196,3 +197,18 @@ def test_openai_weights_export_with_quick_gelu(tmp_path: Path, reference) -> Non
     gelu = oc.create_model(ARCH, pretrained=None).eval()
     gelu.load_state_dict(quick.state_dict())
     assert np.abs(ours - open_clip_text(gelu, TEXTS)).max() > 1e-3
+
+
+def test_a_batch_of_mixed_lengths_gives_each_text_open_clips_vector(exported: Path, reference) -> None:
+    # One text-encoder run takes many queries' texts; they are grouped by length inside it,
+    # and each must still get the vector open_clip gives it alone.
+    texts = corpus(64)
+    texts[5] = "cat"
+    texts[9] = " ".join(["a very long description of a sunny beach with palm trees"] * 5)
+    encoder = Encoder.open(load_model_spec(exported), backend="onnx", threads=1, image=False)
+    try:
+        ours = encoder.encode_texts(texts)
+    finally:
+        encoder.close()
+    theirs = np.concatenate([open_clip_text(reference, [text]) for text in texts])
+    np.testing.assert_allclose(ours, theirs, atol=2e-5)
