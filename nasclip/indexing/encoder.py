@@ -171,6 +171,7 @@ class Encoder:
         return out
 
     def _run_text(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        assert self._text is not None, "encode_texts checked it"
         feed = {self.spec.text.input_name: ids}
         if self.spec.text.mask_name:
             feed[self.spec.text.mask_name] = mask
