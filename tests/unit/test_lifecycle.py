@@ -110,7 +110,10 @@ def thread_priorities() -> dict[int, tuple[int, int]]:
     """{tid: (nice, policy)} of this process's threads, from /proc."""
     found = {}
     for task in os.listdir("/proc/self/task"):
-        fields = open(f"/proc/self/task/{task}/stat").read().rsplit(")", 1)[1].split()
+        try:
+            fields = open(f"/proc/self/task/{task}/stat").read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a thread (another test's) that ended since the listing
+            continue
         found[int(task)] = (int(fields[16]), int(fields[38]))  # nice, policy (stat fields 19 and 41)
     return found
 
