@@ -16,7 +16,7 @@ from .. import __version__
 from ..display import printable
 from ..errors import DaemonUnavailable, NasclipError, SocketAccessDenied
 from ..query.client import RequestFailed, call, resolve_socket
-from .common import EXIT_USAGE, Parser
+from .common import EXIT_USAGE, Parser, RawDescription
 
 EXIT_OK, EXIT_REFUSED, EXIT_DOWN, EXIT_DENIED = 0, 1, 2, 3
 EXIT_CODES = f"""exit codes:
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search the photos nasclipd has indexed by describing them.\n"
                     "Only photos you may read yourself are shown. Combine terms with + and -.",
         epilog=EXAMPLES + "\n\n" + EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=RawDescription)
     parser.add_argument("text", nargs="*", help="what to look for; '+' and '-' between words add or subtract terms")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--config", "-c", help="read the socket path from this nasclip config file")
