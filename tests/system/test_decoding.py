@@ -26,9 +26,13 @@ from conftest import DEMO_MODEL, DaemonProcess, wait_until, write_config
 from PIL import Image, ImageDraw, features
 
 from nasclip.errors import DecodeError
+from nasclip.indexing import imaging
 from nasclip.indexing.imaging import (
+    BoundedFile,
+    DecodeLimits,
     load_image,
     load_tensor,
+    open_bounded,
     open_photo,
     resize,
     to_tensor,
@@ -273,6 +277,26 @@ def test_bad_files_name_the_reason_and_incomplete_ones_may_be_retried(tmp_path: 
         assert error.retry is retry, name
     shutil.rmtree(tmp_path / "missing", ignore_errors=True)
     assert "disappeared" in str(reason(tmp_path / "missing.jpg"))
+
+
+def test_a_decoder_that_takes_the_whole_file_gets_it_in_a_few_reads_within_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "scan.tif"
+    picture(1600, 1200).save(path, compression="tiff_lzw")  # Pillow hands libtiff the whole file from one read()
+    reads = []
+    real_pread = os.pread
+    monkeypatch.setattr(imaging.os, "pread", lambda fd, n, at: reads.append(n) or real_pread(fd, n, at))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        bounded = load_tensor(open_bounded(fd, size, DecodeLimits(LIMIT)), SPEC, LIMIT)
+        assert np.array_equal(bounded, load_tensor(path, SPEC, LIMIT))
+        assert len(reads) < 10, f"{len(reads)} reads for {size} bytes"
+        # A file that grew past indexer.max_file_bytes after open_bounded let it through.
+        with pytest.raises(DecodeError, match="more than twice indexer.max_file_bytes"):
+            BoundedFile(fd, DecodeLimits(LIMIT, max_bytes=size // 4)).readall()
+    finally:
+        os.close(fd)
 
 
 def test_pixel_limit_is_checked_on_the_header(tmp_path: Path) -> None:
