@@ -278,18 +278,34 @@ def _decode(handle: BinaryIO, min_side: int, max_pixels: int) -> Image.Image:
             raise DecodeError(
                 f"{width}×{height} pixels is more than indexer.max_pixels ({max_pixels}); "
                 "raise the setting if this photo is genuine")
-        # Must come before anything loads the image (exif_transpose included).
-        # JPEG: the DCT decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost,
-        # keeping JPEG_DRAFT_MARGIN times the size the resize needs.
-        # HEIC: pillow-heif decodes an embedded thumbnail instead, when one is a
-        # scaled copy at least this large (phones store one; a 12 MP HEIC costs
-        # many times a ViT-B/32 run to decode in full). The phone filtered that
-        # copy properly, so it needs no margin. Other formats ignore it.
-        side = min_side * JPEG_DRAFT_MARGIN if image.format == "JPEG" else min_side
-        image.draft("RGB", (side, side))
+        reduce_on_load(image, min_side)  # before anything loads it, exif_transpose included
         image.load()
         _apply_orientation(image)
         return to_rgb(image)
+
+
+def reduce_on_load(image: Image.Image, min_side: int) -> str | None:
+    """Have image's decoder decode at reduced scale where its format allows; what it will decode, or None (in full).
+
+    Both sides keep at least what ``min_side`` needs. Must come before
+    anything loads the image. The answer ("JPEG DCT 1/4", "HEIF thumbnail
+    1024×640") is for bench/bench_decode.py.
+    """
+    width = image.width
+    if image.format == "JPEG":
+        # The DCT decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost,
+        # keeping JPEG_DRAFT_MARGIN times the size the resize needs.
+        side = min_side * JPEG_DRAFT_MARGIN
+        image.draft("RGB", (side, side))
+        return f"JPEG DCT 1/{round(width / image.width)}" if image.width < width else None
+    if image.format == "HEIF":
+        # pillow-heif decodes an embedded thumbnail instead, when one is a
+        # scaled copy at least this large (phones store one; a 12 MP HEIC costs
+        # many times a ViT-B/32 run to decode in full). The phone filtered that
+        # copy properly, so it needs no margin.
+        if image.draft("RGB", (min_side, min_side)) is not None:
+            return f"HEIF thumbnail {image.width}×{image.height}"
+    return None
 
 
 def _apply_orientation(image: Image.Image) -> None:
