@@ -118,11 +118,13 @@ def test_every_exif_orientation_is_applied_after_draft(tmp_path: Path) -> None:
         assert differs(pixels(ignored), want) > 15, "control: the stored pixels really are turned"
 
 
-def test_heic_uses_a_large_enough_embedded_thumbnail(tmp_path: Path) -> None:
+def test_heic_is_decoded_in_full_even_with_large_embedded_thumbnails(tmp_path: Path) -> None:
+    # Why: imaging.reduce_on_load; tests/system/test_image_parity.py shows what a thumbnail would cost.
     path = tmp_path / "phone.heic"
-    picture(960, 720).save(path, "HEIF", quality=90, thumbnails=[300])
-    assert open_photo(path, 224, LIMIT).size == (300, 224), "the 300×224 thumbnail, not the full picture"
-    assert open_photo(path, 256, LIMIT).size == (960, 720), "a thumbnail smaller than needed is not used"
+    picture(960, 720).save(path, "HEIF", quality=90, thumbnails=[300, 700])
+    assert len(Image.open(path).info["thumbnails"]) == 2
+    assert open_photo(path, 224, LIMIT).size == (960, 720), "the full picture, not a thumbnail"
+    assert imaging.reduce_on_load(Image.open(path), 224) is None
     reference = tmp_path / "reference.png"
     picture(960, 720).save(reference)
     assert differs(pixels(path), pixels(reference)) < 4
