@@ -101,7 +101,7 @@ def measure(paths: list[Path], runs: dict[str, Decode], repeats: int, clock: Cal
             try:
                 seconds, tensors[name] = best(run, path, repeats, clock)
             except Exception as exc:  # libvips without a decoder for the format
-                failed[name] = str(exc).strip().splitlines()[-1][:60]
+                failed[name] = str(exc).strip().splitlines()[-1][:100]
                 continue
             ms[name] += seconds * 1000 / len(paths)
         for name, tensor in tensors.items():
