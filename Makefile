@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_search.py
 	$(PY) bench/bench_query.py
 	$(PY) bench/bench_scan.py
+	$(PY) bench/bench_decode.py
 
 # Maintainer only: retrain models/demo (needs PyTorch; about 15 minutes on 2 cores).
 train-demo:

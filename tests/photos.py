@@ -16,6 +16,12 @@ scans, plus a few as PNG and lossy WebP, since no package ships a photo in
 those formats. Derived files are named ``derived-*`` and are the same bytes
 on every run. A fetch that cannot reach the mirror fails with the apt
 output: the parity tests must not turn into skips.
+
+``converted(fmt)`` re-encodes the real photos at full size in the other
+formats a NAS holds (PNG, WebP, HEIC, TIFF, AVIF), with the settings a
+camera, phone or editor would use, once each into
+``$XDG_CACHE_HOME/nasclip-test/formats``: what bench/bench_decode.py times
+and the parity tests of those formats decode.
 """
 
 from __future__ import annotations
@@ -63,6 +69,21 @@ SIDES = (256, 300, 384, 480, 640, 800, 1024, 1400, 1800, 2400)
 ASPECTS = (4 / 3, 3 / 2, 16 / 9, 1.0, 3 / 4, 2 / 3, 3.0, 0.5)
 
 
+# Bump when a format's settings change: those files are made again.
+FORMATS_VERSION = 1
+# Format -> (suffix, save options). HEIC as phones write it: a grid of 512-pixel tiles and
+# a 320-pixel thumbnail, plus a 1024-pixel one as a libheif tool may add (large enough that
+# a decoder might take it for the photo). TIFF as editors export it (LZW); lossy WebP and
+# AVIF at a photo quality.
+CONVERSIONS: dict[str, tuple[str, dict[str, object]]] = {
+    "PNG": ("png", {}),
+    "WEBP": ("webp", {"quality": 90, "method": 4}),
+    "HEIF": ("heic", {"quality": 90, "tile_size": 512, "thumbnails": [320, 1024]}),
+    "TIFF": ("tif", {"compression": "tiff_lzw"}),
+    "AVIF": ("avif", {"quality": 90, "speed": 6}),
+}
+
+
 def cache_dir() -> Path:
     """Where the corpus lives between runs."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -85,6 +106,30 @@ def photos() -> list[Path]:
     files = real + derived
     stamp.write_text("\n".join(p.name for p in files) + "\n")
     return files
+
+
+def real_photos() -> list[Path]:
+    """The packages' own photos, without the derived crops."""
+    return [p for p in photos() if not is_derived(p)]
+
+
+def converted(fmt: str, sources: list[Path] | None = None) -> list[Path]:
+    """sources (by default every real photo) re-encoded at full size as fmt, a CONVERSIONS key; made once each."""
+    suffix, options = CONVERSIONS[fmt]
+    import nasclip.indexing.imaging  # noqa: F401  (registers the HEIF plugin)
+
+    folder = cache_dir().parent / "formats" / f"v{FORMATS_VERSION}" / suffix
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for source in real_photos() if sources is None else sources:
+        target = folder / f"{source.stem}.{suffix}"
+        if not target.is_file():
+            partial = target.with_name(target.name + ".part")
+            with Image.open(source) as image:
+                image.convert("RGB").save(partial, fmt, **options)  # the greyscale one too: every format has RGB
+            partial.rename(target)
+        out.append(target)
+    return out
 
 
 def daemon_tensor(path: Path, spec: ImageSpec) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 Decoding is as expensive as encoding unless it is done well, so JPEGs are
 decoded at reduced scale in the DCT (``draft``) before anything else touches
-the pixels, EXIF orientation included, and HEICs from phones use their
-embedded thumbnail when it is large enough. The pixel limit is checked on the
+the pixels, EXIF orientation included. The other formats have no reduced-scale
+decode that keeps the tensor as close to a full decode (``reduce_on_load``
+says why, bench/bench_decode.py measures them all). The pixel limit is checked on the
 header alone, so a decompression bomb never gets its pixels allocated. Every
 mode a NAS holds (CMYK, 16-bit, palette, alpha, greyscale) ends up as 8-bit
 RGB. Preprocessing follows the model manifest exactly, so the same photo
@@ -63,6 +64,10 @@ TRIM_PIXELS = 16_000_000
 JPEG_DRAFT_MARGIN = 3
 
 
+# The most BoundedFile.readall asks for in one read (see there).
+READALL_CHUNK = 64 << 20
+
+
 @dataclass(frozen=True)
 class DecodeLimits:
     """What one decode may cost: pixels (from the header), file size and wall-clock time."""
@@ -103,17 +108,41 @@ class BoundedFile(io.RawIOBase):
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._pread(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        """The rest of the file in as few reads as its size allows.
+
+        The TIFF, WebP, HEIF and AVIF decoders take the whole file at once;
+        io's default readall goes 8 KB at a time through readinto, which took
+        60-290 ms for a 55 MB TIFF that one plain read gets in about 40 ms.
+        A read takes at most READALL_CHUNK (a photo is one read, the deadline
+        is still checked between the reads of a huge file) and never more
+        than is left of the budget, so a file that grows while it is read
+        fails on the budget instead of allocating its new size.
+        """
+        chunks: list[bytes] = []
+        while True:
+            left = os.fstat(self.fd).st_size - self._pos
+            chunk = self._pread(max(1 << 16, min(left, READALL_CHUNK, self._budget + 1)))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    def _pread(self, size: int) -> bytes:
+        """Up to size bytes at the current position, within the deadline and the byte budget."""
         if self.clock() > self._deadline:
             raise DecodeError(f"reading it took longer than indexer.decode_timeout ({self.limits.timeout:g} s); "
                               "is it really a photo? raise the setting if it is")
-        data = os.pread(self.fd, len(buffer), self._pos)
+        data = os.pread(self.fd, size, self._pos)
         self._budget -= len(data)
         if self._budget < 0:
             raise DecodeError(f"the decoder read more than twice indexer.max_file_bytes "
                               f"({self.limits.max_bytes} bytes); the file keeps growing or is damaged")
-        buffer[:len(data)] = data
         self._pos += len(data)
-        return len(data)
+        return data
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         if whence == os.SEEK_CUR:
@@ -149,8 +178,8 @@ def open_photo(source: Source, min_side: int, max_pixels: int) -> Image.Image:
     """Decode source (a path, or a file the caller opened) into an 8-bit RGB image with EXIF orientation applied.
 
     JPEGs are decoded at the smallest DCT scale that keeps both sides at
-    least ``JPEG_DRAFT_MARGIN`` × ``min_side``; HEICs use an embedded
-    thumbnail with both sides at least ``min_side``. Raises DecodeError naming the reason; ``retry`` is
+    least ``JPEG_DRAFT_MARGIN`` × ``min_side``, other formats in full.
+    Raises DecodeError naming the reason; ``retry`` is
     set when the file looks incomplete (empty, or shorter than its own
     structure says), which may mean it is still arriving. A file object is
     read from its start and left open.
@@ -250,18 +279,37 @@ def _decode(handle: BinaryIO, min_side: int, max_pixels: int) -> Image.Image:
             raise DecodeError(
                 f"{width}×{height} pixels is more than indexer.max_pixels ({max_pixels}); "
                 "raise the setting if this photo is genuine")
-        # Must come before anything loads the image (exif_transpose included).
-        # JPEG: the DCT decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost,
-        # keeping JPEG_DRAFT_MARGIN times the size the resize needs.
-        # HEIC: pillow-heif decodes an embedded thumbnail instead, when one is a
-        # scaled copy at least this large (phones store one; a 12 MP HEIC costs
-        # many times a ViT-B/32 run to decode in full). The phone filtered that
-        # copy properly, so it needs no margin. Other formats ignore it.
-        side = min_side * JPEG_DRAFT_MARGIN if image.format == "JPEG" else min_side
-        image.draft("RGB", (side, side))
+        reduce_on_load(image, min_side)  # before anything loads it, exif_transpose included
         image.load()
         _apply_orientation(image)
         return to_rgb(image)
+
+
+def reduce_on_load(image: Image.Image, min_side: int) -> str | None:
+    """Have image's decoder decode at reduced scale where its format allows; what it will decode, or None (in full).
+
+    Both sides keep at least ``JPEG_DRAFT_MARGIN`` × ``min_side``. Must come
+    before anything loads the image. The answer ("JPEG DCT 1/4") is for
+    bench/bench_decode.py.
+    """
+    # JPEG: the DCT decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost.
+    # HEIC: decoded in full, embedded thumbnail or not. pillow-heif's draft would
+    # decode a thumbnail instead, but a thumbnail is only as good as the scaler that
+    # made it: libheif's (heif-enc, ImageMagick, GIMP, pillow-heif) picks nearest
+    # pixels, and on real photos its thumbnails of 1-2.5x the input size left a mean
+    # difference of 0.014-0.17 to the full decode in normalised units, 0.009-0.03
+    # even at 3.5-7x (the parity bar is 0.004). A phone's thumbnail is a few hundred
+    # pixels, about 1x, where even the DCT's filtered 1x copy misses the bar (0.011).
+    # WebP: libwebp can scale while it decodes, but neither Pillow nor a maintained
+    # binding (webp, imagecodecs) reaches that option. AVIF, PNG and TIFF have no
+    # reduced-scale decode (a pyramidal TIFF's smaller pages come from slide
+    # scanners and GIS, not cameras).
+    if image.format != "JPEG":
+        return None
+    width = image.width
+    side = min_side * JPEG_DRAFT_MARGIN
+    image.draft("RGB", (side, side))
+    return f"JPEG DCT 1/{round(width / image.width)}" if image.width < width else None
 
 
 def _apply_orientation(image: Image.Image) -> None:

@@ -26,9 +26,13 @@ from conftest import DEMO_MODEL, DaemonProcess, wait_until, write_config
 from PIL import Image, ImageDraw, features
 
 from nasclip.errors import DecodeError
+from nasclip.indexing import imaging
 from nasclip.indexing.imaging import (
+    BoundedFile,
+    DecodeLimits,
     load_image,
     load_tensor,
+    open_bounded,
     open_photo,
     resize,
     to_tensor,
@@ -114,11 +118,13 @@ def test_every_exif_orientation_is_applied_after_draft(tmp_path: Path) -> None:
         assert differs(pixels(ignored), want) > 15, "control: the stored pixels really are turned"
 
 
-def test_heic_uses_a_large_enough_embedded_thumbnail(tmp_path: Path) -> None:
+def test_heic_is_decoded_in_full_even_with_large_embedded_thumbnails(tmp_path: Path) -> None:
+    # Why: imaging.reduce_on_load; tests/system/test_image_parity.py shows what a thumbnail would cost.
     path = tmp_path / "phone.heic"
-    picture(960, 720).save(path, "HEIF", quality=90, thumbnails=[300])
-    assert open_photo(path, 224, LIMIT).size == (300, 224), "the 300×224 thumbnail, not the full picture"
-    assert open_photo(path, 256, LIMIT).size == (960, 720), "a thumbnail smaller than needed is not used"
+    picture(960, 720).save(path, "HEIF", quality=90, thumbnails=[300, 700])
+    assert len(Image.open(path).info["thumbnails"]) == 2
+    assert open_photo(path, 224, LIMIT).size == (960, 720), "the full picture, not a thumbnail"
+    assert imaging.reduce_on_load(Image.open(path), 224) is None
     reference = tmp_path / "reference.png"
     picture(960, 720).save(reference)
     assert differs(pixels(path), pixels(reference)) < 4
@@ -273,6 +279,26 @@ def test_bad_files_name_the_reason_and_incomplete_ones_may_be_retried(tmp_path: 
         assert error.retry is retry, name
     shutil.rmtree(tmp_path / "missing", ignore_errors=True)
     assert "disappeared" in str(reason(tmp_path / "missing.jpg"))
+
+
+def test_a_decoder_that_takes_the_whole_file_gets_it_in_a_few_reads_within_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "scan.tif"
+    picture(1600, 1200).save(path, compression="tiff_lzw")  # Pillow hands libtiff the whole file from one read()
+    reads = []
+    real_pread = os.pread
+    monkeypatch.setattr(imaging.os, "pread", lambda fd, n, at: reads.append(n) or real_pread(fd, n, at))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        bounded = load_tensor(open_bounded(fd, size, DecodeLimits(LIMIT)), SPEC, LIMIT)
+        assert np.array_equal(bounded, load_tensor(path, SPEC, LIMIT))
+        assert len(reads) < 10, f"{len(reads)} reads for {size} bytes"
+        # A file that grew past indexer.max_file_bytes after open_bounded let it through.
+        with pytest.raises(DecodeError, match="more than twice indexer.max_file_bytes"):
+            BoundedFile(fd, DecodeLimits(LIMIT, max_bytes=size // 4)).readall()
+    finally:
+        os.close(fd)
 
 
 def test_pixel_limit_is_checked_on_the_header(tmp_path: Path) -> None:

@@ -19,7 +19,14 @@ the nearest other photo: a share near 1 would change what a search finds.
 The negative control shows what each check catches: ImageNet's mean/std
 fails the pixel bounds and the distance share while the cosine stays above
 0.999; a squash where the model crops fails all three. The ViT-B/16 test
-uses Chinese-CLIP's transform only (128 runs of the tower). Run with ``-s`` to see the figures.
+uses Chinese-CLIP's transform only (128 runs of the tower).
+
+The other formats a NAS holds are checked on a third of the real photos (the
+20-megapixel one among them) re-encoded at full size as PNG, WebP, HEIC, TIFF
+and AVIF (``tests.photos.converted``), against open_clip's transform of the
+same file decoded in full, with the same pixel bounds. A control shows that an
+embedded HEIC thumbnail in place of the photo would fail them. Run with ``-s``
+to see the figures.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nasclip.indexing.imaging import resize, to_rgb, to_tensor
 from nasclip.model.reference import cn_clip, import_torch, open_clip
 from nasclip.model.spec import ImageSpec
-from tests.photos import daemon_tensor, is_derived, photos
+from tests.photos import CONVERSIONS, converted, daemon_tensor, is_derived, photos
 
 OPEN_CLIP = ImageSpec(size=224, resize="crop")
 CHINESE_CLIP = ImageSpec(size=224, resize="squash")
@@ -220,6 +228,41 @@ def test_the_checks_fail_on_imagenet_mean_std_and_on_a_squash_where_the_model_cr
         assert result.gap_mean > 5 * MAX_GAP_MEAN, result
         if label.startswith("squash"):  # a random tower's cosine alone is blind to an affine normalisation error
             assert result.cosine_mean < MIN_MEAN_COSINE and result.cosine_min < MIN_COSINE, result
+
+
+@pytest.fixture(scope="module")
+def sample(corpus: list[Path]) -> list[Path]:
+    """A third of the real photos, the 20-megapixel one among them."""
+    real = [p for p in corpus if not is_derived(p)]
+    chosen = real[2::3]
+    assert max(w * h for w, h in (Image.open(p).size for p in chosen)) > 20_000_000
+    return chosen
+
+
+@pytest.mark.parametrize("fmt", sorted(CONVERSIONS))
+def test_other_formats_match_the_reference_transform_pixel_for_pixel(
+        fmt: str, sample: list[Path], references: dict[str, Callable[[Image.Image], Any]]) -> None:
+    paths = converted(fmt, sample)
+    ours = np.stack([daemon_tensor(p, OPEN_CLIP) for p in paths])
+    mean, p99, worst = pixel_report(f"{fmt} tensors", ours, reference_tensors(paths, references["open_clip"]), paths)
+    assert mean <= MAX_MEAN and p99 <= MAX_P99 and worst <= MAX_PHOTO_MEAN, (mean, p99, worst)
+
+
+def thumbnail_tensor(path: Path) -> np.ndarray:
+    """The tensor of the smallest embedded thumbnail with both sides at least 224, as pillow-heif's draft picks it."""
+    with Image.open(path) as image:
+        assert image.draft("RGB", (224, 224)) is not None, f"{path.name} has no thumbnail that large"
+        image.load()
+        return to_tensor(resize(to_rgb(image), OPEN_CLIP), OPEN_CLIP)
+
+
+def test_the_checks_fail_on_a_heic_thumbnail_in_place_of_the_photo(
+        sample: list[Path], references: dict[str, Callable[[Image.Image], Any]]) -> None:
+    paths = converted("HEIF", sample)
+    ours = np.stack([thumbnail_tensor(p) for p in paths])
+    mean, p99, worst = pixel_report("control, HEIC thumbnails (libheif's)", ours,
+                                    reference_tensors(paths, references["open_clip"]), paths)
+    assert mean > 3 * MAX_MEAN and worst > MAX_PHOTO_MEAN, "imaging.reduce_on_load's reason to decode HEIC in full"
 
 
 def test_a_fetch_that_apt_cannot_serve_fails_with_apts_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
