@@ -189,7 +189,8 @@ def test_the_plain_search_path_imports_only_what_it_needs(daemon) -> None:
              "sys.argv = ['nasclip-query', '-s', sys.argv[1], '-k', '2', 'a red circle']\n"
              "try:\n    runpy.run_module('nasclip.cli.query', run_name='__main__')\n"
              "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
-             "heavy = {'numpy', 'PIL', 'onnxruntime', 'yaml', 'nasclip.config', 'sqlite3', 'typing', 'dataclasses', 'shutil'}\n"
+             "heavy = {'numpy', 'PIL', 'onnxruntime', 'yaml', 'nasclip.config', 'sqlite3', 'typing', 'dataclasses',\n"
+             "         'shutil'}\n"
              "print(sorted(heavy & set(sys.modules)), file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", probe, str(process.socket)], capture_output=True, cwd=ROOT,
                           timeout=60)
