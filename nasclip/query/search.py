@@ -48,6 +48,9 @@ log = logging.getLogger("nasclip.search")
 # results would take at most this many candidates; a narrower filter is
 # handed to the catalog, whose ids the index then scans alone.
 POST_FILTER_LIMIT = 512
+# A filter keeping at most this many times the photos POST_FILTER_LIMIT candidates would
+# need to hold k of its photos goes to the catalog at once (below, the index would not do).
+NARROW = 2.0
 TEXT_CACHE_SIZE = 4096
 DECODE_WAIT = 1.0  # seconds a --like query waits for a decode slot before it is told 'busy'
 
@@ -323,13 +326,24 @@ class Searcher:
         filt = _Filter(request, self.shares, self._share_path(request.path_prefix))
         total = len(index)
         limit = POST_FILTER_LIMIT if filt.active else total
-        hits, examined, visible, complete = self._scan(index, query, request.k, filt, access, None, total, limit)
-        route = "index"
-        if not complete:
-            among = self._candidates(filt)
+        # A filter that leaves too few photos for POST_FILTER_LIMIT candidates to hold k of
+        # them (one album, a month) goes to the catalog at once: asking the index first
+        # would cost a scan, and under load its wait, for nothing.
+        narrow = self._candidates(filt, int(total * NARROW * request.k / POST_FILTER_LIMIT)) if filt.active else None
+        if narrow is not None:
+            hits, examined, visible, _ = self._scan(index, query, request.k, filt, access, narrow, len(narrow),
+                                                    len(narrow))
             route = "catalog"
-            hits, more, visible, _ = self._scan(index, query, request.k, filt, access, among, len(among), len(among))
-            examined += more
+        else:
+            hits, examined, visible, complete = self._scan(index, query, request.k, filt, access, None, total, limit)
+            route = "index"
+            if not complete:
+                among = self._candidates(filt)
+                assert among is not None  # no limit given
+                route = "catalog"
+                hits, more, visible, _ = self._scan(index, query, request.k, filt, access, among, len(among),
+                                                    len(among))
+                examined += more
         took = time.perf_counter() - started
         # Others see only how many candidates they may see were looked at: the full count
         # would tell how many hidden photos a folder (say, bob's) holds.
@@ -381,12 +395,14 @@ class Searcher:
             return self.work.submit(None, [query], lambda batch: [index.search(batch[0], fetch, among)])[0]
         return self.work.submit(index, [(query, fetch)], lambda batch: _scan_together(index, batch))[0]
 
-    def _candidates(self, filt: _Filter) -> np.ndarray:
-        """Ids of the catalog rows a share/folder/date filter keeps."""
+    def _candidates(self, filt: _Filter, limit: int | None = None) -> np.ndarray | None:
+        """Ids of the catalog rows a share/folder/date filter keeps; None if there are more than limit."""
         reader = self.store.reader()
         ids: list[int] = []
         for selection in filt.selections():
-            ids += reader.searchable_ids(selection)
+            ids += reader.searchable_ids(selection, None if limit is None else limit - len(ids))
+            if limit is not None and len(ids) > limit:
+                return None
         return np.array(ids, dtype=np.int64)
 
     def _accept(self, candidates: list[tuple[float, int]], filt: _Filter, access: AccessCheck) -> list[Hit]:

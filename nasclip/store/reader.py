@@ -104,8 +104,8 @@ class CatalogReader:
             (share, relpath, size, mtime_ns)).fetchone()
         return int(row[0]) if row is not None else None
 
-    def searchable_ids(self, selection: Selection) -> list[int]:
-        """Ids of the searchable rows a selection keeps."""
+    def searchable_ids(self, selection: Selection, limit: int | None = None) -> list[int]:
+        """Ids of the searchable rows a selection keeps (at most limit + 1 of them, if given)."""
         where = f"share=? AND {_SEARCHABLE_SQL}"
         args: tuple = (selection.share,)
         if selection.relpath_range is not None:
@@ -117,6 +117,9 @@ class CatalogReader:
         if selection.before_ns is not None:
             where += " AND mtime_ns<?"
             args += (selection.before_ns,)
+        if limit is not None:
+            where += " LIMIT ?"
+            args += (limit + 1,)
         return [r[0] for r in self.conn.execute(f"SELECT id FROM files WHERE {where}", args)]
 
     def candidates(self, ids: Iterable[int]) -> dict[int, Candidate]:
