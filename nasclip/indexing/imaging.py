@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import IndexerConfig
 from ..errors import DecodeError
+from ..meta.exif import PhotoMeta, read_meta
 from ..model.spec import ImageSpec
 from .memory import release_memory
 
@@ -174,7 +175,8 @@ def open_bounded(fd: int, size: int, limits: DecodeLimits) -> BinaryIO:
 Source = Path | BinaryIO
 
 
-def open_photo(source: Source, min_side: int, max_pixels: int) -> Image.Image:
+def open_photo(source: Source, min_side: int, max_pixels: int,
+               meta_out: list[PhotoMeta] | None = None) -> Image.Image:
     """Decode source (a path, or a file the caller opened) into an 8-bit RGB image with EXIF orientation applied.
 
     JPEGs are decoded at the smallest DCT scale that keeps both sides at
@@ -186,7 +188,7 @@ def open_photo(source: Source, min_side: int, max_pixels: int) -> Image.Image:
     """
     if not isinstance(source, (str, os.PathLike)):
         source.seek(0)
-        return _decode_handle(source, min_side, max_pixels)
+        return _decode_handle(source, min_side, max_pixels, meta_out)
     try:
         handle = open(source, "rb")
     except FileNotFoundError:
@@ -196,13 +198,14 @@ def open_photo(source: Source, min_side: int, max_pixels: int) -> Image.Image:
     except OSError as exc:
         raise DecodeError(f"cannot open: {exc.strerror or exc}") from None
     with handle:
-        return _decode_handle(handle, min_side, max_pixels)
+        return _decode_handle(handle, min_side, max_pixels, meta_out)
 
 
-def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int) -> Image.Image:
+def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int,
+                   meta_out: list[PhotoMeta] | None = None) -> Image.Image:
     """_decode, with every failure turned into a DecodeError that says why."""
     try:
-        return _decode(handle, min_side, max_pixels)
+        return _decode(handle, min_side, max_pixels, meta_out)
     except DecodeError:
         raise
     except MemoryError:
@@ -268,7 +271,8 @@ def _looks_incomplete(handle: BinaryIO) -> bool:
     return False
 
 
-def _decode(handle: BinaryIO, min_side: int, max_pixels: int) -> Image.Image:
+def _decode(handle: BinaryIO, min_side: int, max_pixels: int,
+            meta_out: list[PhotoMeta] | None = None) -> Image.Image:
     with warnings.catch_warnings():
         # Pillow warns about odd EXIF and palette transparency; failures raise instead.
         warnings.simplefilter("ignore")
@@ -281,6 +285,8 @@ def _decode(handle: BinaryIO, min_side: int, max_pixels: int) -> Image.Image:
                 "raise the setting if this photo is genuine")
         reduce_on_load(image, min_side)  # before anything loads it, exif_transpose included
         image.load()
+        if meta_out is not None:  # after load (a TIFF's tags are read from handle), before the rotation
+            meta_out.append(read_meta(image, handle))
         _apply_orientation(image)
         return to_rgb(image)
 
@@ -400,9 +406,10 @@ def to_tensor(image: Image.Image, spec: ImageSpec) -> np.ndarray:
     return data
 
 
-def load_image(source: Source, spec: ImageSpec, max_pixels: int) -> Image.Image:
-    """Decode and resize one photo: the model's input as an RGB image."""
-    photo = open_photo(source, spec.size, max_pixels)
+def load_image(source: Source, spec: ImageSpec, max_pixels: int,
+               meta_out: list[PhotoMeta] | None = None) -> Image.Image:
+    """Decode and resize one photo: the model's input as an RGB image (its metadata appended to meta_out)."""
+    photo = open_photo(source, spec.size, max_pixels, meta_out)
     big = photo.width * photo.height >= TRIM_PIXELS
     small = resize(photo, spec)
     del photo
@@ -411,6 +418,11 @@ def load_image(source: Source, spec: ImageSpec, max_pixels: int) -> Image.Image:
     return small
 
 
-def load_tensor(source: Source, spec: ImageSpec, max_pixels: int) -> np.ndarray:
-    """Decode and preprocess one photo for the image encoder."""
-    return to_tensor(load_image(source, spec, max_pixels), spec)
+def load_tensor(source: Source, spec: ImageSpec, max_pixels: int,
+                meta_out: list[PhotoMeta] | None = None) -> np.ndarray:
+    """Decode and preprocess one photo for the image encoder.
+
+    With meta_out, the photo's capture time, camera and position (nasclip/meta/exif.py)
+    are appended to it, read from the same open file: no second read of the photo.
+    """
+    return to_tensor(load_image(source, spec, max_pixels, meta_out), spec)

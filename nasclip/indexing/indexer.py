@@ -27,7 +27,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, TypedDict
 
@@ -37,6 +37,7 @@ from ..config import Config, IndexerConfig
 from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
 from ..fsopen import open_nofollow
 from ..lifecycle import Worker, lower_thread_priority
+from ..meta.exif import PhotoMeta, mtime_taken
 from ..shares import Shares
 from ..store.catalog import FileRow
 from ..store.changes import Encoded, Failed, Result
@@ -112,6 +113,7 @@ class _Prepared:
     tensor: np.ndarray | None = None
     result: Result | None = None
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file that was read
+    meta: PhotoMeta | None = None  # what the photo says of itself, read with its pixels
 
 
 _Batch = list[tuple[FileRow, "Future[_Prepared]"]]
@@ -343,7 +345,7 @@ class Indexer:
             # Logged before the results are committed: a crash test counts real encoder work.
             log.debug("encoded a batch of %d photos", len(todo))
             for p, vector in zip(todo, vectors):
-                p.result = Encoded(p.row, p.fingerprint or "", vector=vector)
+                p.result = Encoded(p.row, p.fingerprint or "", vector=vector, meta=p.meta)
         return [p.result for p in prepared if p.result is not None]
 
     # ------------------------------------------------------------------ decode pool
@@ -401,7 +403,8 @@ class Indexer:
             donor = self._donor(row, fd, st.st_size, fp)
             if donor is not None:
                 return _Prepared(row, fp, result=Encoded(row, fp, donor=donor), identity=identity)
-            tensor = load_tensor(handle, self.encoder.spec.image, config.max_pixels)
+            found: list[PhotoMeta] = []
+            tensor = load_tensor(handle, self.encoder.spec.image, config.max_pixels, found)
         except DecodeError as exc:
             if exc.retry and self.clock() - st.st_mtime < ARRIVAL_WINDOW and row.attempts < MAX_RETRIES:
                 delay = min(300.0, retry_delay(row, 5.0))
@@ -409,7 +412,10 @@ class Indexer:
             return self._failed(row, fp, path, str(exc))
         except OSError as exc:
             return self._failed(row, None, path, f"read error: {exc.strerror or exc}")
-        return _Prepared(row, fp, tensor=tensor, identity=identity)
+        meta = found[0] if found else PhotoMeta()
+        if meta.taken is None:  # no capture time in the file: the file's own time, marked as such
+            meta = replace(meta, taken=mtime_taken(st.st_mtime))
+        return _Prepared(row, fp, tensor=tensor, identity=identity, meta=meta)
 
     def _donor(self, row: FileRow, fd: int, size: int, fp: str) -> int | None:
         """A row whose vector fits; a row still carrying an old-style fingerprint may keep its own."""

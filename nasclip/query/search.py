@@ -30,10 +30,11 @@ from ..errors import DecodeError, ModelError, NasclipError, PathRefused, Protoco
 from ..fsopen import open_nofollow
 from ..indexing.encoder import Encoder, l2_normalise
 from ..indexing.imaging import DecodeLimits, decode_limits, load_tensor, open_bounded
+from ..meta.exif import CaptureTime
 from ..model.spec import load_model_spec
 from ..shares import Shares
 from ..store import catalog as cat
-from ..store.reader import SEARCHABLE, Selection
+from ..store.reader import SEARCHABLE, Candidate, Selection
 from ..store.store import Store
 from ..store.vectors import VectorIndex
 from .access import AccessCheck, Peer
@@ -64,10 +65,26 @@ class Hit:
     score: float
     size: int
     mtime: float
+    taken: str | None = None  # ISO 8601, with the offset where the photo gives one
+    taken_from: str | None = None  # 'exif', or 'mtime' (the photo says nothing: the file's time)
+    camera: str | None = None
 
     def as_dict(self) -> dict:
         return {"path": self.path, "share": self.share, "score": round(self.score, 6),
-                "size": self.size, "mtime": self.mtime}
+                "size": self.size, "mtime": self.mtime, "taken": self.taken, "taken_from": self.taken_from,
+                "camera": self.camera}
+
+
+def _taken(row: Candidate) -> str | None:
+    if row.taken is None or row.taken_source not in ("exif", "mtime"):
+        return None
+    when = CaptureTime(row.taken, row.taken_offset, row.taken_source)  # type: ignore[arg-type]  # checked
+    return when.as_datetime().isoformat(timespec="seconds" if row.taken == int(row.taken) else "milliseconds")
+
+
+def _camera(row: Candidate) -> str | None:
+    parts = [part for part in (row.camera_make, row.camera_model) if part]
+    return " ".join(parts) or None
 
 
 class TextCache:
@@ -422,7 +439,7 @@ class Searcher:
             path = f"{root}/{cat.decode_path(raw)}"
             if not filt.keeps_path(path) or not (access.peer.is_root or access.may_read(Path(path))):
                 continue
-            hits.append(Hit(path, share, score, size, mtime_ns / 1e9))
+            hits.append(Hit(path, share, score, size, mtime_ns / 1e9, _taken(row), row.taken_source, _camera(row)))
         return hits
 
 

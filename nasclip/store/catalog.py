@@ -72,6 +72,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX files_new ON files (mtime_ns) WHERE state = 'pending' AND retry_at IS NULL;
     CREATE INDEX files_retry ON files (retry_at) WHERE state = 'pending' AND retry_at IS NOT NULL;
     """,
+    # 2 -> 3: what the photo says of itself (issue 16), read when it is decoded. taken is the
+    # capture time on the photo's own wall clock (seconds since 1970 as if it were UTC),
+    # taken_offset its minutes east of UTC where the photo says, taken_source 'exif' or
+    # 'mtime' (no capture time in the file); NULL taken_source: not read yet.
+    """
+    ALTER TABLE files ADD COLUMN taken REAL;
+    ALTER TABLE files ADD COLUMN taken_offset INTEGER;
+    ALTER TABLE files ADD COLUMN taken_source TEXT;
+    ALTER TABLE files ADD COLUMN camera_make TEXT;
+    ALTER TABLE files ADD COLUMN camera_model TEXT;
+    ALTER TABLE files ADD COLUMN lat REAL;
+    ALTER TABLE files ADD COLUMN lon REAL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -108,6 +121,8 @@ def prefix_range(prefix: str) -> tuple[bytes, bytes]:
 
 
 ROW_COLUMNS = "id, share, relpath, size, mtime_ns, fingerprint, state, error, attempts"
+# What the photo says of itself (schema 3), in the order Store._record_meta writes them.
+META_COLUMNS = "taken, taken_offset, taken_source, camera_make, camera_model, lat, lon"
 
 
 def row_from(values: tuple) -> FileRow:

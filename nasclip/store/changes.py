@@ -11,6 +11,7 @@ from typing import Union
 
 import numpy as np
 
+from ..meta.exif import PhotoMeta
 from .catalog import FileRow
 
 # ---------------------------------------------------------------------- changes from the watcher
@@ -59,6 +60,7 @@ class Encoded:
     fingerprint: str
     vector: np.ndarray | None = None
     donor: int | None = None
+    meta: PhotoMeta | None = None  # read from the photo; None with a donor (its row's is copied)
 
 
 @dataclass(frozen=True)

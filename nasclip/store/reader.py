@@ -33,6 +33,11 @@ class Candidate:
     size: int
     mtime_ns: int
     state: str
+    taken: float | None = None  # capture time on the photo's wall clock (catalog.py, schema 3)
+    taken_offset: int | None = None
+    taken_source: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,8 @@ class CatalogReader:
         for start in range(0, len(id_list), _CHUNK):
             chunk = id_list[start:start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(f"SELECT id, share, relpath, size, mtime_ns, state FROM files "
+            for row in self.conn.execute(f"SELECT id, share, relpath, size, mtime_ns, state, taken, taken_offset, "
+                                         f"taken_source, camera_make, camera_model FROM files "
                                          f"WHERE id IN ({marks})", chunk):
                 rows[row[0]] = Candidate(*row)
         return rows

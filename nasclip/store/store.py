@@ -25,7 +25,7 @@ from ..config import CATALOG_FILE, INDEX_FOLDER
 from ..errors import DiskFull, StoreError
 from . import catalog as cat
 from . import checkpoint
-from .catalog import Catalog, FileRow
+from .catalog import META_COLUMNS, Catalog, FileRow
 from .changes import Change, Deleted, Encoded, Failed, Moved, Result, Seen  # noqa: F401  (also imported from here)
 from .reader import CatalogReader
 from .recovery import recover
@@ -329,6 +329,7 @@ class Store:
                         additions.append((row.id, vector))
                     tx.execute("UPDATE files SET fingerprint=?, state='indexed', error=NULL, attempts=0, "
                                "retry_at=NULL, updated=? WHERE id=?", (result.fingerprint, now, row.id))
+                    self._record_meta(tx, row.id, result)
                 if summary["encoded"]:
                     self.catalog.add_counter("encoded_total", summary["encoded"])
             if additions:
@@ -336,6 +337,21 @@ class Store:
                 self.index.add(ids, np.stack([a[1] for a in additions]))
                 self.changes[self.model_id] += len(additions)
         return summary
+
+    @staticmethod
+    def _record_meta(tx: sqlite3.Connection, row_id: int, result: Encoded) -> None:
+        """The photo's capture time, camera and position; a copy (donor) takes its twin's."""
+        meta = result.meta
+        if meta is None:
+            if result.donor is not None and result.donor != row_id:
+                tx.execute(f"UPDATE files SET ({META_COLUMNS}) = (SELECT {META_COLUMNS} FROM files WHERE id=?) "
+                           "WHERE id=?", (result.donor, row_id))
+            return
+        taken, position = meta.taken, meta.position
+        tx.execute(f"UPDATE files SET ({META_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?) WHERE id=?",
+                   (taken.local if taken else None, taken.offset if taken else None,
+                    taken.source if taken else None, meta.make, meta.model,
+                    position.lat if position else None, position.lon if position else None, row_id))
 
     def _donor_vector(self, donor: int | None, row_id: int) -> np.ndarray | None:
         if donor is None:

@@ -1,0 +1,78 @@
+"""What a photo says of itself reaches the results (issue 16): capture time and camera, read at index time.
+
+Real daemon, real photos with EXIF written by Pillow: capture dates that
+differ from the files' mtimes (as on a NAS, where mtime is the day of the
+copy), a photo with no EXIF (the mtime, marked as such), malformed EXIF (the
+photo is still indexed), and a byte copy that reuses its twin's vector and
+with it the twin's metadata, with no second decode.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+from conftest import DaemonProcess
+from PIL import Image
+
+from tools.scenes import Scene, render
+
+COPIED = 1_700_000_000  # 2023-11-14: the day the photos were copied to the NAS
+
+
+def write(path: Path, scene: Scene, exif: Image.Exif | None, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = render(scene, random.Random(seed))
+    image.save(path, "JPEG", quality=90, **({"exif": exif} if exif is not None else {}))
+    os.utime(path, (COPIED, COPIED))
+    return path
+
+
+def camera(make: str, model: str, date: str, offset: str | None) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = make, model
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003] = date
+    if offset is not None:
+        sub[0x9011] = offset
+    return exif
+
+
+def by_name(results: list[dict]) -> dict[str, dict]:
+    return {Path(r["path"]).name: r for r in results}
+
+
+def test_results_carry_the_capture_time_and_camera_read_at_index_time(tmp_path: Path, daemon_factory) -> None:
+    share = tmp_path / "photos"
+    red = Scene("red", "circle", "white")
+    write(share / "lisbon.jpg", red, camera("Apple", "iPhone 11", "2019:07:14 18:30:05", "+01:00"), 1)
+    write(share / "old.jpg", red, camera("NIKON CORPORATION", "NIKON D70", "2004:02:29 09:10:11", None), 2)
+    write(share / "plain.jpg", red, None, 3)
+    write(share / "zero-date.jpg", red, camera("Canon", "Canon EOS R5", "0000:00:00 00:00:00", "+02:00"), 4)
+    daemon: DaemonProcess = daemon_factory({"photos": share})
+    assert daemon.wait_idle()["encoded"]["run"] == 4
+    copy = share / "album" / "lisbon-copy.jpg"  # copied in later, as a person files a photo twice
+    copy.parent.mkdir()
+    shutil.copyfile(share / "lisbon.jpg", copy)
+    os.utime(copy, (COPIED + 86400, COPIED + 86400))
+    daemon.request(op="scan", share="photos")
+    status = daemon.wait_idle()
+    assert status["photos"]["indexed"] == 5 and status["encoded"]["run"] == 4, status  # the copy reuses
+    got = by_name(daemon.search("a red circle", k=10))
+    assert len(got) == 5
+
+    assert got["lisbon.jpg"]["taken"] == "2019-07-14T18:30:05+01:00"
+    assert got["lisbon.jpg"]["taken_from"] == "exif" and got["lisbon.jpg"]["camera"] == "Apple iPhone 11"
+    assert got["lisbon-copy.jpg"]["taken"] == "2019-07-14T18:30:05+01:00", "a copy keeps what its twin says"
+    assert got["lisbon-copy.jpg"]["camera"] == "Apple iPhone 11"
+    # No offset in the photo: the wall clock alone, as the camera showed it.
+    assert got["old.jpg"]["taken"] == "2004-02-29T09:10:11" and got["old.jpg"]["camera"] == "NIKON CORPORATION D70"
+    # Nothing (or nothing usable) in the file: its mtime, in the NAS's zone, marked as such.
+    for name in ("plain.jpg", "zero-date.jpg"):
+        assert got[name]["taken_from"] == "mtime", got[name]
+        assert got[name]["taken"].startswith("2023-11-1"), got[name]
+        assert abs(got[name]["mtime"] - COPIED) < 1
+    assert got["plain.jpg"]["camera"] is None and got["zero-date.jpg"]["camera"] == "Canon EOS R5"
+    assert daemon.stop() == 0
