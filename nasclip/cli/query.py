@@ -192,10 +192,13 @@ def html_page(title: str, results: list[dict]) -> str:
         shown = Path(printable(r["path"]))
         picture = (f'<img src="{thumb}" alt="{html.escape(shown.name)}">' if thumb
                    else '<div class="missing">no preview</div>')
-        when = datetime.fromtimestamp(r.get("mtime", 0)).strftime("%Y-%m-%d")
+        # The day it was taken where the photo says (its own clock), else the file's day.
+        when = (r.get("taken") or "")[:10] or datetime.fromtimestamp(r.get("mtime", 0)).strftime("%Y-%m-%d")
+        if r.get("camera"):
+            when += f" · {r['camera']}"
         cards.append(
             f'<figure><a href="{html.escape(Path(r["path"]).as_uri())}">{picture}</a>'
-            f'<figcaption>{rank}. {html.escape(shown.name)}<br><small>{r["score"]:.3f} · {when} · '
+            f'<figcaption>{rank}. {html.escape(shown.name)}<br><small>{r["score"]:.3f} · {html.escape(when)} · '
             f'{html.escape(str(shown.parent))}</small></figcaption></figure>')
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nasclip: {html.escape(title)}</title>

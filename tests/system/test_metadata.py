@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-from conftest import DaemonProcess
+from conftest import ROOT, DaemonProcess
 from PIL import Image
 
 from tools.scenes import Scene, render
@@ -51,17 +53,18 @@ def test_results_carry_the_capture_time_and_camera_read_at_index_time(tmp_path: 
     write(share / "old.jpg", red, camera("NIKON CORPORATION", "NIKON D70", "2004:02:29 09:10:11", None), 2)
     write(share / "plain.jpg", red, None, 3)
     write(share / "zero-date.jpg", red, camera("Canon", "Canon EOS R5", "0000:00:00 00:00:00", "+02:00"), 4)
+    write(share / "hostile.jpg", red, camera("<script>x</script>", "M1", "2020:01:02 03:04:05", None), 5)
     daemon: DaemonProcess = daemon_factory({"photos": share})
-    assert daemon.wait_idle()["encoded"]["run"] == 4
+    assert daemon.wait_idle()["encoded"]["run"] == 5
     copy = share / "album" / "lisbon-copy.jpg"  # copied in later, as a person files a photo twice
     copy.parent.mkdir()
     shutil.copyfile(share / "lisbon.jpg", copy)
     os.utime(copy, (COPIED + 86400, COPIED + 86400))
     daemon.request(op="scan", share="photos")
     status = daemon.wait_idle()
-    assert status["photos"]["indexed"] == 5 and status["encoded"]["run"] == 4, status  # the copy reuses
+    assert status["photos"]["indexed"] == 6 and status["encoded"]["run"] == 5, status  # the copy reuses
     got = by_name(daemon.search("a red circle", k=10))
-    assert len(got) == 5
+    assert len(got) == 6
 
     assert got["lisbon.jpg"]["taken"] == "2019-07-14T18:30:05+01:00"
     assert got["lisbon.jpg"]["taken_from"] == "exif" and got["lisbon.jpg"]["camera"] == "Apple iPhone 11"
@@ -75,4 +78,13 @@ def test_results_carry_the_capture_time_and_camera_read_at_index_time(tmp_path: 
         assert got[name]["taken"].startswith("2023-11-1"), got[name]
         assert abs(got[name]["mtime"] - COPIED) < 1
     assert got["plain.jpg"]["camera"] is None and got["zero-date.jpg"]["camera"] == "Canon EOS R5"
+
+    # The --html page shows the day taken and the camera, escaped (EXIF is whatever the file says).
+    page = tmp_path / "results.html"
+    done = subprocess.run([sys.executable, "-m", "nasclip.cli.query", "-s", str(daemon.socket), "-k", "10",
+                           "--html", str(page), "a red circle"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = page.read_text()
+    assert "2019-07-14 · Apple iPhone 11" in text and "2004-02-29" in text
+    assert "<script>x" not in text and "&lt;script&gt;x&lt;/script&gt; M1" in text
     assert daemon.stop() == 0
