@@ -291,6 +291,17 @@ def _decode(handle: BinaryIO, min_side: int, max_pixels: int,
         return to_rgb(image)
 
 
+def read_header_meta(handle: BinaryIO) -> PhotoMeta:
+    """A photo's capture time, camera and position from its header, decoding no pixels; empty if unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(handle, formats=PHOTO_FORMATS) as image:
+                return read_meta(image, handle)
+    except Exception:  # any file the decoder refuses (the indexer said why when it was indexed)
+        return PhotoMeta()
+
+
 def reduce_on_load(image: Image.Image, min_side: int) -> str | None:
     """Have image's decoder decode at reduced scale where its format allows; what it will decode, or None (in full).
 

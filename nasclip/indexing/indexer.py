@@ -43,7 +43,7 @@ from ..store.catalog import FileRow
 from ..store.changes import Encoded, Failed, Result
 from ..store.store import Store
 from .encoder import Encoder
-from .imaging import decode_limits, load_tensor, open_bounded
+from .imaging import decode_limits, load_tensor, open_bounded, read_header_meta
 
 log = logging.getLogger("nasclip.indexer")
 
@@ -117,6 +117,12 @@ class _Prepared:
 
 
 _Batch = list[tuple[FileRow, "Future[_Prepared]"]]
+BACKFILL_BATCH = 64  # photos whose metadata is read per step when nothing waits to be indexed
+
+
+def _with_time(meta: PhotoMeta, mtime: float) -> PhotoMeta:
+    """meta, with the file's own time (marked as such) where the photo gives no capture time."""
+    return meta if meta.taken is not None else replace(meta, taken=mtime_taken(mtime))
 
 
 class IndexerStatus(TypedDict):
@@ -237,7 +243,7 @@ class Indexer:
         self._fill_window()
         if not self._window:
             self.stats.busy = False
-            return 0
+            return self._backfill_meta()
         self.stats.busy = True
         batch = self._window.popleft()
         claimed = [row.id for row, _ in batch]
@@ -348,6 +354,47 @@ class Indexer:
                 p.result = Encoded(p.row, p.fingerprint or "", vector=vector, meta=p.meta)
         return [p.result for p in prepared if p.result is not None]
 
+    def _backfill_meta(self) -> int:
+        """Read the metadata of photos indexed before nasclip read it: headers only, nothing re-encoded.
+
+        Runs only when nothing waits to be indexed, BACKFILL_BATCH photos a
+        step, in the decode pool at the indexer's priority. Every row gets
+        an answer (the file's time where the photo says nothing or cannot
+        be read), so no photo is read twice.
+        """
+        rows = self.store.unread_meta(BACKFILL_BATCH)
+        if not rows:
+            return 0
+        futures = [self._pool.submit(self._header_meta, row) for row in rows]
+        patience = 2 * self.config.decode_timeout + 1.0
+        found = []
+        for row, future in zip(rows, futures):
+            try:
+                meta = future.result(timeout=patience)
+            except FutureTimeout:  # a hung mount: the file's time, as for any unreadable photo
+                meta = PhotoMeta()
+            found.append((row, _with_time(meta, row.mtime_ns / 1e9)))
+        self.store.record_meta(found)
+        return len(rows)
+
+    def _header_meta(self, row: FileRow) -> PhotoMeta:
+        root = self.shares.root(row.share)
+        if root is None:
+            return PhotoMeta()
+        try:
+            fd = open_nofollow(row.relpath, base=str(root), flags=_OPEN_FLAGS)
+        except (OSError, NasclipError):
+            return PhotoMeta()
+        try:
+            st = os.fstat(fd)
+            if not stat_.S_ISREG(st.st_mode):
+                return PhotoMeta()
+            return read_header_meta(open_bounded(fd, st.st_size, decode_limits(self.config)))
+        except (OSError, DecodeError):
+            return PhotoMeta()
+        finally:
+            os.close(fd)
+
     # ------------------------------------------------------------------ decode pool
 
     def _prepare(self, row: FileRow) -> _Prepared:
@@ -412,9 +459,7 @@ class Indexer:
             return self._failed(row, fp, path, str(exc))
         except OSError as exc:
             return self._failed(row, None, path, f"read error: {exc.strerror or exc}")
-        meta = found[0] if found else PhotoMeta()
-        if meta.taken is None:  # no capture time in the file: the file's own time, marked as such
-            meta = replace(meta, taken=mtime_taken(st.st_mtime))
+        meta = _with_time(found[0] if found else PhotoMeta(), st.st_mtime)
         return _Prepared(row, fp, tensor=tensor, identity=identity, meta=meta)
 
     def _donor(self, row: FileRow, fd: int, size: int, fp: str) -> int | None:

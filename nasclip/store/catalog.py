@@ -84,6 +84,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE files ADD COLUMN camera_model TEXT;
     ALTER TABLE files ADD COLUMN lat REAL;
     ALTER TABLE files ADD COLUMN lon REAL;
+    CREATE INDEX files_unread_meta ON files (id) WHERE taken_source IS NULL AND state = 'indexed';
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

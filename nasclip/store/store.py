@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import CATALOG_FILE, INDEX_FOLDER
 from ..errors import DiskFull, StoreError
+from ..meta.exif import PhotoMeta
 from . import catalog as cat
 from . import checkpoint
 from .catalog import META_COLUMNS, Catalog, FileRow
@@ -338,6 +339,31 @@ class Store:
                 self.changes[self.model_id] += len(additions)
         return summary
 
+    def unread_meta(self, limit: int) -> list[FileRow]:
+        """Indexed photos whose metadata nasclip has not read yet (indexed before it could)."""
+        return self.reader().unread_meta(limit)
+
+    def record_meta(self, found: list[tuple[FileRow, PhotoMeta]]) -> int:
+        """What the backfill read of indexed photos; a row changed since it was claimed is left alone."""
+        written = 0
+        with self._lock, self.catalog.transaction() as tx:
+            for row, meta in found:
+                current = tx.execute("SELECT size, mtime_ns, state, taken_source FROM files WHERE id=?",
+                                     (row.id,)).fetchone()
+                if current is None or current != (row.size, row.mtime_ns, cat.INDEXED, None):
+                    continue
+                self._write_meta(tx, row.id, meta)
+                written += 1
+        return written
+
+    @staticmethod
+    def _write_meta(tx: sqlite3.Connection, row_id: int, meta: PhotoMeta) -> None:
+        taken, position = meta.taken, meta.position
+        tx.execute(f"UPDATE files SET ({META_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?) WHERE id=?",
+                   (taken.local if taken else None, taken.offset if taken else None,
+                    taken.source if taken else None, meta.make, meta.model,
+                    position.lat if position else None, position.lon if position else None, row_id))
+
     @staticmethod
     def _record_meta(tx: sqlite3.Connection, row_id: int, result: Encoded) -> None:
         """The photo's capture time, camera and position; a copy (donor) takes its twin's."""
@@ -347,11 +373,7 @@ class Store:
                 tx.execute(f"UPDATE files SET ({META_COLUMNS}) = (SELECT {META_COLUMNS} FROM files WHERE id=?) "
                            "WHERE id=?", (result.donor, row_id))
             return
-        taken, position = meta.taken, meta.position
-        tx.execute(f"UPDATE files SET ({META_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?) WHERE id=?",
-                   (taken.local if taken else None, taken.offset if taken else None,
-                    taken.source if taken else None, meta.make, meta.model,
-                    position.lat if position else None, position.lon if position else None, row_id))
+        Store._write_meta(tx, row_id, meta)
 
     def _donor_vector(self, donor: int | None, row_id: int) -> np.ndarray | None:
         if donor is None:

@@ -88,3 +88,36 @@ def test_results_carry_the_capture_time_and_camera_read_at_index_time(tmp_path: 
     assert "2019-07-14 · Apple iPhone 11" in text and "2004-02-29" in text
     assert "<script>x" not in text and "&lt;script&gt;x&lt;/script&gt; M1" in text
     assert daemon.stop() == 0
+
+
+def test_photos_indexed_before_nasclip_read_metadata_get_it_in_the_background_without_re_encoding(
+        tmp_path: Path, daemon_factory) -> None:
+    import sqlite3
+    import time
+
+    share = tmp_path / "photos"
+    red = Scene("red", "circle", "white")
+    for i in range(70):  # more than one backfill step (64)
+        write(share / f"p{i:03d}.jpg", red, camera("Apple", f"iPhone {i}", f"2018:05:{1 + i % 28:02d} 10:00:00",
+                                                    "+08:00"), i)
+    daemon: DaemonProcess = daemon_factory({"photos": share})
+    daemon.wait_idle()
+    assert daemon.stop() == 0
+    # As a catalog indexed before schema 3 is after its migration: every photo's metadata unread.
+    catalog = Path(daemon.config["state_dir"]) / "catalog.db"
+    with sqlite3.connect(catalog) as conn:
+        conn.execute("UPDATE files SET taken=NULL, taken_offset=NULL, taken_source=NULL, camera_make=NULL, "
+                     "camera_model=NULL, lat=NULL, lon=NULL")
+    daemon.start()
+    deadline = time.monotonic() + 60
+    while True:
+        results = daemon.search("a red circle", k=100)
+        if all(r["taken"] for r in results) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(results) == 70 and all(r["taken_from"] == "exif" for r in results), results[:3]
+    got = by_name(results)
+    assert got["p005.jpg"]["taken"] == "2018-05-06T10:00:00+08:00" and got["p005.jpg"]["camera"] == "Apple iPhone 5"
+    status = daemon.status()
+    assert status["encoded"]["run"] == 0 and status["photos"]["indexed"] == 70, "nothing was encoded again"
+    assert daemon.stop() == 0
