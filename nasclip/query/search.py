@@ -75,6 +75,16 @@ class Hit:
                 "camera": self.camera}
 
 
+def _wall_clock(instant: float | None) -> float | None:
+    """An instant as the NAS's wall clock shows it, in seconds since 1970 as if that clock were UTC."""
+    if instant is None:
+        return None
+    try:
+        return instant + time.localtime(instant).tm_gmtoff
+    except (OverflowError, OSError, ValueError):  # beyond what the platform's localtime takes
+        return instant
+
+
 def _taken(row: Candidate) -> str | None:
     if row.taken is None or row.taken_source not in ("exif", "mtime"):
         return None
@@ -124,19 +134,24 @@ class _Filter:
         self.prefix = None if prefix in (None, "/") else prefix
         self.after_ns = int(request.after * 1e9) if request.after is not None else None
         self.before_ns = int(request.before * 1e9) if request.before is not None else None
+        # A capture time is the photo's own wall clock: the limits, as the NAS's clock shows them.
+        self.after_wall = _wall_clock(request.after)
+        self.before_wall = _wall_clock(request.before)
         self.shares = shares
 
     @property
     def active(self) -> bool:
         return bool(self.share or self.prefix or self.after_ns is not None or self.before_ns is not None)
 
-    def keeps_row(self, share: str, mtime_ns: int) -> bool:
+    def keeps_row(self, row: Candidate) -> bool:
         """The share and date parts of the filter (cheap: no path built yet)."""
-        if self.share and share != self.share:
+        if self.share and row.share != self.share:
             return False
-        if self.after_ns is not None and mtime_ns < self.after_ns:
-            return False
-        return self.before_ns is None or mtime_ns < self.before_ns
+        if row.taken is None:  # metadata not read yet: the file's time
+            return ((self.after_ns is None or row.mtime_ns >= self.after_ns)
+                    and (self.before_ns is None or row.mtime_ns < self.before_ns))
+        return ((self.after_wall is None or row.taken >= self.after_wall)
+                and (self.before_wall is None or row.taken < self.before_wall))
 
     def keeps_path(self, path: str) -> bool:
         return not self.prefix or path.startswith(self.prefix + "/")
@@ -154,7 +169,8 @@ class _Filter:
                     relpath_range = cat.prefix_range(self.prefix[len(root_text) + 1:])
                 elif not (root_text == self.prefix or root_text.startswith(self.prefix + "/")):
                     continue  # the folder is in no part of this share
-            parts.append(Selection(share, relpath_range, self.after_ns, self.before_ns))
+            parts.append(Selection(share, relpath_range, self.after_ns, self.before_ns, self.after_wall,
+                                   self.before_wall))
         return parts
 
 
@@ -434,7 +450,7 @@ class Searcher:
                 continue
             share, raw, size, mtime_ns = row.share, row.relpath, row.size, row.mtime_ns
             root = self.shares.root(share)
-            if root is None or not filt.keeps_row(share, mtime_ns):
+            if root is None or not filt.keeps_row(row):
                 continue
             path = f"{root}/{cat.decode_path(raw)}"
             if not filt.keeps_path(path) or not (access.peer.is_root or access.may_read(Path(path))):

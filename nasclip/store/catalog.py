@@ -85,6 +85,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE files ADD COLUMN lat REAL;
     ALTER TABLE files ADD COLUMN lon REAL;
     CREATE INDEX files_unread_meta ON files (id) WHERE taken_source IS NULL AND state = 'indexed';
+    CREATE INDEX files_taken ON files (share, taken);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

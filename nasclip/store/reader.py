@@ -42,12 +42,20 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Selection:
-    """Rows of one share, optionally below a folder (a stored-path range) and within mtimes."""
+    """Rows of one share, optionally below a folder (a stored-path range) and taken within dates.
+
+    The dates are instants (after_ns, before_ns) and the same instants on the
+    NAS's wall clock (after_wall, before_wall, seconds as if UTC): a photo's
+    capture time is compared on its own wall clock (catalog.py, schema 3), a
+    photo whose metadata is not read yet by its mtime.
+    """
 
     share: str
     relpath_range: tuple[bytes, bytes] | None = None
     after_ns: int | None = None
     before_ns: int | None = None
+    after_wall: float | None = None
+    before_wall: float | None = None
 
 
 class CatalogReader:
@@ -117,11 +125,11 @@ class CatalogReader:
             where += " AND relpath>=? AND relpath<?"
             args += selection.relpath_range
         if selection.after_ns is not None:
-            where += " AND mtime_ns>=?"
-            args += (selection.after_ns,)
+            where += " AND (taken>=? OR (taken IS NULL AND mtime_ns>=?))"
+            args += (selection.after_wall, selection.after_ns)
         if selection.before_ns is not None:
-            where += " AND mtime_ns<?"
-            args += (selection.before_ns,)
+            where += " AND (taken<? OR (taken IS NULL AND mtime_ns<?))"
+            args += (selection.before_wall, selection.before_ns)
         if limit is not None:
             where += " LIMIT ?"
             args += (limit + 1,)

@@ -79,6 +79,17 @@ def test_results_carry_the_capture_time_and_camera_read_at_index_time(tmp_path: 
         assert abs(got[name]["mtime"] - COPIED) < 1
     assert got["plain.jpg"]["camera"] is None and got["zero-date.jpg"]["camera"] == "Canon EOS R5"
 
+    # Date filters mean the date taken (the file's time only where the photo says nothing),
+    # on the photo's own clock: in 2019, the Lisbon photo and its copy, whatever their mtimes.
+    def names(**filters) -> set[str]:
+        return set(by_name(daemon.search("a red circle", k=10, **filters)))
+
+    assert names(after="2019-01-01", before="2020-01-01") == {"lisbon.jpg", "lisbon-copy.jpg"}
+    assert names(after="2019-07-14T18:30:05", before="2019-07-14T18:30:06") == {"lisbon.jpg", "lisbon-copy.jpg"}
+    assert names(before="2005-01-01") == {"old.jpg"}
+    assert names(after="2023-01-01") == {"plain.jpg", "zero-date.jpg"}
+    assert names(after="2020-01-01", before="2021-01-01") == {"hostile.jpg"}
+
     # The --html page shows the day taken and the camera, escaped (EXIF is whatever the file says).
     page = tmp_path / "results.html"
     done = subprocess.run([sys.executable, "-m", "nasclip.cli.query", "-s", str(daemon.socket), "-k", "10",

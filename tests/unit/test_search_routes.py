@@ -73,3 +73,41 @@ def test_a_filtered_search_scans_once_by_the_right_route_and_finds_the_best_k(li
     # small (40 of 2,200 photos) is too few for 512 candidates to hold 10 of its photos:
     # straight to the catalog, one scan among its ids. medium (260) and big: one scan of the index.
     assert scans == [route == "catalog"], scans
+
+
+def test_date_filters_by_the_catalog_mean_the_date_taken_or_the_mtime_where_it_is_unread(tmp_path: Path) -> None:
+    import calendar
+
+    from nasclip.meta.exif import CaptureTime, PhotoMeta
+
+    spec = load_model_spec(DEMO_MODEL)
+    encoder = Encoder.open(spec, backend="onnx", threads=1, image=False)
+    store = Store(tmp_path / "state", spec.id, spec.embedding_dim)
+    try:
+        copied = calendar.timegm((2023, 11, 14, 12, 0, 0)) * 10 ** 9  # every file's mtime but a few
+        in_2019 = calendar.timegm((2019, 6, 1, 12, 0, 0)) * 10 ** 9
+        names = [f"p{i:04d}.jpg" for i in range(1000)]
+        mtimes = {name: in_2019 if i < 5 else copied for i, name in enumerate(names)}
+        store.apply([Seen("photos", name, 1000, mtimes[name]) for name in names])
+        rows = [store.catalog.get("photos", name) for name in names]
+        vectors = np.random.default_rng(5).standard_normal((len(rows), spec.embedding_dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        results = []
+        for i, (row, vector) in enumerate(zip(rows, vectors)):
+            if i < 5:
+                meta = None  # indexed before nasclip read metadata: its mtime (2019) stands in
+            elif i < 25:  # taken in 2019 (their own clocks), copied in 2023
+                meta = PhotoMeta(CaptureTime(calendar.timegm((2019, 3, 1 + i, 9, 0, 0)), 60, "exif"))
+            else:
+                meta = PhotoMeta(CaptureTime(calendar.timegm((2015, 1, 1, 0, 0, 0)) + i, None, "exif"))
+            results.append(Encoded(row, f"fp{row.id}", vector=vector, meta=meta))
+        store.record(results)
+        searcher = search.Searcher(store, encoder, {"photos": tmp_path / "photos"}, 10 ** 8)
+        request = Request("search", terms=(Term(1.0, text="a red circle"),), k=50,
+                          after=calendar.timegm((2019, 1, 1, 0, 0, 0)), before=calendar.timegm((2020, 1, 1, 0, 0, 0)))
+        hits, info = searcher.search(request, ROOT_PEER)
+        assert info["filtered_by"] == "catalog"
+        assert sorted(Path(h.path).name for h in hits) == names[:25]
+    finally:
+        store.close()
+        encoder.close()
