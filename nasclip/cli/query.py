@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="photos that look like this one (may be repeated; combines with text)")
     parser.add_argument("--in", dest="path_prefix", metavar="FOLDER", help="only photos below this folder")
     parser.add_argument("--share", help="only photos of this share")
-    parser.add_argument("--after", metavar="DATE", help="only photos taken on or after DATE (YYYY-MM-DD; the file's time where a photo "
+    parser.add_argument("--after", metavar="DATE",
+                        help="only photos taken on or after DATE (YYYY-MM-DD; the file's time where a photo "
                              "does not say when it was taken)")
     parser.add_argument("--before", metavar="DATE", help="only photos taken before DATE (YYYY-MM-DD)")
     out = parser.add_mutually_exclusive_group()
