@@ -155,11 +155,6 @@ class CatalogReader:
             f"AND state='{INDEXED}' ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [row_from(r) for r in rows]
 
-    def count_unread_meta(self) -> int:
-        return int(self.conn.execute(
-            f"SELECT count(*) FROM files INDEXED BY files_unread_meta WHERE taken_source IS NULL "
-            f"AND state='{INDEXED}'").fetchone()[0])
-
     def due(self, limit: int, skip: set[int], now: float) -> list[FileRow]:
         """Pending rows to index: new photos newest first, then retries that are due (see Store.pending)."""
         wanted = limit + len(skip)
