@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--after", metavar="DATE",
                         help="only photos taken on or after DATE (YYYY-MM-DD; the file's time where a photo "
                              "does not say when it was taken)")
+    parser.add_argument("--camera", metavar="TEXT",
+                        help="only photos whose camera make and model contain every word of TEXT (any case)")
+    parser.add_argument("--sort", choices=("score", "date", "-date"), default="score",
+                        help="order of the results: best first (score, the default), oldest taken first "
+                             "(date) or newest first (--sort=-date)")
     parser.add_argument("--before", metavar="DATE", help="only photos taken before DATE (YYYY-MM-DD)")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object with a 'results' list")
@@ -104,7 +109,9 @@ def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         request.update({k: v for k, v in terms[0].items() if k != "weight"})
     else:
         request["terms"] = terms
-    for key in ("share", "after", "before"):
+    if args.sort != "score":
+        request["sort"] = args.sort
+    for key in ("share", "after", "before", "camera"):
         if getattr(args, key):
             request[key] = getattr(args, key)
     if args.path_prefix:

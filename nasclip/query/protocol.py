@@ -60,6 +60,11 @@ class Request:
     path_prefix: str | None = None
     after: float | None = None
     before: float | None = None
+    camera: str | None = None  # words the camera's make and model must contain (any case)
+    sort: str = "score"  # score (best first), date (oldest taken first) or -date (newest first)
+
+
+SORTS = ("score", "date", "-date")
 
 
 def _fail(message: str) -> ProtocolError:
@@ -150,7 +155,8 @@ def _terms(data: dict) -> tuple[Term, ...]:
     return tuple(terms)
 
 
-SEARCH_KEYS = {"v", "op", "id", "text", "image", "terms", "k", "share", "path_prefix", "after", "before"}
+SEARCH_KEYS = {"v", "op", "id", "text", "image", "terms", "k", "share", "path_prefix", "after", "before", "camera",
+               "sort"}
 OTHER_KEYS = {"scan": {"v", "op", "id", "share"}}
 COMMON_KEYS = {"v", "op", "id"}
 
@@ -200,5 +206,9 @@ def _parse_object(data: dict, request_id: Any, max_k: int) -> Request:
     k = data.get("k", 10)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
         raise _fail(f"'k' must be a whole number from 1 to {max_k}")
+    sort = data.get("sort", "score")
+    if sort not in SORTS:
+        raise _fail("'sort' must be one of " + ", ".join(SORTS))
     return Request(op, request_id, _terms(data), k, _string(data, "share", max_len=256),
-                   _path(data, "path_prefix"), _time(data, "after"), _time(data, "before"))
+                   _path(data, "path_prefix"), _time(data, "after"), _time(data, "before"),
+                   _string(data, "camera", max_len=256), sort)

@@ -75,6 +75,13 @@ class Hit:
                 "camera": self.camera}
 
 
+def _when(hit: Hit) -> str:
+    """A hit's date taken for sorting: ISO text on the photo's own clock sorts as the dates do."""
+    if hit.taken is not None:
+        return hit.taken[:19]
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(hit.mtime))
+
+
 def _wall_clock(instant: float | None) -> float | None:
     """An instant as the NAS's wall clock shows it, in seconds since 1970 as if that clock were UTC."""
     if instant is None:
@@ -137,16 +144,22 @@ class _Filter:
         # A capture time is the photo's own wall clock: the limits, as the NAS's clock shows them.
         self.after_wall = _wall_clock(request.after)
         self.before_wall = _wall_clock(request.before)
+        self.camera = request.camera.casefold().split() if request.camera else []
         self.shares = shares
 
     @property
     def active(self) -> bool:
-        return bool(self.share or self.prefix or self.after_ns is not None or self.before_ns is not None)
+        return bool(self.share or self.prefix or self.after_ns is not None or self.before_ns is not None
+                    or self.camera)
 
     def keeps_row(self, row: Candidate) -> bool:
         """The share and date parts of the filter (cheap: no path built yet)."""
         if self.share and row.share != self.share:
             return False
+        if self.camera:  # every word, anywhere in make and model: "iphone", "canon r5"
+            name = f"{row.camera_make or ''} {row.camera_model or ''}".casefold()
+            if not all(word in name for word in self.camera):
+                return False
         if row.taken is None:  # metadata not read yet: the file's time
             return ((self.after_ns is None or row.mtime_ns >= self.after_ns)
                     and (self.before_ns is None or row.mtime_ns < self.before_ns))
@@ -377,6 +390,8 @@ class Searcher:
                 hits, more, visible, _ = self._scan(index, query, request.k, filt, access, among, len(among),
                                                     len(among))
                 examined += more
+        if request.sort != "score":  # the k best, in the order they were taken
+            hits.sort(key=_when, reverse=request.sort == "-date")
         took = time.perf_counter() - started
         # Others see only how many candidates they may see were looked at: the full count
         # would tell how many hidden photos a folder (say, bob's) holds.

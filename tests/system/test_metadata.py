@@ -9,6 +9,7 @@ with it the twin's metadata, with no second decode.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -90,6 +91,18 @@ def test_results_carry_the_capture_time_and_camera_read_at_index_time(tmp_path: 
     assert names(after="2023-01-01") == {"plain.jpg", "zero-date.jpg"}
     assert names(after="2020-01-01", before="2021-01-01") == {"hostile.jpg"}
 
+    # --camera: every word, any case, in make and model; --sort: by the date taken.
+    assert names(camera="iphone") == {"lisbon.jpg", "lisbon-copy.jpg"}
+    assert names(camera="CANON r5") == {"zero-date.jpg"} and names(camera="nikon d70") == {"old.jpg"}
+    assert names(camera="iphone", after="2020-01-01") == set()
+    oldest_first = [Path(r["path"]).name for r in daemon.search("a red circle", k=10, sort="date")]
+    assert oldest_first[:2] == ["old.jpg", "lisbon.jpg"] or oldest_first[:2] == ["old.jpg", "lisbon-copy.jpg"]
+    assert oldest_first[2] in ("lisbon.jpg", "lisbon-copy.jpg") and oldest_first[3] == "hostile.jpg"
+    newest_first = [Path(r["path"]).name for r in daemon.search("a red circle", k=10, sort="-date")]
+    assert newest_first[-1] == "old.jpg" and set(newest_first[:2]) == {"plain.jpg", "zero-date.jpg"}
+    bad = daemon.request(op="search", text="a red circle", sort="newest")
+    assert not bad["ok"] and bad["error"]["code"] == "bad_request" and "sort" in bad["error"]["message"]
+
     # The --html page shows the day taken and the camera, escaped (EXIF is whatever the file says).
     page = tmp_path / "results.html"
     done = subprocess.run([sys.executable, "-m", "nasclip.cli.query", "-s", str(daemon.socket), "-k", "10",
@@ -98,6 +111,11 @@ def test_results_carry_the_capture_time_and_camera_read_at_index_time(tmp_path: 
     text = page.read_text()
     assert "2019-07-14 · Apple iPhone 11" in text and "2004-02-29" in text
     assert "<script>x" not in text and "&lt;script&gt;x&lt;/script&gt; M1" in text
+    done = subprocess.run([sys.executable, "-m", "nasclip.cli.query", "-s", str(daemon.socket), "--json",
+                           "--camera", "Nikon", "--sort=-date", "a red circle"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [Path(r["path"]).name for r in json.loads(done.stdout)["results"]] == ["old.jpg"]
     assert daemon.stop() == 0
 
 
