@@ -18,6 +18,7 @@ hung mount, a decoder stuck in C) is given up after twice
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -29,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Mapping, TypedDict
+from typing import Callable, Iterator, Mapping, TypedDict
 
 import numpy as np
 
@@ -317,18 +318,27 @@ class Indexer:
                               retry_at=self.clock() + 1.0)
 
     def _identity(self, row: FileRow) -> tuple[int, int] | None:
+        with self._opened(row, os.O_PATH) as opened:
+            return (opened[1].st_dev, opened[1].st_ino) if opened is not None else None
+
+    @contextlib.contextmanager
+    def _opened(self, row: FileRow, flags: int) -> Iterator[tuple[int, os.stat_result] | None]:
+        """(descriptor, fstat) of row's file, opened with flags and closed after; None unless it is still
+        a regular file in its share (the reasons why not are the indexer's, _prepare_row's, to give)."""
         root = self.shares.root(row.share)
         if root is None:
-            return None
+            yield None
+            return
         try:
-            fd = open_nofollow(row.relpath, base=str(root), flags=os.O_PATH)
+            fd = open_nofollow(row.relpath, base=str(root), flags=flags)
         except (OSError, NasclipError):
-            return None
+            yield None
+            return
         try:
             st = os.fstat(fd)
+            yield (fd, st) if stat_.S_ISREG(st.st_mode) else None
         finally:
             os.close(fd)
-        return (st.st_dev, st.st_ino) if stat_.S_ISREG(st.st_mode) else None
 
     def _fill_window(self) -> None:
         while len(self._window) < self.depth and not self._worker.stopping:
@@ -378,22 +388,14 @@ class Indexer:
         return len(rows)
 
     def _header_meta(self, row: FileRow) -> PhotoMeta:
-        root = self.shares.root(row.share)
-        if root is None:
-            return PhotoMeta()
         try:
-            fd = open_nofollow(row.relpath, base=str(root), flags=_OPEN_FLAGS)
-        except (OSError, NasclipError):
-            return PhotoMeta()
-        try:
-            st = os.fstat(fd)
-            if not stat_.S_ISREG(st.st_mode):
-                return PhotoMeta()
-            return read_header_meta(open_bounded(fd, st.st_size, decode_limits(self.config)))
+            with self._opened(row, _OPEN_FLAGS) as opened:
+                if opened is None:
+                    return PhotoMeta()
+                fd, st = opened
+                return read_header_meta(open_bounded(fd, st.st_size, decode_limits(self.config)))
         except (OSError, DecodeError):
             return PhotoMeta()
-        finally:
-            os.close(fd)
 
     # ------------------------------------------------------------------ decode pool
 
