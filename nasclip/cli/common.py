@@ -35,11 +35,8 @@ class _Formatter(argparse.HelpFormatter):
         super().__init__(prog, width=_columns() - 2)
 
 
-class RawDescription(argparse.RawDescriptionHelpFormatter):
+class RawDescription(argparse.RawDescriptionHelpFormatter, _Formatter):
     """argparse.RawDescriptionHelpFormatter, with the width given as _Formatter gives it."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=_columns() - 2)
 
 
 class Parser(argparse.ArgumentParser):
