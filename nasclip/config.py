@@ -129,6 +129,7 @@ class QueryConfig:
     timeout: float = setting(30.0, "seconds a client may take to send a request line; idle connections close after it")
     max_request_bytes: int = setting(65536, "longest request line accepted")
     max_k: int = setting(1000, "most results one search may ask for")
+    max_all: int = setting(10000, "most photos one 'every match' search (--all) returns; the reply says when cut")
     text_threads: int = setting(
         1, "ONNX Runtime threads for each text-encoder run (queries' texts run together); 0 = one per core")
     cpu_slots: int = setting(
@@ -217,7 +218,7 @@ def _check(config: Config, problems: Problems) -> None:
 _AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pixels", "indexer.max_file_bytes",
                  "index.checkpoint_changes", "index.search_threads", "query.max_connections",
                  "query.max_connections_per_user", "query.max_request_bytes", "query.max_k",
-                 "query.max_image_decodes")
+                 "query.max_all", "query.max_image_decodes")
 _POSITIVE = ("indexer.decode_timeout", "index.checkpoint_seconds", "query.timeout", "service.stall_seconds",
              "service.stop_timeout")
 _NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted", "query.text_threads",

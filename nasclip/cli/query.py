@@ -28,6 +28,10 @@ EXIT_CODES = f"""exit codes:
 
 EXAMPLES = """examples:
   nasclip-query golden retriever on a beach
+  nasclip-query beach Lisbon 2019                      (a capitalised place and a year become filters)
+  nasclip-query "beach after:2019-06 before:2019-09 place:Lisbon camera:iphone"
+  nasclip-query 2019年 里斯本 海滩
+  nasclip-query --all --sort=-date my cat              (every match, newest first)
   nasclip-query dog + beach - people -k 30
   nasclip-query --like ~/holiday/IMG_0042.jpg --in /srv/photos/2023
   nasclip-query sunset --paths -0 | xargs -0 cp -t ~/sunsets
@@ -39,16 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="nasclip-query",
         description="Search the photos nasclipd has indexed by describing them.\n"
-                    "Only photos you may read yourself are shown. Combine terms with + and -.",
+                    "Only photos you may read yourself are shown. Combine terms with + and -.\n"
+                    "The words may hold filters: after:DATE before:DATE taken:DATE place:NAME camera:TEXT\n"
+                    "share:NAME in:FOLDER sort:ORDER, a plain year or month (2019, 2019-06, 2019年6月), and a\n"
+                    "place name (capitalised: Lisbon; or in Chinese: 里斯本). \"Quoted words\" are never filters.",
         epilog=EXAMPLES + "\n\n" + EXIT_CODES,
         formatter_class=RawDescription)
-    parser.add_argument("text", nargs="*", help="what to look for; '+' and '-' between words add or subtract terms")
+    parser.add_argument("text", nargs="*", help="what to look for, with any filters; '+' and '-' between words add "
+                                               "or subtract descriptions")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--config", "-c", help="read the socket path from this nasclip config file")
     where.add_argument("--socket", "-s",
                        help="the daemon's socket (default: $NASCLIP_SOCKET, else the one in "
                             "/etc/nasclip/nasclip.yaml, else /run/nasclip/query.sock)")
-    parser.add_argument("-k", type=int, default=10, metavar="N", help="number of results (1-1000, default 10)")
+    parser.add_argument("-k", type=int, metavar="N",
+                        help="number of results (1-1000, default 10; with --all, at most N of the matches)")
+    parser.add_argument("--all", action="store_true",
+                        help="every photo that matches, however many, by a cut-off the daemon reads off this "
+                             "query's own scores (the reply says which), instead of the N best")
     parser.add_argument("--like", metavar="IMAGE", action="append", default=[],
                         help="photos that look like this one (may be repeated; combines with text)")
     parser.add_argument("--in", dest="path_prefix", metavar="FOLDER", help="only photos below this folder")
@@ -56,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--after", metavar="DATE",
                         help="only photos taken on or after DATE (YYYY-MM-DD; the file's time where a photo "
                              "does not say when it was taken)")
+    parser.add_argument("--place", metavar="NAME",
+                        help="only photos taken in or near this city, region or country (English or Chinese; "
+                             "'Paris, Texas' for another Paris)")
     parser.add_argument("--camera", metavar="TEXT",
                         help="only photos whose camera make and model contain every word of TEXT (any case)")
     parser.add_argument("--sort", choices=("score", "date", "-date"), default="score",
@@ -72,48 +87,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_terms(words: list[str], likes: list[str]) -> list[dict]:
-    """'dog + beach - people' (as separate words) into weighted terms."""
-    terms: list[dict] = []
-    sign = 1.0
-    current: list[str] = []
+def image_terms(likes: list[str]) -> list[dict]:
+    """--like photos as image terms, resolved here, as the asking user: the daemon follows no symbolic link."""
+    return [{"image": os.path.realpath(os.path.expanduser(image)), "weight": 1.0} for image in likes]
 
-    def flush() -> None:
-        if current:
-            terms.append({"text": " ".join(current), "weight": sign})
-            current.clear()
 
+def _adds_something(words: list[str]) -> bool:
+    """Whether 'dog + beach - people' (as separate words) has a description that is not subtracted."""
+    sign, adds = "+", False
     for word in words:
         if word in ("+", "-"):
-            flush()
-            sign = 1.0 if word == "+" else -1.0
-        else:
-            current.append(word)
-    flush()
-    for image in likes:
-        # Resolved here, as the asking user: the daemon follows no symbolic link on the user's behalf.
-        terms.append({"image": os.path.realpath(os.path.expanduser(image)), "weight": 1.0})
-    return terms
+            sign = word
+        elif sign == "+":
+            adds = True
+    return adds
 
 
 def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
-    terms = parse_terms(args.text, args.like)
-    if not terms:
-        parser.error("give some text to search for, or --like IMAGE")
-    if not any(t["weight"] > 0 for t in terms):
+    """The protocol request: the words go to the daemon as a query box (q), which it parses (querybox.py)."""
+    query = " ".join(args.text).strip()
+    filters = {key: getattr(args, key) for key in ("share", "after", "before", "camera", "place")
+               if getattr(args, key)}
+    if not query and not args.like and not filters and not args.path_prefix:
+        parser.error("give some text to search for, --like IMAGE, or a filter")
+    if query and not args.like and not _adds_something(args.text):
         parser.error("every term is subtracted; say what to look for first, e.g. 'beach - people'")
     if args.null and not args.paths:
         parser.error("-0 goes with --paths")
-    request: dict = {"op": "search", "k": args.k}
-    if len(terms) == 1:
-        request.update({k: v for k, v in terms[0].items() if k != "weight"})
-    else:
-        request["terms"] = terms
+    request: dict = {"op": "search", **filters}
+    if args.k is not None or not args.all:
+        request["k"] = args.k or 10
+    if query:
+        request["q"] = query
+    likes = image_terms(args.like)
+    if len(likes) == 1:
+        request["image"] = likes[0]["image"]
+    elif likes:
+        request["terms"] = likes
     if args.sort != "score":
         request["sort"] = args.sort
-    for key in ("share", "after", "before", "camera"):
-        if getattr(args, key):
-            request[key] = getattr(args, key)
+    if args.all:
+        request["all"] = True
+    if _chinese_locale():
+        request["lang"] = "zh"  # place names in Chinese, where the gazetteer has them
     if args.path_prefix:
         request["path_prefix"] = os.path.abspath(os.path.expanduser(args.path_prefix))
     return request
@@ -147,8 +163,11 @@ def _fail(exc: Exception, code: int) -> int:
 
 def _output(args: argparse.Namespace, results: list[dict], reply: dict) -> None:
     if args.json:
-        json.dump({"results": results, "model": reply.get("model"), "took_ms": reply.get("took_ms")},
-                  sys.stdout, ensure_ascii=False, indent=2)
+        shown = {"results": results, "understood": reply.get("understood"), "model": reply.get("model"),
+                 "took_ms": reply.get("took_ms")}
+        if "cutoff" in reply:
+            shown["cutoff"] = reply["cutoff"]
+        json.dump(shown, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     elif args.paths:
         end = b"\0" if args.null else b"\n"
@@ -157,15 +176,45 @@ def _output(args: argparse.Namespace, results: list[dict], reply: dict) -> None:
             out.write(os.fsencode(r["path"]) + end)  # the exact bytes, also for non-UTF-8 names
         out.flush()
     elif args.html:
-        title = " ".join(args.text) or "photos like " + ", ".join(Path(p).name for p in args.like)
+        title = reply.get("understood") or " ".join(args.text) or "photos like " + ", ".join(Path(p).name
+                                                                                          for p in args.like)
         Path(args.html).write_text(html_page(title, results), encoding="utf-8")
         print(f"wrote {len(results)} results to {args.html}", file=sys.stderr)
     else:
-        if not results:
-            print("no matching photos (or none you may read)", file=sys.stderr)
-        for rank, r in enumerate(results, 1):
-            print(f"{rank:3d}  {r['score']:.3f}  {printable(r['path'])}")
+        _human(results, reply)
     sys.stdout.flush()
+
+
+def _chinese_locale() -> bool:
+    """Whether the user reads Chinese, by the locale variables in gettext's order."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name)
+        if value:
+            return value.startswith("zh")
+    return False
+
+
+def _human(results: list[dict], reply: dict) -> None:
+    """rank, score, path a line; a search with filters, an order or --all first says how it was understood
+    and shows each photo's day and place (a plain description keeps the three columns scripts may read)."""
+    detailed = bool(reply.get("interpreted"))
+    if detailed:
+        cutoff = reply.get("cutoff")
+        count = f"{len(results)} photo{'s' if len(results) != 1 else ''}"
+        if cutoff:
+            count += f" above score {cutoff['score']:.3f}" + (", cut at the limit" if cutoff.get("truncated") else "")
+        # On stdout above the photos it describes; with none, beside the message saying so.
+        print(f"{printable(reply.get('understood') or '')} ({count})", file=sys.stdout if results else sys.stderr)
+    if not results:
+        print("no matching photos (or none you may read)", file=sys.stderr)
+    for rank, r in enumerate(results, 1):
+        score = f"{r['score']:.3f}" if r.get("score") is not None else "    -"
+        if not detailed:
+            print(f"{rank:3d}  {score}  {printable(r['path'])}")
+            continue
+        day = (r.get("taken") or "")[:10] or "          "
+        extra = " · ".join(printable(part) for part in (r.get("place"), r.get("camera")) if part)
+        print(f"{rank:3d}  {score}  {day}  {printable(r['path'])}" + (f"  ({extra})" if extra else ""))
 
 
 def _thumbnail(path: str, size: int = 320) -> str | None:
@@ -203,11 +252,13 @@ def html_page(title: str, results: list[dict]) -> str:
                    else '<div class="missing">no preview</div>')
         # The day it was taken where the photo says (its own clock), else the file's day.
         when = (r.get("taken") or "")[:10] or datetime.fromtimestamp(r.get("mtime", 0)).strftime("%Y-%m-%d")
-        if r.get("camera"):
-            when += f" · {r['camera']}"
+        for part in (r.get("place"), r.get("camera")):
+            if part:
+                when += f" · {part}"
+        score = f"{r['score']:.3f}" if r.get("score") is not None else "—"
         cards.append(
             f'<figure><a href="{html.escape(Path(r["path"]).as_uri())}">{picture}</a>'
-            f'<figcaption>{rank}. {html.escape(shown.name)}<br><small>{r["score"]:.3f} · {html.escape(when)} · '
+            f'<figcaption>{rank}. {html.escape(shown.name)}<br><small>{score} · {html.escape(when)} · '
             f'{html.escape(str(shown.parent))}</small></figcaption></figure>')
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nasclip: {html.escape(title)}</title>

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, TypedDict
 
@@ -38,11 +38,12 @@ from ..config import Config, IndexerConfig
 from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
 from ..fsopen import open_nofollow
 from ..lifecycle import Worker, lower_thread_priority
-from ..meta.exif import PhotoMeta, mtime_taken
+from ..meta.exif import PhotoMeta
 from ..shares import Shares
 from ..store.catalog import FileRow
 from ..store.changes import Encoded, Failed, Result
 from ..store.store import Store
+from .backfill import MetadataBackfill, complete
 from .encoder import Encoder
 from .imaging import decode_limits, load_tensor, open_bounded, read_header_meta
 
@@ -118,12 +119,6 @@ class _Prepared:
 
 
 _Batch = list[tuple[FileRow, "Future[_Prepared]"]]
-BACKFILL_BATCH = 64  # photos whose metadata is read per step when nothing waits to be indexed
-
-
-def _with_time(meta: PhotoMeta, mtime: float) -> PhotoMeta:
-    """meta, with the file's own time (marked as such) where the photo gives no capture time."""
-    return meta if meta.taken is not None else replace(meta, taken=mtime_taken(mtime))
 
 
 class IndexerStatus(TypedDict):
@@ -184,6 +179,8 @@ class Indexer:
         self._unrecorded: tuple[list[_Prepared], list[Result]] | None = None
         self._worker = Worker("nasclip-indexer", self.step, log, "indexer", error_pause=5.0, nice=config.nice)
         self.paused = threading.Event()  # tests and `nasclip` can hold the indexer
+        self.backfill = MetadataBackfill(store, lambda: self._pool, self._header_meta,
+                                         lambda: 2 * self.config.decode_timeout + 1.0)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -244,7 +241,7 @@ class Indexer:
         self._fill_window()
         if not self._window:
             self.stats.busy = False
-            return self._backfill_meta()
+            return self.backfill.step()
         self.stats.busy = True
         batch = self._window.popleft()
         claimed = [row.id for row, _ in batch]
@@ -364,29 +361,6 @@ class Indexer:
                 p.result = Encoded(p.row, p.fingerprint or "", vector=vector, meta=p.meta)
         return [p.result for p in prepared if p.result is not None]
 
-    def _backfill_meta(self) -> int:
-        """Read the metadata of photos indexed before nasclip read it: headers only, nothing re-encoded.
-
-        Runs only when nothing waits to be indexed, BACKFILL_BATCH photos a
-        step, in the decode pool at the indexer's priority. Every row gets
-        an answer (the file's time where the photo says nothing or cannot
-        be read), so no photo is read twice.
-        """
-        rows = self.store.unread_meta(BACKFILL_BATCH)
-        if not rows:
-            return 0
-        futures = [self._pool.submit(self._header_meta, row) for row in rows]
-        patience = 2 * self.config.decode_timeout + 1.0
-        found = []
-        for row, future in zip(rows, futures):
-            try:
-                meta = future.result(timeout=patience)
-            except FutureTimeout:  # a hung mount: the file's time, as for any unreadable photo
-                meta = PhotoMeta()
-            found.append((row, _with_time(meta, row.mtime_ns / 1e9)))
-        self.store.record_meta(found)
-        return len(rows)
-
     def _header_meta(self, row: FileRow) -> PhotoMeta:
         try:
             with self._opened(row, _OPEN_FLAGS) as opened:
@@ -461,7 +435,7 @@ class Indexer:
             return self._failed(row, fp, path, str(exc))
         except OSError as exc:
             return self._failed(row, None, path, f"read error: {exc.strerror or exc}")
-        meta = _with_time(found[0] if found else PhotoMeta(), st.st_mtime)
+        meta = complete(found[0] if found else PhotoMeta(), st.st_mtime)
         return _Prepared(row, fp, tensor=tensor, identity=identity, meta=meta)
 
     def _donor(self, row: FileRow, fd: int, size: int, fp: str) -> int | None:

@@ -122,6 +122,24 @@ class PhotoMeta:
     make: str | None = None
     model: str | None = None
     position: Position | None = None
+    # Where that position is (places.locate): derived, not read; None until looked up.
+    place: PlaceRef | None = None
+
+
+@dataclass(frozen=True)
+class PlaceRef:
+    """A located photo's nearest city (GeoNames id), its region (admin1 code) and country (ISO 3166-1).
+
+    ``NOWHERE`` (country "") records that the position was looked up and no
+    city lies within reach (the open sea), so it is not looked up again.
+    """
+
+    city: int | None
+    region: str | None
+    country: str
+
+
+NOWHERE = PlaceRef(None, None, "")
 
 
 def read_meta(image: Image.Image, handle: BinaryIO | None = None) -> PhotoMeta:

@@ -34,10 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .exif import NOWHERE, PlaceRef, Position
 from .gazetteer import Place, Tables, load
 from .placenames import query_keys
 
-__all__ = ["Gazetteer", "Located", "MAX_KM", "Place", "gazetteer"]
+__all__ = ["Gazetteer", "Located", "MAX_KM", "Place", "PlaceRef", "gazetteer"]
 
 MAX_KM = 50.0
 DENSITY = 5000.0  # people per km² in a city's reach (a dense European or Asian city's core)
@@ -150,6 +151,60 @@ class Gazetteer:
                 return sorted(found, key=lambda p: (-p.population, _KINDS[p.kind], p.name))
         return []
 
+    def locate(self, position: Position) -> PlaceRef:
+        """What the catalog stores of a position: its city, region and country, or NOWHERE."""
+        found = self.reverse(position.lat, position.lon)
+        if found is None:
+            return NOWHERE
+        return PlaceRef(found.city.geonameid, found.city.admin1, found.city.country)
+
+    def resolve(self, name: str) -> list[Place]:
+        """The places a filter's name may mean, largest first, each a different place.
+
+        "Lisbon" names the Lisbon region and, inside it, the city: one place
+        to a person, so a place is dropped when a larger candidate covers it.
+        "City, Region" or "City, Country" ("Paris, Texas", "Portland, Maine")
+        keeps the candidates inside the named region or country.
+        """
+        head, _, qualifier = name.partition(",")
+        found = self.lookup(head.strip()) if qualifier.strip() else self.lookup(name)
+        if qualifier.strip():
+            within = self.lookup(qualifier.strip())
+            found = [p for p in found if any(w.covers(p.geonameid if p.kind == "city" else None, p.country,
+                                                      p.admin1) and w is not p for w in within)]
+        distinct: list[Place] = []
+        for place in found:
+            if not any(_contains(wider, place) for wider in distinct):
+                distinct.append(place)
+        return distinct
+
+    def names(self, ref: PlaceRef) -> tuple[str | None, str | None]:
+        """A stored place as people read it: English ("Lisbon, Portugal") and Chinese ("葡萄牙里斯本")."""
+        if not ref.country:
+            return None, None
+        city = self.city(ref.city) if ref.city is not None else None
+        return self.describe(city or self.region(ref.country, ref.region) or self.country(ref.country)
+                             or Place("country", None, ref.country, None, ref.country, None, 0))
+
+    def describe(self, place: Place) -> tuple[str, str | None]:
+        """A place with what contains it: (English, Chinese or None), repeated names said once."""
+        parts = [place]
+        if place.kind == "city":
+            region = self.region(place.country, place.admin1)
+            parts += [region] if region is not None else []
+        if place.kind != "country":
+            country = self.country(place.country)
+            parts += [country] if country is not None else []
+        english: list[str] = []
+        for part in parts:
+            if part.name not in english:
+                english.append(part.name)
+        chinese: list[str] = []
+        for part in reversed(parts):  # the widest first, as Chinese writes addresses
+            if part.name_zh and not any(part.name_zh in known or known in part.name_zh for known in chinese):
+                chinese.append(part.name_zh)
+        return ", ".join(english), ("".join(chinese) if place.name_zh else None)
+
     def city(self, geonameid: int) -> Place | None:
         """A city of the set by its GeoNames id."""
         return self._by_id.get(geonameid)
@@ -161,6 +216,13 @@ class Gazetteer:
     def country(self, code: str) -> Place | None:
         """A country by its ISO 3166-1 alpha-2 code."""
         return self.tables.countries.get(code)
+
+
+def _contains(wider: Place, place: Place) -> bool:
+    """True when wider is a region or country that place lies in."""
+    if wider.kind == "city" or wider.country != place.country:
+        return False
+    return wider.kind == "country" or (place.kind == "city" and place.admin1 == wider.admin1)
 
 
 _shared: Gazetteer | None = None

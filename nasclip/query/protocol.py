@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,6 +36,7 @@ from .wire import (  # noqa: F401  (the protocol's names, re-exported for the se
 )
 
 MAX_WEIGHT = 100.0
+MAX_TERMS = 16
 TIME_LIMIT = 9e9  # seconds (the year 2255): nanoseconds still fit SQLite's int64
 
 
@@ -62,9 +63,21 @@ class Request:
     before: float | None = None
     camera: str | None = None  # words the camera's make and model must contain (any case)
     sort: str = "score"  # score (best first), date (oldest taken first) or -date (newest first)
+    place: str | None = None  # a city, region or country, named in English or Chinese
+    all: bool = False  # every match, by a cut-off from this query's own scores, instead of the k best
+    q: str | None = None  # a query box: description, operators, plain dates and places (querybox.py)
+    k_given: bool = True  # False when k is the default (with all, k then does not cap the matches)
+    lang: str = "en"  # the language place names are given in: "en" or "zh" (where the gazetteer has it)
+
+    @property
+    def filtered(self) -> bool:
+        """Whether the request names any filter."""
+        return any(v is not None for v in (self.share, self.path_prefix, self.after, self.before, self.camera,
+                                           self.place))
 
 
 SORTS = ("score", "date", "-date")
+LANGUAGES = ("en", "zh")
 
 
 def _fail(message: str) -> ProtocolError:
@@ -123,7 +136,7 @@ def _time(data: dict, key: str) -> float | None:
     raise _fail(f"'{key}' must be a date (YYYY-MM-DD) or seconds since 1970")
 
 
-def _terms(data: dict) -> tuple[Term, ...]:
+def _terms(data: dict, optional: bool = False) -> tuple[Term, ...]:
     terms: list[Term] = []
     text = _string(data, "text")
     image = _path(data, "image")
@@ -133,7 +146,7 @@ def _terms(data: dict) -> tuple[Term, ...]:
         terms.append(Term(1.0, image=image))
     raw = data.get("terms")
     if raw is not None:
-        if not isinstance(raw, list) or not raw or len(raw) > 16:
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_TERMS:
             raise _fail("'terms' must be a list of 1 to 16 {\"text\" or \"image\", \"weight\"} objects")
         for i, item in enumerate(raw):
             if not isinstance(item, dict):
@@ -149,14 +162,16 @@ def _terms(data: dict) -> tuple[Term, ...]:
                 raise _fail(f"terms[{i}] has unknown keys: {', '.join(sorted(unknown))}")
             terms.append(Term(float(weight), text=t_text, image=t_image))
     if not terms:
-        raise _fail("search needs 'text', 'image' or 'terms'")
+        if optional:
+            return ()
+        raise _fail("search needs 'text', 'image', 'terms', 'q' or a filter")
     if not any(t.weight > 0 for t in terms):
         raise _fail("at least one term needs a positive weight")
     return tuple(terms)
 
 
 SEARCH_KEYS = {"v", "op", "id", "text", "image", "terms", "k", "share", "path_prefix", "after", "before", "camera",
-               "sort"}
+               "sort", "place", "all", "q", "lang"}
 OTHER_KEYS = {"scan": {"v", "op", "id", "share"}}
 COMMON_KEYS = {"v", "op", "id"}
 
@@ -209,6 +224,15 @@ def _parse_object(data: dict, request_id: Any, max_k: int) -> Request:
     sort = data.get("sort", "score")
     if sort not in SORTS:
         raise _fail("'sort' must be one of " + ", ".join(SORTS))
-    return Request(op, request_id, _terms(data), k, _string(data, "share", max_len=256),
-                   _path(data, "path_prefix"), _time(data, "after"), _time(data, "before"),
-                   _string(data, "camera", max_len=256), sort)
+    every = data.get("all", False)
+    if not isinstance(every, bool):
+        raise _fail("'all' must be true or false")
+    q = _string(data, "q")
+    lang = data.get("lang", "en")
+    if lang not in LANGUAGES:
+        raise _fail("'lang' must be one of " + ", ".join(LANGUAGES))
+    request = Request(op, request_id, (), k, _string(data, "share", max_len=256), _path(data, "path_prefix"),
+                      _time(data, "after"), _time(data, "before"), _string(data, "camera", max_len=256), sort,
+                      _string(data, "place", max_len=256), every, q, "k" in data, lang)
+    # A query box may hold only filters ("place:Lisbon 2019"), and so may a request: both list photos by date.
+    return replace(request, terms=_terms(data, optional=q is not None or request.filtered))

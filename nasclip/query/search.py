@@ -19,7 +19,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
@@ -30,18 +30,22 @@ from ..errors import DecodeError, ModelError, NasclipError, PathRefused, Protoco
 from ..fsopen import open_nofollow
 from ..indexing.encoder import Encoder, l2_normalise
 from ..indexing.imaging import DecodeLimits, decode_limits, load_tensor, open_bounded
-from ..meta.exif import CaptureTime
+from ..meta.places import gazetteer
 from ..model.spec import load_model_spec
 from ..shares import Shares
 from ..store import catalog as cat
-from ..store.reader import SEARCHABLE, Candidate, Selection
+from ..store.reader import SEARCHABLE
 from ..store.store import Store
 from ..store.vectors import VectorIndex
 from .access import AccessCheck, Peer
 from .acl import R, X
 from .batching import Batcher, default_slots
+from .cutoff import Cutoff, find_cutoff, upper_bound
+from .filters import Filter
 from .protocol import BAD_REQUEST, BUSY, FORBIDDEN, NOT_FOUND, Request, Term
+from .results import Hit, hit_from, score_of, when
 from .textbatch import encode_texts
+from .understand import Places, understand
 
 log = logging.getLogger("nasclip.search")
 
@@ -54,54 +58,6 @@ POST_FILTER_LIMIT = 512
 NARROW = 2.0
 TEXT_CACHE_SIZE = 4096
 DECODE_WAIT = 1.0  # seconds a --like query waits for a decode slot before it is told 'busy'
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result."""
-
-    path: str
-    share: str
-    score: float
-    size: int
-    mtime: float
-    taken: str | None = None  # ISO 8601, with the offset where the photo gives one
-    taken_from: str | None = None  # 'exif', or 'mtime' (the photo says nothing: the file's time)
-    camera: str | None = None
-
-    def as_dict(self) -> dict:
-        return {"path": self.path, "share": self.share, "score": round(self.score, 6),
-                "size": self.size, "mtime": self.mtime, "taken": self.taken, "taken_from": self.taken_from,
-                "camera": self.camera}
-
-
-def _when(hit: Hit) -> str:
-    """A hit's date taken for sorting: ISO text on the photo's own clock sorts as the dates do."""
-    if hit.taken is not None:
-        return hit.taken[:19]
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(hit.mtime))
-
-
-def _wall_clock(instant: float | None) -> float | None:
-    """An instant as the NAS's wall clock shows it, in seconds since 1970 as if that clock were UTC."""
-    if instant is None:
-        return None
-    try:
-        return instant + time.localtime(instant).tm_gmtoff
-    except (OverflowError, OSError, ValueError):  # beyond what the platform's localtime takes
-        return instant
-
-
-def _taken(row: Candidate) -> str | None:
-    if row.taken is None or row.taken_source not in ("exif", "mtime"):
-        return None
-    when = CaptureTime(row.taken, row.taken_offset, row.taken_source)  # type: ignore[arg-type]  # checked
-    return when.as_datetime().isoformat(timespec="seconds" if row.taken == int(row.taken) else "milliseconds")
-
-
-def _camera(row: Candidate) -> str | None:
-    parts = [part for part in (row.camera_make, row.camera_model) if part]
-    return " ".join(parts) or None
 
 
 class TextCache:
@@ -133,60 +89,6 @@ class TextCache:
                 self._items.popitem(last=False)
 
 
-class _Filter:
-    """A request's share, folder and date limits, checked per result or turned into SQL."""
-
-    def __init__(self, request: Request, shares: Shares, prefix: str | None) -> None:
-        self.share = request.share
-        self.prefix = None if prefix in (None, "/") else prefix
-        self.after_ns = int(request.after * 1e9) if request.after is not None else None
-        self.before_ns = int(request.before * 1e9) if request.before is not None else None
-        # A capture time is the photo's own wall clock: the limits, as the NAS's clock shows them.
-        self.after_wall = _wall_clock(request.after)
-        self.before_wall = _wall_clock(request.before)
-        self.camera = request.camera.casefold().split() if request.camera else []
-        self.shares = shares
-
-    @property
-    def active(self) -> bool:
-        return bool(self.share or self.prefix or self.after_ns is not None or self.before_ns is not None
-                    or self.camera)
-
-    def keeps_row(self, row: Candidate) -> bool:
-        """The share and date parts of the filter (cheap: no path built yet)."""
-        if self.share and row.share != self.share:
-            return False
-        if self.camera:  # every word, anywhere in make and model: "iphone", "canon r5"
-            name = f"{row.camera_make or ''} {row.camera_model or ''}".casefold()
-            if not all(word in name for word in self.camera):
-                return False
-        if row.taken is None:  # metadata not read yet: the file's time
-            return ((self.after_ns is None or row.mtime_ns >= self.after_ns)
-                    and (self.before_ns is None or row.mtime_ns < self.before_ns))
-        return ((self.after_wall is None or row.taken >= self.after_wall)
-                and (self.before_wall is None or row.taken < self.before_wall))
-
-    def keeps_path(self, path: str) -> bool:
-        return not self.prefix or path.startswith(self.prefix + "/")
-
-    def selections(self) -> list[Selection]:
-        """One catalog selection per share the filter can match."""
-        parts = []
-        for share, root in self.shares.items():
-            if self.share and share != self.share:
-                continue
-            relpath_range = None
-            if self.prefix:
-                root_text = str(root)
-                if self.prefix.startswith(root_text + "/"):
-                    relpath_range = cat.prefix_range(self.prefix[len(root_text) + 1:])
-                elif not (root_text == self.prefix or root_text.startswith(self.prefix + "/")):
-                    continue  # the folder is in no part of this share
-            parts.append(Selection(share, relpath_range, self.after_ns, self.before_ns, self.after_wall,
-                                   self.before_wall))
-        return parts
-
-
 class Searcher:
     """Answers search requests against one store; safe to share across threads.
 
@@ -196,12 +98,15 @@ class Searcher:
     """
 
     def __init__(self, store: Store, encoder: Encoder, shares: Shares | Mapping[str, Path], max_pixels: int,
-                 *, limits: DecodeLimits | None = None, max_decodes: int = 2, slots: int = 0) -> None:
+                 *, limits: DecodeLimits | None = None, max_decodes: int = 2, slots: int = 0,
+                 max_all: int = 10000) -> None:
         self.store = store
         self.encoder = encoder
         self.shares = Shares.of(shares)
         self.limits = limits or DecodeLimits(max_pixels)  # replaced by a config reload
         self.max_decodes = max_decodes
+        self.max_all = max_all  # most photos an 'all' search returns
+        self.places = Places(gazetteer)
         self._decodes = threading.BoundedSemaphore(max_decodes)
         self.texts = TextCache()
         # Text-encoder runs and index scans, concurrent queries' together, a few at a time
@@ -214,6 +119,7 @@ class Searcher:
         """A reload's shares and decode limits; the text cache and the --like slots stay."""
         self.shares = Shares.of(config.shares)
         self.limits = decode_limits(config.indexer)
+        self.max_all = config.query.max_all
 
     def close(self) -> None:
         """Close encoders opened for an old model (the target encoder belongs to the caller)."""
@@ -363,43 +269,99 @@ class Searcher:
     # ------------------------------------------------------------------ searching
 
     def search(self, request: Request, peer: Peer) -> tuple[list[Hit], dict]:
-        """The best request.k photos peer may see, and timing details."""
+        """The photos peer may see that answer request (the k best, or every match), and details of the search."""
         started = time.perf_counter()
         access = AccessCheck(peer)
-        model, index, encoder = self._model()
-        query = self.query_vector(request.terms, access, index, encoder)
-        encoded = time.perf_counter()
-        filt = _Filter(request, self.shares, self._share_path(request.path_prefix))
+        understood = understand(request, self.places)
+        request = understood.request
+        filt = Filter(request, self.shares, self._share_path(request.path_prefix), understood.place)
+        details: dict = {"understood": understood.description, "interpreted": understood.interpreted}
+        if not request.terms:
+            if not filt.active:
+                raise ProtocolError(BAD_REQUEST, "nothing to search for: give a description, a photo or a filter")
+            hits = self._listing(request, filt, access)
+            details.update(model=None, filtered_by="catalog", examined=len(hits))
+        else:
+            model, index, encoder = self._model()
+            query = self.query_vector(request.terms, access, index, encoder)
+            details.update(model=model, encode_ms=round((time.perf_counter() - started) * 1000, 2))
+            if request.all:
+                hits, cutoff, examined, visible = self._every_match(index, query, filt, access, request)
+                if not peer.is_root:  # a statistic of photos hidden from the asker too
+                    cutoff.pop("median", None)
+                details.update(cutoff=cutoff, filtered_by="index" if not filt.active else "catalog")
+            else:
+                hits, examined, visible, route = self._best(index, query, filt, access, request.k)
+                details["filtered_by"] = route
+            # Others see only how many candidates they may see were looked at: the full count
+            # would tell how many hidden photos a folder (say, bob's) holds.
+            details["examined"] = examined if peer.is_root else visible
+        if request.sort != "score" and request.terms:  # the matches, in the order they were taken
+            hits.sort(key=when, reverse=request.sort == "-date")
+        details["took_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return hits, details
+
+    def _best(self, index: VectorIndex, query: np.ndarray, filt: Filter, access: AccessCheck,
+              k: int) -> tuple[list[Hit], int, int, str]:
+        """The k best visible photos the filter keeps: (hits, examined, visible, route)."""
         total = len(index)
         limit = POST_FILTER_LIMIT if filt.active else total
         # A filter that leaves too few photos for POST_FILTER_LIMIT candidates to hold k of
         # them (one album, a month) goes to the catalog at once: asking the index first
         # would cost a scan, and under load its wait, for nothing.
-        narrow = self._candidates(filt, int(total * NARROW * request.k / POST_FILTER_LIMIT)) if filt.active else None
+        narrow = self._candidates(filt, int(total * NARROW * k / POST_FILTER_LIMIT)) if filt.active else None
         if narrow is not None:
-            hits, examined, visible, _ = self._scan(index, query, request.k, filt, access, narrow, len(narrow),
-                                                    len(narrow))
-            route = "catalog"
-        else:
-            hits, examined, visible, complete = self._scan(index, query, request.k, filt, access, None, total, limit)
-            route = "index"
-            if not complete:
-                among = self._candidates(filt)
-                assert among is not None  # no limit given
-                route = "catalog"
-                hits, more, visible, _ = self._scan(index, query, request.k, filt, access, among, len(among),
-                                                    len(among))
-                examined += more
-        if request.sort != "score":  # the k best, in the order they were taken
-            hits.sort(key=_when, reverse=request.sort == "-date")
-        took = time.perf_counter() - started
-        # Others see only how many candidates they may see were looked at: the full count
-        # would tell how many hidden photos a folder (say, bob's) holds.
-        return hits, {"model": model, "took_ms": round(took * 1000, 2),
-                      "encode_ms": round((encoded - started) * 1000, 2),
-                      "examined": examined if peer.is_root else visible, "filtered_by": route}
+            hits, examined, visible, _ = self._scan(index, query, k, filt, access, narrow, len(narrow), len(narrow))
+            return hits, examined, visible, "catalog"
+        hits, examined, visible, complete = self._scan(index, query, k, filt, access, None, total, limit)
+        if complete:
+            return hits, examined, visible, "index"
+        among = self._candidates(filt)
+        assert among is not None  # no limit given
+        hits, more, visible, _ = self._scan(index, query, k, filt, access, among, len(among), len(among))
+        return hits, examined + more, visible, "catalog"
 
-    def _scan(self, index: VectorIndex, query: np.ndarray, want: int, filt: _Filter, access: AccessCheck,
+    def _every_match(self, index: VectorIndex, query: np.ndarray, filt: Filter, access: AccessCheck,
+                     request: Request) -> tuple[list[Hit], dict, int, int]:
+        """Every visible photo above the query's own cut-off (cutoff.py): (hits, cut-off, examined, visible).
+
+        The whole filtered collection is scored (one scan), its median taken,
+        and the visible candidates examined best first down to the upper
+        bound the cut-off can lie in, plus one more below it.
+        """
+        among = self._candidates(filt) if filt.active else None
+        size = len(among) if among is not None else len(index)
+        if size == 0:
+            return [], Cutoff(float("inf"), 0).as_dict(), 0, 0
+        scores, ids = self._search(index, query, size, among)
+        found = [(s, i) for s, i in zip(scores[0].tolist(), ids[0].tolist()) if i >= 0]
+        median = float(np.median([s for s, _ in found])) if found else 0.0
+        hits: list[Hit] = []
+        examined = 0
+        chunk = 256
+        while examined < len(found):
+            hits += self._accept(found[examined:examined + chunk], filt, access)
+            examined = min(len(found), examined + chunk)
+            chunk *= 2
+            if len(hits) > 1 and score_of(hits[-1]) < upper_bound(score_of(hits[0]), median):
+                break
+        cutoff = find_cutoff(np.array([score_of(h) for h in hits]), median)
+        cap = min(self.max_all, request.k if request.k_given else self.max_all)
+        matched = hits[:min(cutoff.count, cap)]
+        return matched, {**cutoff.as_dict(), "median": round(median, 6), "truncated": cutoff.count > cap}, \
+            examined, len(hits)
+
+    def _listing(self, request: Request, filt: Filter, access: AccessCheck) -> list[Hit]:
+        """The visible photos a filter keeps, newest first (or oldest, with sort date): a search with no description."""
+        among = self._candidates(filt)
+        assert among is not None
+        hits = self._accept([(0.0, i) for i in among.tolist()], filt, access)
+        hits.sort(key=when, reverse=request.sort != "date")
+        cap = min(self.max_all, request.k) if not request.all else min(self.max_all, request.k if request.k_given
+                                                                        else self.max_all)
+        return [replace(h, score=None) for h in hits[:cap]]
+
+    def _scan(self, index: VectorIndex, query: np.ndarray, want: int, filt: Filter, access: AccessCheck,
               among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, int, bool]:
         """(best hits, candidates examined, of them visible matches, whether the answer is final) for one search.
 
@@ -430,10 +392,10 @@ class Searcher:
             if len(hits) >= want or (examined == len(found) and (len(found) < fetch or fetch >= total)):
                 break
             if fetch >= limit or expected > limit:
-                hits.sort(key=lambda h: -h.score)
+                hits.sort(key=lambda h: -score_of(h))
                 return hits[:want], examined, len(hits), False
             fetch = min(total, limit, max(fetch * 4, int(expected * 1.25)))
-        hits.sort(key=lambda h: -h.score)
+        hits.sort(key=lambda h: -score_of(h))
         return hits[:want], examined, len(hits), True
 
     def _search(self, index: VectorIndex, query: np.ndarray, fetch: int,
@@ -443,7 +405,7 @@ class Searcher:
             return self.work.submit(None, [query], lambda batch: [index.search(batch[0], fetch, among)])[0]
         return self.work.submit(index, [(query, fetch)], lambda batch: _scan_together(index, batch))[0]
 
-    def _candidates(self, filt: _Filter, limit: int | None = None) -> np.ndarray | None:
+    def _candidates(self, filt: Filter, limit: int | None = None) -> np.ndarray | None:
         """Ids of the catalog rows a share/folder/date filter keeps; None if there are more than limit."""
         reader = self.store.reader()
         ids: list[int] = []
@@ -453,7 +415,7 @@ class Searcher:
                 return None
         return np.array(ids, dtype=np.int64)
 
-    def _accept(self, candidates: list[tuple[float, int]], filt: _Filter, access: AccessCheck) -> list[Hit]:
+    def _accept(self, candidates: list[tuple[float, int]], filt: Filter, access: AccessCheck) -> list[Hit]:
         if not candidates:
             return []
         rows = self.store.reader().candidates(i for _, i in candidates)
@@ -463,14 +425,13 @@ class Searcher:
             # A pending row is a changed photo whose old vector still answers until it is re-encoded.
             if row is None or row.state not in SEARCHABLE:
                 continue
-            share, raw, size, mtime_ns = row.share, row.relpath, row.size, row.mtime_ns
-            root = self.shares.root(share)
+            root = self.shares.root(row.share)
             if root is None or not filt.keeps_row(row):
                 continue
-            path = f"{root}/{cat.decode_path(raw)}"
+            path = f"{root}/{cat.decode_path(row.relpath)}"
             if not filt.keeps_path(path) or not (access.peer.is_root or access.may_read(Path(path))):
                 continue
-            hits.append(Hit(path, share, score, size, mtime_ns / 1e9, _taken(row), row.taken_source, _camera(row)))
+            hits.append(hit_from(row, path, score, filt.chinese))
         return hits
 
 

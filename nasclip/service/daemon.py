@@ -96,7 +96,7 @@ class Daemon:
                            config.index.search_threads, model_folder=spec.folder)
         self.searcher = Searcher(self.store, self.encoder, self.shares, config.indexer.max_pixels,
                                  limits=decode_limits(config.indexer), max_decodes=config.query.max_image_decodes,
-                                 slots=config.query.cpu_slots)
+                                 slots=config.query.cpu_slots, max_all=config.query.max_all)
         self.indexer = Indexer(self.store, self.encoder, config.indexer, self.shares)
         self.watcher = Watcher(self.store, config.shares, config.indexer.settle_seconds,
                                on_change=self.indexer.wake)

@@ -87,6 +87,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX files_unread_meta ON files (id) WHERE taken_source IS NULL AND state = 'indexed';
     CREATE INDEX files_taken ON files (share, taken);
     """,
+    # 3 -> 4: where a photo's GPS position is, named offline (nasclip/meta/places.py): the nearest
+    # city's GeoNames id, its admin1 region code and ISO country code, stored so that a place filter
+    # compares columns. place_country '' means looked up with no city in reach; NULL with a lat,
+    # not looked up yet (rows of schema 3), which files_unplaced finds for the backfill.
+    """
+    ALTER TABLE files ADD COLUMN place_city INTEGER;
+    ALTER TABLE files ADD COLUMN place_region TEXT;
+    ALTER TABLE files ADD COLUMN place_country TEXT;
+    CREATE INDEX files_unplaced ON files (id) WHERE lat IS NOT NULL AND place_country IS NULL;
+    CREATE INDEX files_place ON files (place_country, place_region, place_city) WHERE place_country != '';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -123,8 +134,10 @@ def prefix_range(prefix: str) -> tuple[bytes, bytes]:
 
 
 ROW_COLUMNS = "id, share, relpath, size, mtime_ns, fingerprint, state, error, attempts"
-# What the photo says of itself (schema 3), in the order Store._record_meta writes them.
-META_COLUMNS = "taken, taken_offset, taken_source, camera_make, camera_model, lat, lon"
+# What the photo says of itself (schema 3) and where that is (schema 4), in the order
+# Store._write_meta writes them.
+META_COLUMNS = "taken, taken_offset, taken_source, camera_make, camera_model, lat, lon, " \
+               "place_city, place_region, place_country"
 
 
 def row_from(values: tuple) -> FileRow:

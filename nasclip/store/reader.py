@@ -13,6 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Iterable
 
+from ..meta.exif import Position
 from .catalog import FAILED, GONE, INDEXED, PENDING, ROW_COLUMNS, FileRow, row_from
 
 # SQLite's default limit on bound parameters is 999; stay under it.
@@ -38,6 +39,29 @@ class Candidate:
     taken_source: str | None = None
     camera_make: str | None = None
     camera_model: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    place_city: int | None = None  # where (schema 4): GeoNames city id, admin1 code, country code
+    place_region: str | None = None
+    place_country: str | None = None
+
+
+_CANDIDATE_COLUMNS = ("id, share, relpath, size, mtime_ns, state, taken, taken_offset, taken_source, camera_make, "
+                      "camera_model, lat, lon, place_city, place_region, place_country")
+
+
+@dataclass(frozen=True)
+class PlaceFilter:
+    """Photos in one place: a city (by GeoNames id), a region (country + admin1 code) or a whole country."""
+
+    country: str
+    region: str | None = None
+    city: int | None = None
+
+    def keeps(self, city: int | None, region: str | None, country: str | None) -> bool:
+        if self.city is not None:
+            return city == self.city
+        return country == self.country and (self.region is None or region == self.region)
 
 
 @dataclass(frozen=True)
@@ -56,6 +80,7 @@ class Selection:
     before_ns: int | None = None
     after_wall: float | None = None
     before_wall: float | None = None
+    place: PlaceFilter | None = None
 
 
 class CatalogReader:
@@ -130,6 +155,14 @@ class CatalogReader:
         if selection.before_ns is not None:
             where += " AND (taken<? OR (taken IS NULL AND mtime_ns<?))"
             args += (selection.before_wall, selection.before_ns)
+        place = selection.place
+        if place is not None:
+            if place.city is not None:
+                where += " AND place_city=?"
+                args += (place.city,)
+            else:
+                where += " AND place_country=?" + (" AND place_region=?" if place.region is not None else "")
+                args += (place.country,) + ((place.region,) if place.region is not None else ())
         if limit is not None:
             where += " LIMIT ?"
             args += (limit + 1,)
@@ -142,9 +175,7 @@ class CatalogReader:
         for start in range(0, len(id_list), _CHUNK):
             chunk = id_list[start:start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(f"SELECT id, share, relpath, size, mtime_ns, state, taken, taken_offset, "
-                                         f"taken_source, camera_make, camera_model FROM files "
-                                         f"WHERE id IN ({marks})", chunk):
+            for row in self.conn.execute(f"SELECT {_CANDIDATE_COLUMNS} FROM files WHERE id IN ({marks})", chunk):
                 rows[row[0]] = Candidate(*row)
         return rows
 
@@ -154,6 +185,20 @@ class CatalogReader:
             f"SELECT {ROW_COLUMNS} FROM files INDEXED BY files_unread_meta WHERE taken_source IS NULL "
             f"AND state='{INDEXED}' ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [row_from(r) for r in rows]
+
+    def unplaced(self, limit: int) -> list[tuple[int, Position]]:
+        """Rows with a GPS position whose place was never looked up (schema 3 rows), lowest ids first."""
+        rows = self.conn.execute("SELECT id, lat, lon FROM files INDEXED BY files_unplaced WHERE lat IS NOT NULL "
+                                 "AND place_country IS NULL ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [(row_id, Position(lat, lon)) for row_id, lat, lon in rows]
+
+    def metadata_owed(self) -> int:
+        """Indexed photos whose metadata or place is still to be read (the background backfill's work)."""
+        unread = self.conn.execute(f"SELECT COUNT(*) FROM files INDEXED BY files_unread_meta WHERE "
+                                   f"taken_source IS NULL AND state='{INDEXED}'").fetchone()[0]
+        unplaced = self.conn.execute("SELECT COUNT(*) FROM files INDEXED BY files_unplaced WHERE lat IS NOT NULL "
+                                     "AND place_country IS NULL").fetchone()[0]
+        return int(unread) + int(unplaced)
 
     def due(self, limit: int, skip: set[int], now: float) -> list[FileRow]:
         """Pending rows to index: new photos newest first, then retries that are due (see Store.pending)."""

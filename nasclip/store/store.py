@@ -23,7 +23,7 @@ import numpy as np
 
 from ..config import CATALOG_FILE, INDEX_FOLDER
 from ..errors import DiskFull, StoreError
-from ..meta.exif import PhotoMeta
+from ..meta.exif import PhotoMeta, PlaceRef, Position
 from . import catalog as cat
 from . import checkpoint
 from .catalog import META_COLUMNS, Catalog, FileRow
@@ -356,13 +356,32 @@ class Store:
                 written += 1
         return written
 
+    def unplaced(self, limit: int) -> list[tuple[int, Position]]:
+        """Photos with a GPS position whose place was never looked up (indexed before schema 4)."""
+        return self.reader().unplaced(limit)
+
+    def record_places(self, found: list[tuple[int, Position, PlaceRef]]) -> int:
+        """Places looked up for positions; a row whose position changed meanwhile is left for the next look."""
+        written = 0
+        with self._lock, self.catalog.transaction() as tx:
+            for row_id, position, place in found:
+                written += tx.execute(
+                    "UPDATE files SET place_city=?, place_region=?, place_country=? WHERE id=? AND lat=? AND lon=? "
+                    "AND place_country IS NULL", (place.city, place.region, place.country, row_id, position.lat,
+                                                  position.lon)).rowcount
+        return written
+
     @staticmethod
     def _write_meta(tx: sqlite3.Connection, row_id: int, meta: PhotoMeta) -> None:
-        taken, position = meta.taken, meta.position
-        tx.execute(f"UPDATE files SET ({META_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?) WHERE id=?",
+        taken, position, place = meta.taken, meta.position, meta.place
+        if position is None:
+            place = None
+        tx.execute(f"UPDATE files SET ({META_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id=?",
                    (taken.local if taken else None, taken.offset if taken else None,
                     taken.source if taken else None, meta.make, meta.model,
-                    position.lat if position else None, position.lon if position else None, row_id))
+                    position.lat if position else None, position.lon if position else None,
+                    place.city if place else None, place.region if place else None,
+                    place.country if place else None, row_id))
 
     @staticmethod
     def _record_meta(tx: sqlite3.Connection, row_id: int, result: Encoded) -> None:

@@ -1,0 +1,78 @@
+"""What a search answers: one ``Hit`` per photo, as the protocol shows it.
+
+A hit carries what a person reads beside a photo: its score, when it was
+taken (ISO 8601 on the photo's own clock, with the offset where the photo
+gives one; the file's time where it says nothing, marked ``taken_from:
+"mtime"``), the camera, and where: the place its GPS position names, in
+English and Chinese (nasclip/meta/places.py), and the position itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..meta.exif import CaptureTime, PlaceRef
+from ..meta.places import gazetteer
+from ..store.reader import Candidate
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    path: str
+    share: str
+    score: float | None  # None: found by filters alone, not ranked by a description
+    size: int
+    mtime: float
+    taken: str | None = None  # ISO 8601, with the offset where the photo gives one
+    taken_from: str | None = None  # 'exif', or 'mtime' (the photo says nothing: the file's time)
+    camera: str | None = None
+    place: str | None = None  # "Lisbon, Lisboa, Portugal", or "葡萄牙里斯本" for a request in Chinese
+    lat: float | None = None
+    lon: float | None = None
+    id: int | None = None  # the catalog row: the web front end asks for thumbnails by it
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "share": self.share, "score": None if self.score is None else round(self.score, 6),
+                "size": self.size, "mtime": self.mtime, "taken": self.taken, "taken_from": self.taken_from,
+                "camera": self.camera, "place": self.place}
+
+
+def hit_from(row: Candidate, path: str, score: float | None, chinese: bool = False) -> Hit:
+    """The hit for a catalog row found at path; its place named in Chinese where asked and known."""
+    english, local = _place(row)
+    return Hit(path, row.share, score, row.size, row.mtime_ns / 1e9, _taken(row), row.taken_source, _camera(row),
+               (local or english) if chinese else english, row.lat, row.lon, row.id)
+
+
+def score_of(hit: Hit) -> float:
+    """A ranked hit's score: every hit a description found has one."""
+    assert hit.score is not None, "a hit from the filters alone has no score"
+    return hit.score
+
+
+def when(hit: Hit) -> str:
+    """A hit's date taken for sorting: ISO text on the photo's own clock sorts as the dates do."""
+    if hit.taken is not None:
+        return hit.taken[:19]
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(hit.mtime))
+
+
+def _taken(row: Candidate) -> str | None:
+    if row.taken is None or row.taken_source not in ("exif", "mtime"):
+        return None
+    taken = CaptureTime(row.taken, row.taken_offset, row.taken_source)  # type: ignore[arg-type]  # checked
+    return taken.as_datetime().isoformat(timespec="seconds" if row.taken == int(row.taken) else "milliseconds")
+
+
+def _camera(row: Candidate) -> str | None:
+    parts = [part for part in (row.camera_make, row.camera_model) if part]
+    return " ".join(parts) or None
+
+
+def _place(row: Candidate) -> tuple[str | None, str | None]:
+    if not row.place_country:  # no position, not looked up yet, or nowhere near a city
+        return None, None
+    return gazetteer().names(PlaceRef(row.place_city, row.place_region, row.place_country))
