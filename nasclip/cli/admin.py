@@ -50,6 +50,9 @@ def print_status(status: StatusReply) -> None:
               f"{group_digits(switch['total'])} photos re-encoded; searches use {switch['serving']} meanwhile")
     _say(f"photos   {group_digits(photos['indexed'])} indexed, {group_digits(photos['pending'])} pending, "
           f"{group_digits(photos['failed'])} failed, {group_digits(photos['gone'])} deleted (kept briefly)")
+    if status.get("metadata_owed"):
+        _say(f"         reading the dates, cameras and places of {group_digits(status['metadata_owed'])} photos "
+             "indexed before nasclip stored them (headers only, nothing re-encoded)")
     eta = status.get("eta_seconds")
     rate = f"{status['rate']:.1f} photos/s" + (f", about {eta / 60:.0f} min left" if eta else "")
     _say(f"encoded  {group_digits(status['encoded']['run'])} this run ({rate}), "

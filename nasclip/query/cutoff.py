@@ -64,10 +64,12 @@ def find_cutoff(scores: np.ndarray, median: float) -> Cutoff:
     if n == 0:
         return Cutoff(float("inf"), 0)
     best = float(x[0])
-    if n == 1 or best <= median:  # one photo, or no photo stands out: only the best
+    if best <= median:  # no photo stands out: only the best
         return Cutoff(best, 1)
     upper = int(np.count_nonzero(x >= upper_bound(best, median)))
-    upper = max(1, min(upper, n - 1))  # the boundary is a gap: it needs a score below it
+    if upper == n:  # no score below the region (a small collection): the median stands for the rest
+        x = np.append(x, median)
+    upper = max(1, upper)
     gaps = x[:upper] - x[1:upper + 1]
     prior = (best - x[upper]) / upper  # the upper region's mean spacing
     above = (best - x[:upper] + prior) / (np.arange(upper) + 1.0)

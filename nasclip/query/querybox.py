@@ -90,12 +90,10 @@ class Period:
         except ValueError:  # month 13, February 30
             return None
 
-    def instants(self) -> tuple[float, float]:
-        """(after, before) as Unix times of local midnights, as the protocol's dates are."""
-        return _midnight(self.start), _midnight(self.end)
 
 
-def _midnight(day: date) -> float:
+def midnight(day: date) -> float:
+    """The Unix time of a day's local midnight, as the protocol's dates mean a plain day."""
     return datetime(day.year, day.month, day.day).astimezone().timestamp()
 
 
@@ -104,10 +102,11 @@ class Parsed:
     """What a query box said: descriptions with their signs, and the filters its words named."""
 
     terms: list[tuple[float, str]] = field(default_factory=list)
-    after: Period | None = None  # from after: or taken:
-    before: Period | None = None  # from before: or taken:
+    after: date | None = None  # the first day (after:, taken:, a plain date)
+    before: date | None = None  # the day after the last (before: its first day; taken:, a plain date: its end)
     place: str | None = None  # a name for the gazetteer
     place_found: Place | None = None  # what a plain name resolved to (operators resolve later)
+    place_words: str | None = None  # the plain name as typed
     camera: str | None = None
     share: str | None = None
     folder: str | None = None
@@ -154,10 +153,10 @@ def _operator(parsed: Parsed, key: str, value: str) -> None:
             raise _fail(f"{key}:{value} is not a date; write a year, month or day: 2019, 2019-06, 2019-06-15")
         if key in ("after", "taken"):
             _once(parsed.after, key)
-            parsed.after = period
+            parsed.after = period.start
         if key in ("before", "taken"):
             _once(parsed.before, key)
-            parsed.before = period
+            parsed.before = period.start if key == "before" else period.end
     elif key == "sort":
         if value not in ("score", "date", "-date"):
             raise _fail(f"sort:{value} is not an order; use sort:score, sort:date or sort:-date")
@@ -190,7 +189,7 @@ def _plain_dates(parsed: Parsed, pieces: list[tuple[str, str]]) -> list[tuple[st
     if len(found) != 1 or parsed.after is not None or parsed.before is not None:
         return pieces  # none, or two dates: which one is meant is not clear
     i, period, span = found[0]
-    parsed.after = parsed.before = period
+    parsed.after, parsed.before = period.start, period.end
     return _consume(pieces, i, span)
 
 
@@ -217,7 +216,7 @@ def _plain_places(parsed: Parsed, pieces: list[tuple[str, str]], places: PlaceNa
                 found = _chinese_place(run.group(0), places)
                 if found is not None:
                     (start, stop), place = found
-                    parsed.place_found = place
+                    parsed.place_found, parsed.place_words = place, run.group(0)[start:stop]
                     offset = run.start()
                     return _consume(pieces, i, (offset + start, offset + stop))
             continue
@@ -225,9 +224,10 @@ def _plain_places(parsed: Parsed, pieces: list[tuple[str, str]], places: PlaceNa
             words = pieces[i:i + length]
             if len(words) < length or any(k != "text" or not _capitalised(v) for k, v in words):
                 continue
-            clear = _clear(places.resolve(" ".join(v.strip(_TRIM) for _, v in words)))
+            name = " ".join(v.strip(_TRIM) for _, v in words)
+            clear = _clear(places.resolve(name))
             if clear is not None:
-                parsed.place_found = clear
+                parsed.place_found, parsed.place_words = clear, name
                 return _consume(pieces[:i + 1] + pieces[i + length:], i, None)
     return pieces
 

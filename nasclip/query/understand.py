@@ -21,7 +21,7 @@ from ..meta.gazetteer import Place
 from ..meta.places import Gazetteer
 from ..store.reader import PlaceFilter
 from .protocol import MAX_TERMS, Request, Term
-from .querybox import Parsed, Period, parse
+from .querybox import Parsed, Period, midnight, parse
 from .wire import BAD_REQUEST, NOT_FOUND
 
 log = logging.getLogger("nasclip.search")
@@ -85,8 +85,8 @@ def _merge(request: Request, parsed: Parsed) -> Request:
         if not any(t.weight > 0 for t in [*request.terms, *terms]):
             raise _fail("every description is subtracted; say what to look for first, e.g. 'beach - people'")
         changes["terms"] = request.terms + tuple(terms)
-    periods = {"after": parsed.after.instants()[0] if parsed.after else None,
-               "before": parsed.before.instants()[1] if parsed.before else None}
+    periods = {"after": midnight(parsed.after) if parsed.after else None,
+               "before": midnight(parsed.before) if parsed.before else None}
     for key, value in [*periods.items(), ("camera", parsed.camera), ("share", parsed.share)]:
         if value is not None:
             if getattr(request, key) is not None:
@@ -113,7 +113,7 @@ def _merge(request: Request, parsed: Parsed) -> Request:
 def _place(request: Request, parsed: Parsed, places: Gazetteer | None) -> tuple[PlaceFilter | None, str | None]:
     """The place filter and how to name it: a plain name the parser found, or a name the request gave."""
     chosen: Place | None = parsed.place_found
-    named = None
+    named = parsed.place_words
     if chosen is None and request.place is not None:
         if places is None:
             raise ProtocolError(NOT_FOUND, "place names are not available here: the gazetteer could not be loaded "

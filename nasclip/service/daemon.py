@@ -313,6 +313,7 @@ class Daemon:
                         "text_cache": {"hits": self.searcher.texts.hits, "misses": self.searcher.texts.misses}},
             "disk_full": disk_full,
             "notices": list(self.store.notices),
+            "metadata_owed": self.store.reader().metadata_owed(),
             "healthy": self.healthy() and disk_full is None,
             "service": {"config": str(self.config.source) if self.config.source else None,
                         "reloaded": self.reloaded, "restart_needed": list(self.restart_needed),
@@ -340,7 +341,8 @@ class Daemon:
         """One line for systemd's STATUS= (status.status_line)."""
         assert self.store and self.indexer
         return report.status_line(self.store.counts(), self.indexer.stats.rate(), self.store.space.line(),
-                                  self.store.migration(), self.store.serving_model())
+                                  self.store.migration(), self.store.serving_model(),
+                                  self.store.reader().metadata_owed())
 
     # ------------------------------------------------------------------ requests
 

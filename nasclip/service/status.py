@@ -79,6 +79,7 @@ class StatusReply(_Required, total=False):
     disk_full: dict[str, Any] | None  # SpaceMonitor.status() plus held_results
     notices: list[str]
     service: ServiceStatus
+    metadata_owed: int  # indexed photos whose capture time, camera or place is still to be read
 
 
 def hide_from(status: StatusReply, access: AccessCheck) -> None:
@@ -100,7 +101,7 @@ def hide_from(status: StatusReply, access: AccessCheck) -> None:
 
 
 def status_line(counts: dict[str, int], rate: float, disk_full: str | None, switch: dict[str, Any] | None,
-                serving: str) -> str:
+                serving: str, metadata_owed: int = 0) -> str:
     """One line for systemd's STATUS=, e.g. 'indexed 12 034 / 48 210, 18.2 photos/s, about 33 min left'."""
     live = counts["indexed"] + counts["pending"] + counts["failed"]
     parts = [f"indexed {group_digits(counts['indexed'])} / {group_digits(live)}"]
@@ -108,6 +109,8 @@ def status_line(counts: dict[str, int], rate: float, disk_full: str | None, swit
         parts.insert(0, disk_full)
     if counts["pending"] and rate > 0:
         parts.append(f"{rate:.1f} photos/s, about {duration(counts['pending'] / rate)} left")
+    elif not counts["pending"] and metadata_owed:
+        parts.append(f"reading dates and places of {group_digits(metadata_owed)} photos")
     elif not counts["pending"]:
         parts.append("up to date")
     if counts["failed"]:
