@@ -10,7 +10,8 @@ CLIP ViT-B/32 image tower with random weights (speed does not depend on the
 weights) exported to ONNX as a nasclip model folder, its int8 copy made by
 `nasclip models quantize`, and a corpus of synthetic 12-megapixel JPEGs
 (smooth structure, edges and sensor-like noise, so they compress like phone
-photos: 3-5 MB each; every fourth one carries EXIF orientation 6). Later
+photos: 3-5 MB each; each carries a camera's EXIF, capture time and a GPS
+position somewhere on land, and every fourth one orientation 6). Later
 runs reuse them. One run prints, side by side:
 
   (a) encoder only: ONNX Runtime on already preprocessed tensors, batch 8;
@@ -23,10 +24,13 @@ runs reuse them. One run prints, side by side:
       torchvision's Resize does on PIL images; torchvision itself is not
       needed), centre crop, normalise, batch 8;
 
-the ratios b/a and b/c, and the int8 model's encoder-only images/s and the
-mean cosine similarity of its embeddings to fp32 on the same corpus.
-Targets on 2 cores: b/a >= 0.85, b/c >= 2.5, int8 >= 1.7x fp32 with mean
-cosine >= 0.99, daemon peak memory < 1 GB.
+  (b0) as (b) with ``indexer.read_metadata: false``: what reading each
+      photo's capture time, camera and position, and naming its place, costs;
+
+the ratios b/a, b/b0 and b/c, and the int8 model's encoder-only images/s and
+the mean cosine similarity of its embeddings to fp32 on the same corpus.
+Targets on 2 cores: b/a >= 0.85, b/b0 >= 0.95 (issue 16), b/c >= 2.5, int8
+>= 1.7x fp32 with mean cosine >= 0.99, daemon peak memory < 1 GB.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ from nasclip.model.spec import load_model_spec  # noqa: E402
 from nasclip.query.client import call  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
+# Where the corpus's photos say they were taken: cities of every continent.
+PLACES = [(38.72, -9.14), (39.90, 116.41), (40.71, -74.01), (-33.87, 151.21), (35.68, 139.69), (-23.55, -46.63),
+          (48.86, 2.35), (-1.29, 36.82), (22.32, 114.17), (55.76, 37.62), (19.43, -99.13)]
 DEMO = ROOT / "models" / "demo"
 BATCH = 8
 WIDTH, HEIGHT = 4000, 3000
@@ -195,7 +202,12 @@ def build_corpus(folder: Path, count: int) -> list[Path]:
         rng = np.random.default_rng(i)
         image = _photo(rng, i)
         exif = Image.Exif()
-        exif[0x010F] = "nasclip bench"
+        exif[0x010F], exif[0x0110] = "nasclip", f"bench {i % 7}"
+        exif.get_ifd(0x8769)[0x9003] = f"{2010 + i % 15}:{1 + i % 12:02d}:{1 + i % 28:02d} 12:{i % 60:02d}:00"
+        lat, lon = PLACES[i % len(PLACES)]
+        gps = exif.get_ifd(0x8825)
+        gps[1], gps[2] = ("N" if lat >= 0 else "S"), (float(int(abs(lat))), float(int(abs(lat) * 60) % 60), 0.0)
+        gps[3], gps[4] = ("E" if lon >= 0 else "W"), (float(int(abs(lon))), float(int(abs(lon) * 60) % 60), 0.0)
         if i % 4 == 3:
             exif[0x0112] = 6  # portrait, as phones store it
         tmp = path.with_suffix(".tmp")
@@ -275,7 +287,7 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def end_to_end(folder: Path, corpus: Path, count: int, threads: int, decode_threads: int,
-               batch: int) -> tuple[float, float, float, float]:
+               batch: int, read_metadata: bool = True) -> tuple[float, float, float, float]:
     """(steady images/s, images/s including the first batch, daemon peak MB, daemon CPU s per image)."""
     with tempfile.TemporaryDirectory(prefix="nasclip-bench-") as tmp:
         work = Path(tmp)
@@ -286,7 +298,7 @@ def end_to_end(folder: Path, corpus: Path, count: int, threads: int, decode_thre
             "socket": str(work / "query.sock"),
             "log_level": "info",
             "indexer": {"threads": threads, "decode_threads": decode_threads, "batch_size": batch,
-                        "settle_seconds": 0.0, "backend": "onnx"},
+                        "settle_seconds": 0.0, "backend": "onnx", "read_metadata": read_metadata},
             "query": {"socket_group": None},
         }
         (work / "nasclip.yaml").write_text(yaml.safe_dump(config))
@@ -382,8 +394,8 @@ def main() -> int:
     threads = args.threads or os.cpu_count() or 1
     folder = build_model(CACHE / "vitb32")
     int8 = build_int8(folder, CACHE / "vitb32-int8")
-    paths = build_corpus(CACHE / "corpus", args.images)
-    corpus = CACHE / f"corpus-{args.images}"
+    paths = build_corpus(CACHE / "corpus-exif", args.images)
+    corpus = CACHE / f"corpus-exif-{args.images}"
     if not corpus.is_dir() or len(list(corpus.iterdir())) != args.images:
         # The daemon indexes a folder holding exactly the corpus (hard links, no copies).
         shutil.rmtree(corpus, ignore_errors=True)
@@ -401,6 +413,9 @@ def main() -> int:
     log("(b) nasclipd end to end ...")
     b, b_all, peak, daemon_cpu = end_to_end(folder, corpus, args.images, args.threads, args.decode_threads,
                                             args.batch)
+    log("(b0) nasclipd end to end, without reading metadata ...")
+    b0, _, _, daemon_cpu0 = end_to_end(folder, corpus, args.images, args.threads, args.decode_threads, args.batch,
+                                       read_metadata=False)
     c = float("nan")
     if not args.skip_baseline:
         log("(c) PyTorch baseline ...")
@@ -428,6 +443,9 @@ def main() -> int:
          f"best of nasclip's session {a_nasclip:.2f}, ONNX Runtime defaults {a_default:.2f}")
     line("(b) nasclip end to end (nasclipd: files -> index)", f"{b:.2f} img/s",
          f"b/a = {b / a:.2f} (target >= 0.85); incl. first batch {b_all:.2f} img/s")
+    line("(b0) as (b), indexer.read_metadata: false", f"{b0:.2f} img/s",
+         f"b/b0 = {b / b0:.2f} (target >= 0.95); CPU per photo {daemon_cpu * 1000:.1f} ms with metadata, "
+         f"{daemon_cpu0 * 1000:.1f} ms without ({daemon_cpu0 / daemon_cpu:.3f})")
     line("(c) typical PyTorch indexer (eager, full decode)", f"{c:.2f} img/s",
          f"b/c = {b / c:.2f} (target >= 2.5)")
     line("int8 encoder only (nasclip models quantize)", f"{q:.2f} img/s",

@@ -96,6 +96,8 @@ class IndexerConfig:
         512 << 20, "larger files are refused before a byte is read (also as --like queries)")
     decode_timeout: float = setting(
         60.0, "seconds one photo may take to read and decode; a slower one fails and is retried later")
+    read_metadata: bool = setting(
+        True, "read capture time, camera and GPS position from each photo; false: file times, no place or camera")
     settle_seconds: float = setting(
         2.0, "a file must keep its size and mtime this long before it is indexed")
 

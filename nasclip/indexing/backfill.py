@@ -52,14 +52,20 @@ class MetadataBackfill:
         self._read_header = read_header
         self._patience = patience
 
-    def step(self) -> int:
-        """Read one batch of headers, or name one batch of places; the number of rows answered (0: done)."""
-        return self._headers() or self._places()
+    def step(self, read_metadata: bool = True) -> int:
+        """Read one batch of headers, or name one batch of places; the number of rows answered (0: done).
 
-    def _headers(self) -> int:
-        rows = self.store.unread_meta(BATCH)
+        With ``indexer.read_metadata`` off, rows owed a header read get the file's time, read from nothing.
+        """
+        return self._headers(read_metadata) or self._places()
+
+    def _headers(self, read: bool) -> int:
+        rows = self.store.unread_meta(BATCH if read else PLACE_BATCH)
         if not rows:
             return 0
+        if not read:
+            self.store.record_meta([(row, complete(PhotoMeta(), row.mtime_ns / 1e9)) for row in rows])
+            return len(rows)
         futures = [self._pool().submit(self._read_header, row) for row in rows]
         patience = self._patience()
         found = []

@@ -241,7 +241,7 @@ class Indexer:
         self._fill_window()
         if not self._window:
             self.stats.busy = False
-            return self.backfill.step()
+            return self.backfill.step(self.config.read_metadata)
         self.stats.busy = True
         batch = self._window.popleft()
         claimed = [row.id for row, _ in batch]
@@ -427,7 +427,8 @@ class Indexer:
             if donor is not None:
                 return _Prepared(row, fp, result=Encoded(row, fp, donor=donor), identity=identity)
             found: list[PhotoMeta] = []
-            tensor = load_tensor(handle, self.encoder.spec.image, config.max_pixels, found)
+            tensor = load_tensor(handle, self.encoder.spec.image, config.max_pixels,
+                                 found if config.read_metadata else None)
         except DecodeError as exc:
             if exc.retry and self.clock() - st.st_mtime < ARRIVAL_WINDOW and row.attempts < MAX_RETRIES:
                 delay = min(300.0, retry_delay(row, 5.0))
