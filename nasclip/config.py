@@ -48,16 +48,18 @@ DEFAULT_EXCLUDES = (
 # What the store keeps in state_dir (store.py builds its paths from these names).
 CATALOG_FILE = "catalog.db"
 INDEX_FOLDER = "index"
+CACHE_FOLDER = "cache"  # derived data kept to start faster (the place tables): safe to delete
 
 
 def is_state_file(state_dir: Path, path: Path) -> bool:
-    """True if path is the catalog (or its WAL, shared-memory or journal file) or lies in the index folder."""
+    """True if path is the catalog (or its WAL, shared-memory or journal file) or lies in the index or cache folder."""
     try:
         rel = path.relative_to(state_dir)
     except ValueError:
         return False
     first = rel.parts[0] if rel.parts else ""
-    return first == INDEX_FOLDER or first in {CATALOG_FILE + s for s in ("", "-wal", "-shm", "-journal")}
+    catalog = {CATALOG_FILE + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+    return first in (INDEX_FOLDER, CACHE_FOLDER) or first in catalog
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Callable
 
 from ..meta.exif import PhotoMeta, mtime_taken
-from ..meta.places import gazetteer
+from ..meta.places import Places
 from ..store.catalog import FileRow
 from ..store.store import Store
 
@@ -33,12 +33,15 @@ BATCH = 64  # photo headers read per step
 PLACE_BATCH = 2000  # stored positions named per step (~30 µs each)
 
 
-def complete(meta: PhotoMeta, mtime: float) -> PhotoMeta:
-    """meta with the file's own time where the photo gives none, and the place of its position."""
+def complete(meta: PhotoMeta, mtime: float, places: Places) -> PhotoMeta:
+    """meta with the file's own time where the photo gives none, and the place of its position.
+
+    Without a gazetteer the place stays unknown, and is looked up in the background once there is one.
+    """
     if meta.taken is None:
         meta = replace(meta, taken=mtime_taken(mtime))
     if meta.position is not None and meta.place is None:
-        meta = replace(meta, place=gazetteer().locate(meta.position))
+        meta = replace(meta, place=places.locate(meta.position))
     return meta
 
 
@@ -46,8 +49,9 @@ class MetadataBackfill:
     """The catalog's missing metadata, a bounded step at a time (see the module's docstring)."""
 
     def __init__(self, store: Store, pool: Callable[[], Executor], read_header: Callable[[FileRow], PhotoMeta],
-                 patience: Callable[[], float]) -> None:
+                 patience: Callable[[], float], places: Places) -> None:
         self.store = store
+        self.places = places
         self._pool = pool  # the indexer's decode pool, which it may replace
         self._read_header = read_header
         self._patience = patience
@@ -64,7 +68,7 @@ class MetadataBackfill:
         if not rows:
             return 0
         if not read:
-            self.store.record_meta([(row, complete(PhotoMeta(), row.mtime_ns / 1e9)) for row in rows])
+            self.store.record_meta([(row, complete(PhotoMeta(), row.mtime_ns / 1e9, self.places)) for row in rows])
             return len(rows)
         futures = [self._pool().submit(self._read_header, row) for row in rows]
         patience = self._patience()
@@ -74,15 +78,15 @@ class MetadataBackfill:
                 meta = future.result(timeout=patience)
             except FutureTimeout:  # a hung mount: the file's time, as for any unreadable photo
                 meta = PhotoMeta()
-            found.append((row, complete(meta, row.mtime_ns / 1e9)))
+            found.append((row, complete(meta, row.mtime_ns / 1e9, self.places)))
         self.store.record_meta(found)
         return len(rows)
 
     def _places(self) -> int:
         rows = self.store.unplaced(PLACE_BATCH)
-        if not rows:
+        places = self.places.get() if rows else None
+        if places is None:  # nothing owed, or no gazetteer to name them with (the log said why)
             return 0
-        places = gazetteer()
         self.store.record_places([(row_id, position, places.locate(position)) for row_id, position in rows])
         log.debug("named the places of %d photos", len(rows))
         return len(rows)

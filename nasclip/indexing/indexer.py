@@ -39,6 +39,7 @@ from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
 from ..fsopen import open_nofollow
 from ..lifecycle import Worker, lower_thread_priority
 from ..meta.exif import PhotoMeta
+from ..meta.places import Places
 from ..shares import Shares
 from ..store.catalog import FileRow
 from ..store.changes import Encoded, Failed, Result
@@ -162,7 +163,8 @@ class Indexer:
     """Turns pending catalog rows into vectors. start/loop/stop like every long-running part."""
 
     def __init__(self, store: Store, encoder: Encoder, config: IndexerConfig,
-                 shares: Shares | Mapping[str, Path], clock: Callable[[], float] = time.time) -> None:
+                 shares: Shares | Mapping[str, Path], clock: Callable[[], float] = time.time,
+                 places: Places | None = None) -> None:
         self.store = store
         self.encoder = encoder
         self.config = config
@@ -179,8 +181,9 @@ class Indexer:
         self._unrecorded: tuple[list[_Prepared], list[Result]] | None = None
         self._worker = Worker("nasclip-indexer", self.step, log, "indexer", error_pause=5.0, nice=config.nice)
         self.paused = threading.Event()  # tests and `nasclip` can hold the indexer
+        self.places = places or Places()  # names the places of photos' positions
         self.backfill = MetadataBackfill(store, lambda: self._pool, self._header_meta,
-                                         lambda: 2 * self.config.decode_timeout + 1.0)
+                                         lambda: 2 * self.config.decode_timeout + 1.0, self.places)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -436,7 +439,7 @@ class Indexer:
             return self._failed(row, fp, path, str(exc))
         except OSError as exc:
             return self._failed(row, None, path, f"read error: {exc.strerror or exc}")
-        meta = complete(found[0] if found else PhotoMeta(), st.st_mtime)
+        meta = complete(found[0] if found else PhotoMeta(), st.st_mtime, self.places)
         return _Prepared(row, fp, tensor=tensor, identity=identity, meta=meta)
 
     def _donor(self, row: FileRow, fd: int, size: int, fp: str) -> int | None:

@@ -28,17 +28,22 @@ dependency): a reverse lookup reads the few cells within ``max_km``.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .exif import NOWHERE, PlaceRef, Position
-from .gazetteer import Place, Tables, load
+from .gazetteer import Place, Tables, load, load_cached
 from .placenames import query_keys
 
-__all__ = ["Gazetteer", "Located", "MAX_KM", "Place", "PlaceRef", "gazetteer"]
+__all__ = ["Gazetteer", "Located", "MAX_KM", "Place", "PlaceRef", "Places", "gazetteer"]
+
+log = logging.getLogger("nasclip.meta")
 
 MAX_KM = 50.0
 DENSITY = 5000.0  # people per km² in a city's reach (a dense European or Asian city's core)
@@ -229,10 +234,55 @@ _shared: Gazetteer | None = None
 _shared_lock = threading.Lock()
 
 
-def gazetteer() -> Gazetteer:
-    """The process's gazetteer over the default city set, loaded on first use (``Gazetteer(load(n))`` for another)."""
+def gazetteer(cache: Path | None = None) -> Gazetteer:
+    """The process's gazetteer over the default city set, loaded on first use (``Gazetteer(load(n))`` for another).
+
+    With ``cache`` (a private folder of the daemon's), the tables are read from the copy kept there
+    (gazetteer.py, ``load_cached``) instead of being built from the packages' files.
+    """
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = Gazetteer(load())
+            _shared = Gazetteer(load_cached(cache) if cache is not None else load())
         return _shared
+
+
+class Places:
+    """The gazetteer as the daemon's parts share it: loaded the first time one needs a place, or unavailable.
+
+    Loading takes a moment (once per process), so nothing loads it until a
+    photo with a GPS position or a query naming a place asks; a broken
+    install makes places unavailable (said once in the log), never a search
+    or an index run fail.
+    """
+
+    def __init__(self, cache: Path | None = None, load: Callable[[], Gazetteer] | None = None) -> None:
+        self._load = load or (lambda: gazetteer(cache))
+        self._loaded: Gazetteer | None = None
+        self._lock = threading.Lock()
+        self.unavailable: str | None = None  # why it could not be loaded
+
+    def get(self) -> Gazetteer | None:
+        with self._lock:
+            if self._loaded is None and self.unavailable is None:
+                try:
+                    self._loaded = self._load()
+                except Exception as exc:  # a missing package, a damaged data file
+                    self.unavailable = str(exc) or type(exc).__name__
+                    log.warning("place names are unavailable: the gazetteer cannot be loaded: %s", exc)
+            return self._loaded
+
+    def resolve(self, name: str) -> list[Place]:
+        """Gazetteer.resolve, or [] without a gazetteer."""
+        places = self.get()
+        return places.resolve(name) if places is not None else []
+
+    def locate(self, position: Position) -> PlaceRef | None:
+        """Gazetteer.locate, or None (not looked up: tried again later) without a gazetteer."""
+        places = self.get()
+        return places.locate(position) if places is not None else None
+
+    def names(self, ref: PlaceRef) -> tuple[str | None, str | None]:
+        """Gazetteer.names, or nothing without a gazetteer."""
+        places = self.get()
+        return places.names(ref) if places is not None else (None, None)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from ..meta.exif import CaptureTime, PlaceRef
-from ..meta.places import gazetteer
+from ..meta.places import Places
 from ..store.reader import Candidate
 
 
@@ -40,9 +40,9 @@ class Hit:
                 "camera": self.camera, "place": self.place}
 
 
-def hit_from(row: Candidate, path: str, score: float | None, chinese: bool = False) -> Hit:
+def hit_from(row: Candidate, path: str, score: float | None, places: Places, chinese: bool = False) -> Hit:
     """The hit for a catalog row found at path; its place named in Chinese where asked and known."""
-    english, local = _place(row)
+    english, local = _place(row, places)
     return Hit(path, row.share, score, row.size, row.mtime_ns / 1e9, _taken(row), row.taken_source, _camera(row),
                (local or english) if chinese else english, row.lat, row.lon, row.id)
 
@@ -72,7 +72,7 @@ def _camera(row: Candidate) -> str | None:
     return " ".join(parts) or None
 
 
-def _place(row: Candidate) -> tuple[str | None, str | None]:
+def _place(row: Candidate, places: Places) -> tuple[str | None, str | None]:
     if not row.place_country:  # no position, not looked up yet, or nowhere near a city
         return None, None
-    return gazetteer().names(PlaceRef(row.place_city, row.place_region, row.place_country))
+    return places.names(PlaceRef(row.place_city, row.place_region, row.place_country))

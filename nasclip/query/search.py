@@ -30,7 +30,7 @@ from ..errors import DecodeError, ModelError, NasclipError, PathRefused, Protoco
 from ..fsopen import open_nofollow
 from ..indexing.encoder import Encoder, l2_normalise
 from ..indexing.imaging import DecodeLimits, decode_limits, load_tensor, open_bounded
-from ..meta.places import gazetteer
+from ..meta.places import Places
 from ..model.spec import load_model_spec
 from ..shares import Shares
 from ..store import catalog as cat
@@ -45,7 +45,7 @@ from .filters import Filter
 from .protocol import BAD_REQUEST, BUSY, FORBIDDEN, NOT_FOUND, Request, Term
 from .results import Hit, hit_from, score_of, when
 from .textbatch import encode_texts
-from .understand import Places, understand
+from .understand import understand
 
 log = logging.getLogger("nasclip.search")
 
@@ -99,14 +99,14 @@ class Searcher:
 
     def __init__(self, store: Store, encoder: Encoder, shares: Shares | Mapping[str, Path], max_pixels: int,
                  *, limits: DecodeLimits | None = None, max_decodes: int = 2, slots: int = 0,
-                 max_all: int = 10000) -> None:
+                 max_all: int = 10000, places: Places | None = None) -> None:
         self.store = store
         self.encoder = encoder
         self.shares = Shares.of(shares)
         self.limits = limits or DecodeLimits(max_pixels)  # replaced by a config reload
         self.max_decodes = max_decodes
         self.max_all = max_all  # most photos an 'all' search returns
-        self.places = Places(gazetteer)
+        self.places = places or Places()  # place names: the query box, --place, results' places
         self._decodes = threading.BoundedSemaphore(max_decodes)
         self.texts = TextCache()
         # Text-encoder runs and index scans, concurrent queries' together, a few at a time
@@ -431,7 +431,7 @@ class Searcher:
             path = f"{root}/{cat.decode_path(row.relpath)}"
             if not filt.keeps_path(path) or not (access.peer.is_root or access.may_read(Path(path))):
                 continue
-            hits.append(hit_from(row, path, score, filt.chinese))
+            hits.append(hit_from(row, path, score, self.places, filt.chinese))
         return hits
 
 

@@ -10,46 +10,20 @@ Portugal" — in Chinese when the query was written in Chinese.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Callable
 
 from ..errors import ProtocolError
 from ..meta.gazetteer import Place
-from ..meta.places import Gazetteer
+from ..meta.places import Gazetteer, Places
 from ..store.reader import PlaceFilter
 from .protocol import MAX_TERMS, Request, Term
 from .querybox import Parsed, Period, midnight, parse
 from .wire import BAD_REQUEST, NOT_FOUND
 
-log = logging.getLogger("nasclip.search")
-
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")
-
-
-class Places:
-    """The gazetteer, loaded the first time a query needs a place (a few seconds, once per process)."""
-
-    def __init__(self, load: Callable[[], Gazetteer]) -> None:
-        self._load = load
-        self._loaded: Gazetteer | None = None
-        self.unavailable: str | None = None  # why it could not be loaded
-
-    def get(self) -> Gazetteer | None:
-        if self._loaded is None and self.unavailable is None:
-            try:
-                self._loaded = self._load()
-            except Exception as exc:  # a broken install must not break searching: places just go
-                self.unavailable = str(exc) or type(exc).__name__
-                log.warning("place names are unavailable: the gazetteer cannot be loaded: %s", exc)
-        return self._loaded
-
-    def resolve(self, name: str) -> list[Place]:
-        places = self.get()
-        return places.resolve(name) if places is not None else []
 
 
 @dataclass(frozen=True)

