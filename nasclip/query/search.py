@@ -68,11 +68,12 @@ class Hit:
     taken: str | None = None  # ISO 8601, with the offset where the photo gives one
     taken_from: str | None = None  # 'exif', or 'mtime' (the photo says nothing: the file's time)
     camera: str | None = None
+    id: int | None = None  # the catalog row: the web front end names photos by it (/api/photo/{id})
 
     def as_dict(self) -> dict:
         return {"path": self.path, "share": self.share, "score": round(self.score, 6),
                 "size": self.size, "mtime": self.mtime, "taken": self.taken, "taken_from": self.taken_from,
-                "camera": self.camera}
+                "camera": self.camera, "id": self.id}
 
 
 def _when(hit: Hit) -> str:
@@ -470,7 +471,8 @@ class Searcher:
             path = f"{root}/{cat.decode_path(raw)}"
             if not filt.keeps_path(path) or not (access.peer.is_root or access.may_read(Path(path))):
                 continue
-            hits.append(Hit(path, share, score, size, mtime_ns / 1e9, _taken(row), row.taken_source, _camera(row)))
+            hits.append(Hit(path, share, score, size, mtime_ns / 1e9, _taken(row), row.taken_source, _camera(row),
+                            id_))
         return hits
 
 

@@ -67,7 +67,7 @@ def test_json_output(daemon) -> None:
     reply = json.loads(done.stdout)
     assert reply["model"] and len(reply["results"]) == 4
     for result in reply["results"]:
-        assert set(result) == {"path", "share", "score", "size", "mtime", "taken", "taken_from", "camera"}
+        assert set(result) == {"path", "share", "score", "size", "mtime", "taken", "taken_from", "camera", "id"}
         assert result["share"] == "more" and result["taken_from"] in ("exif", "mtime")
         assert Path(result["path"]).stat().st_size == result["size"]
     scores = [r["score"] for r in reply["results"]]
