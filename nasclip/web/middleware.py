@@ -1,8 +1,8 @@
 """The outermost layer of the web app: what every request passes before a route sees it (security.py's rules).
 
-Refuses, before any route runs: a body larger than a login could be, a
-state-changing request from another site, and the trusted proxy's user
-header from anyone but the trusted proxy. Adds the security headers to
+Refuses, before any route runs: headers and query string beyond 16 KiB, a
+body larger than a login could be, a state-changing request from another
+site, and the trusted proxy's user header from anyone but the trusted proxy. Adds the security headers to
 every answer, errors included, and ``Cache-Control: no-store`` to API
 answers that set no caching of their own.
 """
@@ -21,6 +21,9 @@ from .security import proxy_user, same_origin, security_headers, too_large
 log = logging.getLogger("nasclip.web")
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Headers and query string together: a browser's are a few hundred bytes. (uvicorn's h11 bounds only what
+# arrives in pieces; a request read at once may carry up to 64 KiB.)
+MAX_HEAD = 16 << 10
 
 
 class Guard:
@@ -53,8 +56,10 @@ class Guard:
                 message = {**message, "headers": raw}
             await send(message)
 
-        refusal = None
-        if unbidden:
+        refusal: tuple[int, str, str] | None = None
+        if sum(len(k) + len(v) for k, v in scope["headers"]) + len(scope.get("query_string", b"")) > MAX_HEAD:
+            refusal = (431, "too_large", f"request headers and query longer than {MAX_HEAD} bytes")
+        elif unbidden:
             log.warning("refused a request from %s carrying %s: only web.trusted_proxy may send it", peer,
                         web.proxy_user_header)
             refusal = (403, "forbidden", f"the {web.proxy_user_header} header is accepted from the trusted proxy only")
