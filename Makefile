@@ -31,7 +31,8 @@ $(STAMP): $(BASE)
 
 LINT := $(VENV)/.lint-stamp
 
-# And system commands: setfacl/getfacl for the ACL tests (installed when root, else reported).
+# And system commands: setfacl/getfacl for the ACL tests, chromium and chromium-driver for the web
+# page's browser test (installed when root, else reported).
 # Two tiers: tests/unit (no daemon, no sleeps; well under a minute) first, then
 # tests/system (the real daemon, real sockets, real users; a few minutes).
 test: $(STAMP)

@@ -120,7 +120,10 @@ class ThumbCache:
                 out.write(data)
             os.replace(temp, path)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
+            try:
+                temp.unlink(missing_ok=True)
+            except OSError:
+                pass  # its folder could not be made: nothing was written
             if str(exc) != self._write_error:  # a full disk is said once, not for every thumbnail
                 self._write_error = str(exc)
                 log.warning("cannot cache a thumbnail in %s (served anyway): %s", self.folder, exc)
