@@ -160,7 +160,8 @@ def build_library(work: Path, model: Path, photos: int) -> tuple[Path, list[Path
 
 
 def start_daemon(work: Path, model: Path, library: Path, incoming: Path, clients: int,
-                 query: dict | None = None) -> tuple[subprocess.Popen, Path]:
+                 query: dict | None = None, extra: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    """nasclipd on the built state_dir, once its start-up scans are done; extra: more config sections (web)."""
     config = {
         "shares": [{"name": "library", "path": str(library)}, {"name": "incoming", "path": str(incoming)}],
         "model": str(model), "state_dir": str(work / "state"), "socket": str(work / "run" / "query.sock"),
@@ -175,6 +176,7 @@ def start_daemon(work: Path, model: Path, library: Path, incoming: Path, clients
         "query": {"socket_group": None, "max_connections_per_user": 64, "max_connections": clients + 2},
     }
     config["query"].update(query or {})
+    config.update(extra or {})
     path = work / "nasclip.yaml"
     path.write_text(yaml.safe_dump(config))
     log = open(work / "nasclipd.log", "ab")

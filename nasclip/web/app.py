@@ -36,7 +36,7 @@ from .auth import COOKIE, LoginLimiter, Sessions, peer_of_account
 from .passwords import Account, PasswordFile, system_account
 from .photos import NotFound, open_photo
 from .query import WebSearch, validated, web_search
-from .security import MAX_BODY, byte_range, client_address, proxy_user
+from .security import MAX_BODY, byte_range, client_address, proxy_user, same_ip
 from .thumbs import ThumbBusy, ThumbCache
 
 log = logging.getLogger("nasclip.web")
@@ -156,7 +156,9 @@ class WebApp:
         token = self.sessions.create(account, credential)
         log.info("web login: %s from %s", account.name, address)
         response = out.json_response({"ok": True, "user": account.name})
-        secure = self.tls or request.headers.get("x-forwarded-proto") == "https" and web.trusted_proxy is not None
+        peer = _peer_ip(request)
+        proxied = web.trusted_proxy is not None and peer is not None and same_ip(peer, web.trusted_proxy)
+        secure = self.tls or (proxied and request.headers.get("x-forwarded-proto") == "https")
         response.set_cookie(COOKIE, token, max_age=int(web.session_hours * 3600), path="/", secure=secure,
                             httponly=True, samesite="strict")
         return response

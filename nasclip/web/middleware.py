@@ -16,7 +16,7 @@ from typing import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import WebConfig
-from .security import proxy_user, same_origin, security_headers, too_large
+from .security import proxy_user, same_ip, same_origin, security_headers, too_large
 
 log = logging.getLogger("nasclip.web")
 
@@ -66,7 +66,8 @@ class Guard:
         elif too_large(headers):
             refusal = (413, "too_large", "request body too large")
         elif scope["method"] not in SAFE_METHODS:
-            forwarded = headers.get("x-forwarded-host") if web.trusted_proxy and peer == web.trusted_proxy else None
+            from_proxy = web.trusted_proxy is not None and peer is not None and same_ip(peer, web.trusted_proxy)
+            forwarded = headers.get("x-forwarded-host") if from_proxy else None
             if not same_origin(headers, scope.get("scheme", "http"), forwarded):
                 refusal = (403, "forbidden", "cross-site request refused")
         if refusal is not None:

@@ -80,7 +80,7 @@ def too_large(headers: Mapping[str, str], limit: int = MAX_BODY) -> bool:
 
 def client_address(peer: str | None, headers: Mapping[str, str], trusted_proxy: str | None) -> str:
     """The address failed logins are counted against: the proxy's client where the proxy is trusted."""
-    if peer is not None and trusted_proxy is not None and _same_ip(peer, trusted_proxy):
+    if peer is not None and trusted_proxy is not None and same_ip(peer, trusted_proxy):
         forwarded = headers.get("x-forwarded-for", "").split(",")[-1].strip()
         if forwarded:
             return forwarded[:64]
@@ -93,13 +93,14 @@ def proxy_user(peer: str | None, headers: Mapping[str, str], trusted_proxy: str 
     value = headers.get(header.lower())
     if value is None:
         return None, False
-    if trusted_proxy is None or peer is None or not _same_ip(peer, trusted_proxy):
+    if trusted_proxy is None or peer is None or not same_ip(peer, trusted_proxy):
         return None, True
     value = value.strip()
     return (value or None), not value
 
 
-def _same_ip(a: str, b: str) -> bool:
+def same_ip(a: str, b: str) -> bool:
+    """True if two address strings name the same IP (an IPv4-mapped IPv6 address is its IPv4 one)."""
     try:
         first, second = ipaddress.ip_address(a), ipaddress.ip_address(b)
     except ValueError:
