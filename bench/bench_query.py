@@ -156,6 +156,16 @@ def build_library(work: Path, model: Path, photos: int) -> tuple[Path, list[Path
     return share, real
 
 
+def build_shares(work: Path, model: Path, photos: int) -> tuple[Path, list[Path], Path]:
+    """build_library, and the empty 'incoming' share beside it: (library, real photos, incoming)."""
+    say(f"building a {photos:,}-photo index in {work}")
+    library, real = build_library(work, model, photos)
+    incoming = work / "incoming"
+    incoming.mkdir()
+    (incoming / ".keep").write_text("")  # an empty share root would count as unmounted
+    return library, real, incoming
+
+
 # ---------------------------------------------------------------------- the daemon
 
 
@@ -197,6 +207,15 @@ def start_daemon(work: Path, model: Path, library: Path, incoming: Path, clients
         if time.monotonic() > deadline:
             raise SystemExit("nasclipd did not finish its start-up scans within 120 s")
         time.sleep(0.2)
+
+
+def finish(proc: subprocess.Popen | None, work: Path, keep: bool) -> None:
+    """Stop nasclipd as systemd would, and remove the work folder unless it is to be kept."""
+    if proc is not None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def request(socket: Path, **fields) -> dict:
@@ -436,11 +455,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     proc = None
     try:
-        say(f"building a {args.photos:,}-photo index in {work}")
-        library, real = build_library(work, args.model, args.photos)
-        incoming = work / "incoming"
-        incoming.mkdir()
-        (incoming / ".keep").write_text("")  # an empty share root would count as unmounted
+        library, real, incoming = build_shares(work, args.model, args.photos)
         staging = work / "staging"
         started = time.perf_counter()
         write_scenes(staging, args.pending, seed=9)
@@ -481,11 +496,7 @@ def main() -> int:
         sampler.join()
         final = request(socket, op="status")["status"]
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(120)
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+        finish(proc, work, keep=args.workdir is not None)
 
     samples = sampler.samples
     pending_min = min(s[1] for s in samples)

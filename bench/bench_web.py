@@ -30,8 +30,6 @@ import argparse
 import http.client
 import json
 import os
-import shutil
-import signal
 import socket as sockets
 import sys
 import tempfile
@@ -45,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_query import build_library, percentile, real_sized_model, request, say, start_daemon, texts  # noqa: E402
+from bench_query import build_shares, finish, percentile, real_sized_model, request, say, start_daemon, texts  # noqa: E402
 
 NOBODY = 65534
 
@@ -64,8 +62,16 @@ class Web:
 
     def get(self, path: str) -> tuple[float, int, bytes]:
         started = time.perf_counter()
-        self.conn.request("GET", path, headers={"Remote-User": "nobody"})
-        response = self.conn.getresponse()
+        for attempt in (1, 2):
+            try:
+                self.conn.request("GET", path, headers={"Remote-User": "nobody"})
+                response = self.conn.getresponse()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # The server closed a connection idle past its keep-alive (5 s): a browser reconnects too.
+                self.conn.close()
+                if attempt == 2:
+                    raise
         body = response.read()
         return time.perf_counter() - started, response.status, body
 
@@ -163,11 +169,7 @@ def main() -> int:
     port = free_port()
     proc = None
     try:
-        say(f"building a {args.photos:,}-photo index in {work}")
-        library, real = build_library(work, args.model, args.photos)
-        incoming = work / "incoming"
-        incoming.mkdir()
-        (incoming / ".keep").write_text("")
+        library, real, incoming = build_shares(work, args.model, args.photos)
         web = {"web": {"listen": f"127.0.0.1:{port}", "trusted_proxy": "127.0.0.1",
                        "max_connections": args.clients * 2 + 8}}
         proc, path = start_daemon(work, args.model, library, incoming, args.clients * 2,
@@ -188,6 +190,7 @@ def main() -> int:
         say("socket clients (as nobody) ...")
         sock = socket_phases(path, socket_new, mixed, args.clients)
         say("web clients ...")
+        client = Web(port)  # the warm-up connection idled past its keep-alive meanwhile
         web_single = [client.search(text) for text in web_new]
         web_cached = [client.search(text) for text in web_new]
         web_many = run_clients(lambda state, text: state.setdefault("c", Web(port)).search(text), mixed, args.clients)
@@ -198,11 +201,7 @@ def main() -> int:
         cached = [client.get(f"/api/thumb/{i}") for i in real_ids]
         thumb_errors = [s for _, s, _ in first + cached if s != 200]
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(120)
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+        finish(proc, work, keep=args.workdir is not None)
 
     print()
     print(f"nasclip web bench: {args.photos:,} photos, model {status['model']['id']}, index {status['index']['type']}, "

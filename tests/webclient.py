@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,15 +39,21 @@ class Answer:
 class WebClient:
     """One browser-like client: keeps the session cookie; source may be another loopback address."""
 
-    def __init__(self, port: int, source: str = "127.0.0.1", host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, source: str = "127.0.0.1", host: str = "127.0.0.1",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.port = port
         self.source = source
         self.host = host
+        self.tls = tls
         self.cookie: str | None = None
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> Answer:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=60, source_address=(self.source, 0))
+        if self.tls is not None:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self.host, self.port, timeout=60, source_address=(self.source, 0), context=self.tls)
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=60, source_address=(self.source, 0))
         try:
             sent = dict(headers or {})
             if self.cookie and "Cookie" not in sent:

@@ -202,6 +202,9 @@ def test_originals_answer_range_requests(web, tree) -> None:
     assert beyond.status == 416 and beyond.headers["content-range"] == f"bytes */{len(data)}"
     stale = alice.get(f"/api/photo/{photo_id}", Range="bytes=0-9", If_Range='"an-old-etag"')
     assert stale.status == 200 and stale.body == data
+    head = alice.request("HEAD", f"/api/photo/{photo_id}")
+    assert head.status == 200 and head.body == b"" and head.headers["content-length"] == str(len(data))
+    assert head.headers["content-type"] == "image/jpeg" and head.headers["accept-ranges"] == "bytes"
 
 
 def test_more_like_this_names_a_photo_by_id_and_only_a_readable_one(web, tree) -> None:
@@ -300,3 +303,38 @@ def test_hostile_requests_get_errors_and_the_daemon_runs_on(web) -> None:
     assert alice.get("/api/me").status == 200
     assert web["daemon"].request(op="ping")["ok"]
     assert alice.search(q="a red circle", k=3).status == 200
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
+def test_tls_serves_https_with_secure_cookies_and_a_bad_certificate_stops_the_start(tree, tmp_path) -> None:
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    port = free_port()
+    process = daemon_for_users(tmp_path, {"photos": tree["share"]}, tree["base"] / "run-tls",
+                               web={"listen": f"127.0.0.1:{port}", "tls_cert": str(cert), "tls_key": str(key)})
+    process.start()
+    try:
+        assert admin(process.config_path, "web", "passwd", "nca_walice", stdin="alice-tls-pw-9").returncode == 0
+        plain = WebClient(port)
+        with pytest.raises((ConnectionError, http_client_error())):
+            plain.get("/api/me")  # no clear text on a TLS port
+        client = WebClient(port, tls=ssl.create_default_context(cafile=str(cert)))
+        login = client.login("nca_walice", "alice-tls-pw-9")
+        assert login.status == 200 and "secure" in login.cookies[0].lower()
+        assert client.get("/api/me").headers["strict-transport-security"].startswith("max-age=")
+    finally:
+        assert process.stop() == 0
+    key.write_text("not a key")
+    process.start(wait=False)
+    assert process.proc is not None and process.proc.wait(60) != 0
+    assert "web.tls_cert / web.tls_key: cannot load" in process.log()
+
+
+def http_client_error() -> type[Exception]:
+    import http.client
+
+    return http.client.HTTPException
