@@ -13,6 +13,7 @@ handlers off the main thread: SIGTERM stays the daemon's.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import threading
@@ -41,9 +42,13 @@ STOP_GRACE = 5  # seconds requests in flight get at close()
 def bind(listen: str) -> socket.socket:
     """A listening TCP socket on web.listen; NasclipError naming the setting if it cannot be had."""
     host, port = parse_listen(listen)
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise NasclipError(f"web.listen {listen}: cannot listen there: {exc.strerror or exc} (under systemd the "
+                           "unit needs the network: see docs/web.md)") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
@@ -52,8 +57,12 @@ def bind(listen: str) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise NasclipError(f"web.listen {listen}: cannot listen there: {exc.strerror or exc} (another program on "
-                           "that port? change web.listen)") from None
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            hint = "another program on that port, or not an address of this machine? change web.listen"
+        else:  # EACCES below port 1024; EAFNOSUPPORT or EPERM under the shipped unit's sandbox
+            hint = ("under systemd the unit needs the network: PrivateNetwork=no and RestrictAddressFamilies="
+                    "AF_UNIX AF_INET AF_INET6 in a drop-in (docs/web.md); ports below 1024 need root")
+        raise NasclipError(f"web.listen {listen}: cannot listen there: {exc.strerror or exc} ({hint})") from None
     sock.set_inheritable(True)
     return sock
 
