@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -69,8 +68,6 @@ class WebApp:
         self.tls = tls
         self.page = out.PageFiles()
         self._hashing = anyio.CapacityLimiter(LOGIN_HASHES)
-        self.logins = 0
-        self._lock = threading.Lock()
         routes = [
             Route("/", self.index, methods=["GET"]),
             Route("/static/{name:str}", self.static, methods=["GET"]),
