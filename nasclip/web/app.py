@@ -203,7 +203,9 @@ class WebApp:
         image = None
         if wanted.like is not None:
             with open_photo(self.backend.reader(), self.backend.shares(), peer, wanted.like) as photo:
-                image = photo.path
+                # The protocol opens a query photo from / without following links: a share root
+                # configured through one (/var/services/photo) is named by its real path.
+                image = photo.resolved
         return self.backend.handle(validated(wanted, image, config.query.max_k), peer)
 
     async def status(self, request: HttpRequest) -> Response:

@@ -45,8 +45,9 @@ class OpenPhoto:
 
     fd: int
     st: os.stat_result
-    path: str
+    path: str  # as results spell it: below the share root as configured
     row: Candidate
+    resolved: str = ""  # the same with the share root's own links resolved (what a walk without links accepts)
 
     @property
     def media_type(self) -> str:
@@ -99,4 +100,4 @@ def open_photo(reader: CatalogReader, shares: Shares, peer: Peer, photo_id: int)
     except BaseException:
         os.close(fd)
         raise
-    return OpenPhoto(fd, st, str(Path(root) / relpath), row)
+    return OpenPhoto(fd, st, str(Path(root) / relpath), row, str(Path(os.path.realpath(root)) / relpath))
