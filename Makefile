@@ -31,7 +31,8 @@ $(STAMP): $(BASE)
 
 LINT := $(VENV)/.lint-stamp
 
-# And system commands: setfacl/getfacl for the ACL tests (installed when root, else reported).
+# And system commands: setfacl/getfacl for the ACL tests, chromium and chromium-driver for the web
+# page's browser test (installed when root, else reported).
 # Two tiers: tests/unit (no daemon, no sleeps; well under a minute) first, then
 # tests/system (the real daemon, real sockets, real users; a few minutes).
 test: $(STAMP)
@@ -64,6 +65,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_query.py
 	$(PY) bench/bench_scan.py
 	$(PY) bench/bench_decode.py
+	$(PY) bench/bench_web.py    # as root: both sides search as the user nobody
 
 # Maintainer only: retrain models/demo (needs PyTorch; about 15 minutes on 2 cores).
 train-demo:

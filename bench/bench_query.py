@@ -172,11 +172,22 @@ def build_library(work: Path, model: Path, photos: int) -> tuple[Path, list[Path
     return share, real
 
 
+def build_shares(work: Path, model: Path, photos: int) -> tuple[Path, list[Path], Path]:
+    """build_library, and the empty 'incoming' share beside it: (library, real photos, incoming)."""
+    say(f"building a {photos:,}-photo index in {work}")
+    library, real = build_library(work, model, photos)
+    incoming = work / "incoming"
+    incoming.mkdir()
+    (incoming / ".keep").write_text("")  # an empty share root would count as unmounted
+    return library, real, incoming
+
+
 # ---------------------------------------------------------------------- the daemon
 
 
 def start_daemon(work: Path, model: Path, library: Path, incoming: Path, clients: int,
-                 query: dict | None = None) -> tuple[subprocess.Popen, Path]:
+                 query: dict | None = None, extra: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    """nasclipd on the built state_dir, once its start-up scans are done; extra: more config sections (web)."""
     config = {
         "shares": [{"name": "library", "path": str(library)}, {"name": "incoming", "path": str(incoming)}],
         "model": str(model), "state_dir": str(work / "state"), "socket": str(work / "run" / "query.sock"),
@@ -191,6 +202,7 @@ def start_daemon(work: Path, model: Path, library: Path, incoming: Path, clients
         "query": {"socket_group": None, "max_connections_per_user": 64, "max_connections": clients + 2},
     }
     config["query"].update(query or {})
+    config.update(extra or {})
     path = work / "nasclip.yaml"
     path.write_text(yaml.safe_dump(config))
     log = open(work / "nasclipd.log", "ab")
@@ -211,6 +223,15 @@ def start_daemon(work: Path, model: Path, library: Path, incoming: Path, clients
         if time.monotonic() > deadline:
             raise SystemExit("nasclipd did not finish its start-up scans within 120 s")
         time.sleep(0.2)
+
+
+def finish(proc: subprocess.Popen | None, work: Path, keep: bool) -> None:
+    """Stop nasclipd as systemd would, and remove the work folder unless it is to be kept."""
+    if proc is not None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def request(socket: Path, **fields) -> dict:
@@ -474,11 +495,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     proc = None
     try:
-        say(f"building a {args.photos:,}-photo index in {work}")
-        library, real = build_library(work, args.model, args.photos)
-        incoming = work / "incoming"
-        incoming.mkdir()
-        (incoming / ".keep").write_text("")  # an empty share root would count as unmounted
+        library, real, incoming = build_shares(work, args.model, args.photos)
         staging = work / "staging"
         started = time.perf_counter()
         write_scenes(staging, args.pending, seed=9)
@@ -522,11 +539,7 @@ def main() -> int:
         sampler.join()
         final = request(socket, op="status")["status"]
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(120)
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+        finish(proc, work, keep=args.workdir is not None)
 
     samples = sampler.samples
     pending_min = min(s[1] for s in samples)

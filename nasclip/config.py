@@ -10,6 +10,7 @@ settings object.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import stat
 from dataclasses import dataclass
@@ -153,6 +154,32 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The web front end (nasclip/web/, docs/web.md); off unless listen is set."""
+
+    listen: str | None = setting(
+        None, "address:port to serve the web page on, e.g. 0.0.0.0:8840 or 127.0.0.1:8840; null = no web front end")
+    tls_cert: Path | None = setting(None, "PEM certificate (chain) for HTTPS; with tls_key")
+    tls_key: Path | None = setting(None, "PEM private key of tls_cert")
+    trusted_proxy: str | None = setting(
+        None, "IP address of a reverse proxy whose user header is believed (single sign-on); null = none")
+    proxy_user_header: str = setting(
+        "Remote-User", "header naming the signed-in user, believed from trusted_proxy only (refused from others)")
+    session_hours: float = setting(168.0, "a login lasts this long at most")
+    idle_hours: float = setting(24.0, "a login unused for this long ends")
+    login_attempts: int = setting(
+        5, "failed logins allowed per user and window; more are refused until the window has passed")
+    login_attempts_per_address: int = setting(20, "failed logins allowed per client address and window")
+    login_window: float = setting(900.0, "seconds over which failed logins are counted")
+    thumb_size: int = setting(320, "longest side of a thumbnail, in pixels")
+    thumb_cache_bytes: int = setting(
+        512 << 20, "disk space for cached thumbnails under state_dir/thumbs; the oldest go first")
+    thumb_workers: int = setting(2, "thumbnails made at once (each decodes a photo)")
+    max_connections: int = setting(64, "HTTP connections served at once; more get 503")
+    page_size: int = setting(60, "results the page asks for at a time as you scroll")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole nasclip configuration."""
 
@@ -166,6 +193,7 @@ class Config:
     index: IndexConfig = setting(help="vector index", default_factory=IndexConfig)
     query: QueryConfig = setting(help="query server", default_factory=QueryConfig)
     service: ServiceConfig = setting(help="systemd watchdog and stopping", default_factory=ServiceConfig)
+    web: WebConfig = setting(help="web front end (off unless web.listen is set)", default_factory=WebConfig)
     # Where the config was read from; not a setting.
     source: Path | None = internal()
 
@@ -211,6 +239,7 @@ def _check(config: Config, problems: Problems) -> None:
     if not 0 <= config.indexer.nice <= 19:
         problems.add(None, "indexer.nice", f"must be from 0 (the daemon's own priority) to 19 (only idle CPU), "
                                            f"got {config.indexer.nice}")
+    _check_web(config.web, problems)
     for key in _NOT_NEGATIVE:
         if _value(config, key) < 0:
             problems.add(None, key, f"must not be negative, got {_value(config, key):g}"
@@ -218,13 +247,53 @@ def _check(config: Config, problems: Problems) -> None:
                          + (" (0 = half the cores)" if key == "query.cpu_slots" else ""))
 
 
+def _check_web(web: WebConfig, problems: Problems) -> None:
+    if web.listen is not None:
+        try:
+            parse_listen(web.listen)
+        except ValueError as exc:
+            problems.add(None, "web.listen", str(exc))
+    if (web.tls_cert is None) != (web.tls_key is None):
+        problems.add(None, "web.tls_cert" if web.tls_cert is None else "web.tls_key",
+                     "tls_cert and tls_key go together: give both for HTTPS, or neither")
+    if web.trusted_proxy is not None:
+        try:
+            ipaddress.ip_address(web.trusted_proxy)
+        except ValueError:
+            problems.add(None, "web.trusted_proxy", f"{web.trusted_proxy!r} is not an IP address; give the address "
+                         "the reverse proxy connects from, e.g. 127.0.0.1")
+    if not web.proxy_user_header or not all(c.isalnum() or c == "-" for c in web.proxy_user_header):
+        problems.add(None, "web.proxy_user_header", "must be a header name (letters, digits and '-')")
+    if not 64 <= web.thumb_size <= 2048:
+        problems.add(None, "web.thumb_size", f"must be from 64 to 2048 pixels, got {web.thumb_size}")
+    if web.thumb_cache_bytes < 0:
+        problems.add(None, "web.thumb_cache_bytes", "must not be negative (0 = make thumbnails, keep none)")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """(host, port) of a web.listen value: 'HOST:PORT' or '[IPv6]:PORT'; ValueError saying what is wrong."""
+    host, sep, port = listen.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{listen!r} is not ADDRESS:PORT; e.g. 0.0.0.0:8840 (every address) or 127.0.0.1:8840")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ValueError(f"{host!r} is not an IP address; use 0.0.0.0 (every IPv4 address), :: or "
+                             "the NAS's own address") from None
+    return host, int(port)
+
+
 # Bounds of numeric settings, checked once the types are right.
 _AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pixels", "indexer.max_file_bytes",
                  "index.checkpoint_changes", "index.search_threads", "query.max_connections",
                  "query.max_connections_per_user", "query.max_request_bytes", "query.max_k",
-                 "query.max_all", "query.max_image_decodes")
+                 "query.max_all", "query.max_image_decodes", "web.login_attempts",
+                 "web.login_attempts_per_address", "web.thumb_workers", "web.max_connections", "web.page_size")
 _POSITIVE = ("indexer.decode_timeout", "index.checkpoint_seconds", "query.timeout", "service.stall_seconds",
-             "service.stop_timeout")
+             "service.stop_timeout", "web.session_hours", "web.idle_hours", "web.login_window")
 _NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted", "query.text_threads",
                  "query.cpu_slots")
 
@@ -278,6 +347,10 @@ def _path_problems(config: Config) -> list[tuple[str, str]]:
         if not stat.S_ISSOCK(st.st_mode):
             problems.append(("socket", f"{config.socket} exists and is not a socket ({file_kind(st)}); "
                                        "nasclipd will not remove it: give the socket a path of its own"))
+    for key in ("tls_cert", "tls_key"):
+        path = getattr(config.web, key)
+        if path is not None and not path.is_file():
+            problems.append((f"web.{key}", f"{path} is not a file; give the PEM file's path"))
     if not config.model.is_dir():
         problems.append(("model", f"{config.model} does not exist; install a model there "
                                   "(see `nasclip models list`)"))

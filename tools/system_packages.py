@@ -3,8 +3,9 @@
 
 The permission tests create real users and real POSIX ACLs, so they need
 ``setfacl``/``getfacl`` (Debian package ``acl``), ``useradd`` and
-``setpriv``. A clean CI machine runs as root without ``acl``: there this
-installs it with apt-get. Run as anyone else it installs nothing, prints
+``setpriv``; the web page's browser test needs Debian's headless Chromium
+and its WebDriver (``chromium``, ``chromium-driver``). A clean CI machine
+runs as root without them: there this installs them with apt-get. Run as anyone else it installs nothing, prints
 what is missing and which tests will skip for it, and exits 0: the rest of
 the suite still runs. Idempotent: with everything present it does nothing.
 Standard library only.
@@ -21,6 +22,8 @@ import sys
 NEEDED = {
     "setfacl": ("acl", "tests/system/test_acl.py, tests/system/test_counts.py"),
     "getfacl": ("acl", "tests/system/test_acl.py"),
+    "chromium": ("chromium", "tests/system/test_web_browser.py"),
+    "chromedriver": ("chromium-driver", "tests/system/test_web_browser.py"),
 }
 
 

@@ -1,4 +1,4 @@
-"""nasclip: the admin tool (status, scan, failed photos, doctor, catalog rebuild, config check/show).
+"""nasclip: the admin tool (status, scan, failed photos, doctor, catalog rebuild, config check/show, web users).
 
 Commands that ask the running daemon go through its socket; config commands
 work on the file alone. Exit codes as nasclip-query: 0 ok, 1 problem found or
@@ -23,6 +23,7 @@ from ..service.status import StatusReply
 from ..typedyaml import to_commented_yaml
 from .common import EXIT_USAGE, Parser
 from .models import add_models_commands
+from .web import add_web_commands
 
 
 def _say(line: str) -> None:
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("file", nargs="?")
     show.set_defaults(func=cmd_config_show)
     add_models_commands(commands)
+    add_web_commands(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""`nasclip doctor`: checks of everything nasclipd depends on, one line each with a hint.
+"""`nasclip doctor`: checks of everything nasclipd depends on, one line each with a hint (web: web/checks.py).
 
 Permissions are judged for the service user (``nasclip`` when it exists),
 not for whoever runs the doctor — usually root, who may read anything. The
@@ -38,6 +38,7 @@ from ..store.catalog import connect, integrity_problems
 from ..store.statedir import loose_entries
 from ..watch.scanner import PathFilter
 from ..watch.watcher import max_user_watches
+from ..web.checks import web_findings
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -417,4 +418,5 @@ def run_checks(config: Config, user: ServiceUser | None = None,
     checks += check_shares(config, user, limit)
     checks += check_state_dir(config, user)
     checks += check_socket(config)
+    checks += [Check(*finding) for finding in web_findings(config)]
     return checks

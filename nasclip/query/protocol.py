@@ -68,6 +68,7 @@ class Request:
     q: str | None = None  # a query box: description, operators, plain dates and places (querybox.py)
     k_given: bool = True  # False when k is the default (with all, k then does not cap the matches)
     lang: str = "en"  # the language place names are given in: "en" or "zh" (where the gazetteer has it)
+    with_ids: bool = False  # results carry catalog ids: set by the web front end, never by a socket request
 
     @property
     def filtered(self) -> bool:

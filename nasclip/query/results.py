@@ -34,10 +34,15 @@ class Hit:
     lon: float | None = None
     id: int | None = None  # the catalog row: the web front end asks for thumbnails by it
 
-    def as_dict(self) -> dict:
-        return {"path": self.path, "share": self.share, "score": None if self.score is None else round(self.score, 6),
-                "size": self.size, "mtime": self.mtime, "taken": self.taken, "taken_from": self.taken_from,
-                "camera": self.camera, "place": self.place}
+    def as_dict(self, with_id: bool = False) -> dict:
+        """The protocol's result object; with_id adds the catalog id (the web names photos by it)."""
+        shown = {"path": self.path, "share": self.share,
+                 "score": None if self.score is None else round(self.score, 6), "size": self.size,
+                 "mtime": self.mtime, "taken": self.taken, "taken_from": self.taken_from, "camera": self.camera,
+                 "place": self.place}
+        if with_id:
+            shown["id"] = self.id
+        return shown
 
 
 def hit_from(row: Candidate, path: str, score: float | None, places: Places, chinese: bool = False) -> Hit:

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..config import CACHE_FOLDER, Config, check_paths, load_config
@@ -41,6 +42,9 @@ from .logs import set_level
 from .notify import Notifier
 from .reload import RESTART_ONLY, plan_reload
 from .status import StatusReply
+
+if TYPE_CHECKING:
+    from ..web.component import WebServer
 
 log = logging.getLogger("nasclip.daemon")
 
@@ -68,6 +72,7 @@ class Daemon:
         self.watcher: Watcher | None = None
         self.server: QueryServer | None = None
         self.searcher: Searcher | None = None
+        self.web: WebServer | None = None  # only with web.listen set
         self.lock: StateLock | None = None
         self._checkpoint_error = ""  # the last checkpoint failure logged, so that a repeat is not
         self._next_status = 0.0
@@ -106,6 +111,15 @@ class Daemon:
                                on_change=self.indexer.wake)
         self.server = QueryServer(config.socket, config.query, self.handle)
         self.server.start()
+        if config.web.listen:
+            # Imported here: Starlette and uvicorn are loaded only by a daemon that serves the web.
+            from ..web.app import Backend
+            from ..web.component import WebServer
+
+            store = self.store
+            self.web = WebServer(config, Backend(lambda: self.config, self.handle, store.reader,
+                                                 lambda: self.shares))
+            self.web.start()
         counts = self.store.counts()
         log.info("nasclipd %s: model %s, %s indexed photos, %s pending", __version__, spec.id,
                  group_digits(counts["indexed"]), group_digits(counts["pending"]))
@@ -205,7 +219,7 @@ class Daemon:
         """True while every part runs and a busy indexer makes progress."""
         assert self.indexer and self.server and self.watcher
         return (self.indexer.is_alive() and self.server.is_alive() and self.watcher.is_alive()
-                and not self.stalled())
+                and (self.web is None or self.web.is_alive()) and not self.stalled())
 
     def shutdown(self) -> None:
         """Stop accepting, drain the current batch, checkpoint, close; idempotent.
@@ -217,8 +231,9 @@ class Daemon:
         """
         self.notifier.stopping("stopping: finishing the current batch and saving the index")
         # The indexer's batch is the work worth waiting for; a long scan is simply redone.
-        parts = [(name, part) for name, part in (("query server", self.server), ("indexer", self.indexer),
-                                                  ("watcher", self.watcher)) if part is not None]
+        parts = [(name, part) for name, part in (("web front end", self.web), ("query server", self.server),
+                                                  ("indexer", self.indexer), ("watcher", self.watcher))
+                 if part is not None]
         for _, part in parts:
             part.stop()  # all at once, so that they wind down in parallel
         closing: list[str] = []
@@ -252,7 +267,7 @@ class Daemon:
             stats = self.indexer.stats
             log.info("stopped: encoded %d photos this run, reused %d vectors, %d failed",
                      stats.encoded, stats.reused, stats.failed)
-        self.server = self.watcher = self.indexer = self.store = self.encoder = self.searcher = None
+        self.server = self.watcher = self.indexer = self.store = self.encoder = self.searcher = self.web = None
         self.notifier.close()
 
     # ------------------------------------------------------------------ reload
@@ -271,8 +286,9 @@ class Daemon:
         plan = plan_reload(self.config, new)
         config = self.config = plan.config
         set_level(config.log_level)
-        for part in (self.indexer, self.searcher, self.watcher, self.server):
-            part.reconfigure(config)
+        for part in (self.indexer, self.searcher, self.watcher, self.server, self.web):
+            if part is not None:
+                part.reconfigure(config)
         self.reloaded = time.time()
         for problem in check_paths(config):
             log.warning("%s", problem)
@@ -380,4 +396,5 @@ class Daemon:
         if request.share and request.share not in self.shares:
             raise ProtocolError(NOT_FOUND, f"no share named '{request.share}'")
         hits, timing = self.searcher.search(request, peer)
-        return ok_reply(request.id, results=[h.as_dict() for h in hits], **timing)  # timing names the model
+        # timing names the model; the web front end (with_ids) names photos by catalog id
+        return ok_reply(request.id, results=[h.as_dict(request.with_ids) for h in hits], **timing)

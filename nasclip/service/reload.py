@@ -29,6 +29,12 @@ RESTART_ONLY = {
     "query.max_image_decodes": "the --like decode slots are created at start-up",
     "query.socket_group": "the socket's owner is set when it is created",
     "query.socket_mode": "the socket's mode is set when it is created",
+    "web.listen": "the web front end listens where it started",
+    "web.tls_cert": "the web front end's TLS files are loaded at start-up",
+    "web.tls_key": "the web front end's TLS files are loaded at start-up",
+    "web.max_connections": "the web server's connection limit is set at start-up",
+    "web.thumb_workers": "the thumbnail decode slots are created at start-up",
+    "web.thumb_size": "cached thumbnails have the size they were made with",
 }
 
 

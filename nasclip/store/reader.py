@@ -22,6 +22,9 @@ _CHUNK = 900
 # old vector answers until it is re-encoded.
 SEARCHABLE = (INDEXED, PENDING)
 _SEARCHABLE_SQL = f"state IN ('{INDEXED}', '{PENDING}')"
+# The columns of a Candidate, in its order.
+_CANDIDATE_COLUMNS = ("id, share, relpath, size, mtime_ns, state, taken, taken_offset, taken_source, camera_make, "
+                      "camera_model")
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,12 @@ class CatalogReader:
             for row in self.conn.execute(f"SELECT {_CANDIDATE_COLUMNS} FROM files WHERE id IN ({marks})", chunk):
                 rows[row[0]] = Candidate(*row)
         return rows
+
+    def searchable(self, file_id: int) -> Candidate | None:
+        """The row with this id if it answers searches (indexed, or pending with its old vector); else None."""
+        row = self.conn.execute(f"SELECT {_CANDIDATE_COLUMNS} FROM files WHERE id=? AND {_SEARCHABLE_SQL}",
+                                (file_id,)).fetchone()
+        return Candidate(*row) if row is not None else None
 
     def unread_meta(self, limit: int) -> list[FileRow]:
         """Indexed rows whose photo's metadata was never read (indexed before schema 3), lowest ids first."""
