@@ -195,10 +195,12 @@ def _chinese_locale() -> bool:
 
 
 def _human(results: list[dict], reply: dict) -> None:
-    """rank, score, path a line; a search with filters, an order or --all first says how it was understood
-    and shows each photo's day and place (a plain description keeps the three columns scripts may read)."""
-    detailed = bool(reply.get("interpreted"))
-    if detailed:
+    """rank, score, path a line. A search with filters, an order or --all first says how it was understood;
+    it, and any search finding photos that say when or where they were taken, also shows each photo's day
+    taken and its place and camera. Photos that say nothing keep the three columns scripts may read."""
+    interpreted = bool(reply.get("interpreted"))
+    detailed = interpreted or any(r.get("taken_from") == "exif" or r.get("place") for r in results)
+    if interpreted:
         cutoff = reply.get("cutoff")
         count = f"{len(results)} photo{'s' if len(results) != 1 else ''}"
         if cutoff:

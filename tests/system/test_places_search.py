@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import sqlite3
 import subprocess
 import sys
@@ -136,6 +137,9 @@ def test_the_first_line_says_how_the_query_was_understood(daemon) -> None:
     assert done.stdout.splitlines()[0] == "“红色的圆形”，拍摄于2019年，在葡萄牙里斯本附近 (1 photo)"
     reply = process.request(op="search", q="a red circle Lisbon 2019")
     assert reply["understood"] == "'a red circle', taken in 2019, near Lisbon, Portugal" and reply["interpreted"]
+    # A plain description needs no first line, but photos that say when they were taken show the day.
+    plain = query(process, "-k", "3", "a red circle").stdout.splitlines()
+    assert len(plain) == 3 and all(re.fullmatch(r"\s*\d  -?\d\.\d{3}  \d{4}-\d\d-\d\d  /.+", line) for line in plain)
 
 
 def test_filters_alone_list_the_photos_newest_first(daemon) -> None:
