@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..errors import DecodeError
 from . import container as tags_
-from .sampling import MAX_SLACK, Cause, Sample
+from .sampling import Cause, Sample
 
 # Reading forward from a seek, at most this many packets before giving up on a probe.
 MAX_PACKETS = 3000
@@ -35,6 +35,8 @@ MIN_INDEXED_KEYFRAMES = 2
 # Without an index: how much further back (seconds) each new seek starts, when the
 # packets between the last seek and the time held no key frame.
 BACK_OFF = (1.0, 3.0, 10.0)
+# A key frame this little (seconds) after the time asked for still counts as at it.
+SLACK = 0.25
 
 
 class KeyFrames:
@@ -102,12 +104,12 @@ class KeyFrames:
         The index gives decoding times and a seek goes by presentation time,
         a frame or two later with B-frames: seeking to the listed time itself
         would land on the key frame before. Halfway to the next one lands on
-        this one whatever the reordering.
+        this one unless the reordering delay is more than half the distance.
         """
         at = bisect_left(self.keyframes, seconds)
         target = seconds
         if at < len(self.keyframes) and self.keyframes[at] == seconds:
-            following = self.keyframes[at + 1] if at + 1 < len(self.keyframes) else seconds + 2 * MAX_SLACK
+            following = self.keyframes[at + 1] if at + 1 < len(self.keyframes) else seconds + 2 * SLACK
             target = (seconds + following) / 2
         for count, packet in enumerate(self._seek(target)):
             if count > MAX_PACKETS:
@@ -124,11 +126,11 @@ class KeyFrames:
             best = None
             for count, packet in enumerate(self._seek(max(0.0, seconds - back))):
                 at = self._time(packet)
-                if count > MAX_PACKETS or (at is not None and at > seconds + MAX_SLACK and best is not None):
+                if count > MAX_PACKETS or (at is not None and at > seconds + SLACK and best is not None):
                     break
                 if not (packet.size and packet.is_keyframe):
                     continue
-                if at is not None and at > seconds + MAX_SLACK:
+                if at is not None and at > seconds + SLACK:
                     after = packet  # the first key frame past the time: the answer if nothing is before it
                     break
                 best = packet

@@ -49,8 +49,6 @@ CUT_SHARE = 0.75
 GRID_SHARE = 0.75
 # Without a key-frame list, bisection stops when the two samples are closer than this.
 MIN_GAP = 0.25
-# At most this far (seconds) a listed key frame's decoding time is from its presentation time.
-MAX_SLACK = 0.25
 
 Cause = Literal["interval", "scene"]
 
@@ -63,6 +61,10 @@ class Sample:
     image: Image.Image
     cause: Cause = "interval"
     thumb: np.ndarray | None = None
+    # Where the container's key-frame list has it: lists give decoding times, which are a
+    # few frames before the presentation time where B-frames are reordered (x265: up to
+    # half a second at 10 frames/s). Bisection compares list entries with list entries.
+    key: float | None = None
 
     def __post_init__(self) -> None:
         if self.thumb is None:
@@ -125,6 +127,7 @@ def sample(duration: float, plan: Plan, probe: Prober, keyframes: list[float] | 
         got = probe(seconds, cause)
         if got is None:
             return None
+        got.key = seconds if keyframes else got.time
         return decoded.setdefault(round(got.time, 3), got)
 
     targets = plan.grid(duration)
@@ -149,15 +152,12 @@ def _refine(decoded: dict[float, Sample], keyframes: list[float] | None,
     ordered = sorted(decoded.values(), key=lambda s: s.time)
     for a, b in zip(ordered, ordered[1:]):
         consider(a, b)
-    # A container lists key frames by decoding time; a frame's time is its presentation
-    # time, a frame or two later where B-frames are reordered. Key frames closer than this
-    # to a decoded sample are taken to be that sample.
-    slack = min([MAX_SLACK] + [(y - x) / 2 for x, y in zip(keyframes or [], (keyframes or [])[1:]) if y > x])
     while heap and more():
         minus_gap, t_a, t_b = heapq.heappop(heap)
         a, b = decoded[round(t_a, 3)], decoded[round(t_b, 3)]
         if keyframes:
-            inside = keyframes[bisect_right(keyframes, a.time + slack):bisect_left(keyframes, b.time - slack)]
+            assert a.key is not None and b.key is not None
+            inside = keyframes[bisect_right(keyframes, a.key):bisect_left(keyframes, b.key)]
             if not inside:
                 continue  # b is the first key frame of its scene
             target = inside[len(inside) // 2]
