@@ -201,14 +201,19 @@ def open_photo(source: Source, min_side: int, max_pixels: int,
         return _decode_handle(source, min_side, max_pixels, meta_out)
     try:
         handle = open(source, "rb")
-    except FileNotFoundError:
-        raise DecodeError("file disappeared before it could be read") from None
-    except PermissionError:
-        raise DecodeError("permission denied (give the nasclip user read access, then run `nasclip scan`)") from None
     except OSError as exc:
-        raise DecodeError(f"cannot open: {exc.strerror or exc}") from None
+        raise opening_error(exc) from None
     with handle:
         return _decode_handle(handle, min_side, max_pixels, meta_out)
+
+
+def opening_error(exc: OSError) -> DecodeError:
+    """Why a file could not be opened, said for the NAS owner."""
+    if isinstance(exc, FileNotFoundError):
+        return DecodeError("file disappeared before it could be read")
+    if isinstance(exc, PermissionError):
+        return DecodeError("permission denied (give the nasclip user read access, then run `nasclip scan`)")
+    return DecodeError(f"cannot open: {exc.strerror or exc}")
 
 
 def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int,

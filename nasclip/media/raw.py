@@ -28,21 +28,20 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import warnings
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
 from ..errors import DecodeError
-from ..indexing.imaging import DecodeLimits, open_bounded, open_photo, resize, to_rgb, to_tensor
+from ..indexing.imaging import DecodeLimits, open_photo, resize, to_rgb, to_tensor
 from ..meta.exif import CaptureTime, PhotoMeta, meta_from_source
 from ..meta.ifd import BytesSource, Tiff
 from ..model.spec import ImageSpec
+from .files import Source, bounded
 
 log = logging.getLogger("nasclip.raw")
 
@@ -68,7 +67,6 @@ class RawPicture:
     raw_size: tuple[int, int]  # the sensor image's width and height
 
 
-Source = Path | BinaryIO
 
 
 def open_raw(source: Source, min_side: int, limits: DecodeLimits) -> RawPicture:
@@ -121,21 +119,8 @@ def _rawpy() -> Any:
 
 def _read(source: Source, limits: DecodeLimits) -> bytes:
     """The whole file, through the bounded reader (LibRaw takes a RAW as one buffer)."""
-    if not isinstance(source, (str, os.PathLike)):
-        source.seek(0)
-        return source.read()
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise DecodeError("file disappeared before it could be read") from None
-    except PermissionError:
-        raise DecodeError("permission denied (give the nasclip user read access, then run `nasclip scan`)") from None
-    except OSError as exc:
-        raise DecodeError(f"cannot open: {exc.strerror or exc}") from None
-    try:
-        return open_bounded(fd, os.fstat(fd).st_size, limits).read()
-    finally:
-        os.close(fd)
+    with bounded(source, limits) as handle:
+        return handle.read()
 
 
 def _from_preview(raw: Any, min_side: int, limits: DecodeLimits, meta: PhotoMeta,

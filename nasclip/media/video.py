@@ -21,12 +21,10 @@ frame that decodes.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
@@ -34,10 +32,11 @@ from PIL import Image
 
 from ..config import Config
 from ..errors import DecodeError
-from ..indexing.imaging import DecodeLimits, open_bounded, resize, to_tensor
+from ..indexing.imaging import DecodeLimits, resize, to_tensor
 from ..meta.exif import PhotoMeta
 from ..model.spec import ImageSpec
 from . import container as tags_
+from .files import Source, bounded
 from .keyframes import KeyFrames
 from .sampling import Cause, Plan, sample
 
@@ -104,7 +103,6 @@ class SampledVideo:
     decoded: int
 
 
-Source = Path | BinaryIO
 
 
 def sample_video(source: Source, limits: VideoLimits, min_side: int,
@@ -115,7 +113,7 @@ def sample_video(source: Source, limits: VideoLimits, min_side: int,
     ``limits.read``). Raises DecodeError (module doc).
     """
     deadline = clock() + limits.read.timeout
-    with _opened(source, limits.read) as handle, _container(handle) as (media, stream):
+    with bounded(source, limits.read) as handle, _container(handle) as (media, stream):
         info = _info(media, stream, limits)
         prober = KeyFrames(media, stream, _frame_size(stream, min_side))
         keyframes = prober.indexed_keyframes()
@@ -140,7 +138,7 @@ def read_video_info(source: Source, limits: VideoLimits) -> VideoInfo:
     The display matrix comes with decoded frames (FFmpeg attaches it to each),
     so the one key frame is what tells a portrait video's size.
     """
-    with _opened(source, limits.read) as handle, _container(handle) as (media, stream):
+    with bounded(source, limits.read) as handle, _container(handle) as (media, stream):
         info = _info(media, stream, limits)
         prober = KeyFrames(media, stream, (16, 16))
         prober(0.0, "interval")
@@ -160,26 +158,6 @@ def frame_tensors(video: SampledVideo, spec: ImageSpec) -> list[tuple[float, np.
 
 
 # --------------------------------------------------------------------------- opening
-
-
-@contextmanager
-def _opened(source: Source, limits: DecodeLimits) -> Iterator[BinaryIO]:
-    if not isinstance(source, (str, os.PathLike)):
-        source.seek(0)
-        yield source
-        return
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise DecodeError("file disappeared before it could be read") from None
-    except PermissionError:
-        raise DecodeError("permission denied (give the nasclip user read access, then run `nasclip scan`)") from None
-    except OSError as exc:
-        raise DecodeError(f"cannot open: {exc.strerror or exc}") from None
-    try:
-        yield open_bounded(fd, os.fstat(fd).st_size, limits)
-    finally:
-        os.close(fd)
 
 
 @contextmanager
