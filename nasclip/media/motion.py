@@ -125,7 +125,7 @@ def _directory_offset(xmp: bytes, size: int) -> int | None:
 def jpeg_end(data: bytes) -> int | None:
     """The offset just after the JPEG's EOI marker (its entropy-coded scans skipped); None if it has none."""
     at = 2
-    while at + 4 <= len(data):
+    while at + 2 <= len(data):
         if data[at] != 0xFF:
             return None
         marker = data[at + 1]
@@ -137,6 +137,8 @@ def jpeg_end(data: bytes) -> int | None:
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             at += 2
             continue
+        if at + 4 > len(data):
+            return None
         (length,) = struct.unpack(">H", data[at + 2:at + 4])
         at += 2 + length
         if marker == 0xDA:  # entropy-coded data follows: up to the next marker that is not a stuffed byte or RST
