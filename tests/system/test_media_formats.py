@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import DaemonProcess, write_scene
-from photos import real_photos
+from photos import real_pictures
 from PIL import Image
 from test_decoding import picture
 from videos import CODECS, write_video
@@ -54,12 +54,7 @@ def through_bounded_reader(path: Path, meta: list[PhotoMeta] | None = None) -> n
 
 @pytest.fixture(scope="module")
 def real() -> list[Image.Image]:
-    chosen = []
-    for path in real_photos()[::7][:5]:
-        image = Image.open(path).convert("RGB")
-        image.thumbnail((1400, 1400))
-        chosen.append(image)
-    return chosen
+    return real_pictures(5, 7, 1400)
 
 
 def test_lossless_jpeg_xl_gives_the_original_pixels_tensor(tmp_path: Path, real: list[Image.Image]) -> None:

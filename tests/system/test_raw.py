@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import DEMO_MODEL
-from photos import real_photos
+from photos import real_pictures
 from PIL import Image
 from raws import write_dng
 from test_decoding import picture
@@ -60,12 +60,7 @@ def encoder():
 @pytest.fixture(scope="module")
 def pictures() -> list[Image.Image]:
     """Eight real photos at 1600 pixels on the long side (even sizes, as a Bayer sensor has)."""
-    chosen = []
-    for path in real_photos()[::5][:8]:
-        image = Image.open(path).convert("RGB")
-        image.thumbnail((1600, 1600))
-        chosen.append(image.crop((0, 0, image.width // 2 * 2, image.height // 2 * 2)))
-    return chosen
+    return [p.crop((0, 0, p.width // 2 * 2, p.height // 2 * 2)) for p in real_pictures(8, 5, 1600)]
 
 
 def oracle(path: Path) -> Image.Image:
