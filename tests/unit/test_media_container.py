@@ -100,3 +100,21 @@ def test_incomplete_mp4_matroska_and_transport_streams_are_told_apart_from_whole
     assert not incomplete(io.BytesIO(b"\0\0\0\0\x47" + b"\0" * (192 * 2 - 5)))
     assert incomplete(io.BytesIO(b"\0\0\0\0\x47" + b"\0" * (192 * 2 - 9)))
     assert incomplete(io.BytesIO(b"\0" * 5)) and not incomplete(io.BytesIO(b"FLV\x01" + b"\0" * 100))
+
+
+def test_video_settings_reach_the_sampler_and_bad_ones_are_refused() -> None:
+    from pathlib import Path
+
+    from nasclip.config import ConfigError, parse_config
+    from nasclip.media.video import video_limits
+
+    base = "shares:\n  - name: photos\n    path: pics\nmodel: models/demo\n"
+    config = parse_config(base + "indexer:\n  max_pixels: 5000000\nvideo:\n  frame_interval: 2.5\n  max_frames: 12\n"
+                          "  decode_timeout: 30\n", Path("/etc/nasclip/nasclip.yaml"))
+    limits = video_limits(config)
+    assert (limits.frame_interval, limits.max_frames, limits.max_duration) == (2.5, 12, 21600.0)
+    assert (limits.read.max_pixels, limits.read.max_bytes, limits.read.timeout) == (5_000_000, 64 << 30, 30.0)
+    assert limits.read.bytes_setting == "video.max_file_bytes"
+    with pytest.raises(ConfigError) as refused:
+        parse_config(base + "video:\n  frame_interval: 0\n  max_frames: 0\n", Path("/etc/nasclip/nasclip.yaml"))
+    assert "video.frame_interval" in str(refused.value) and "video.max_frames" in str(refused.value)
