@@ -34,7 +34,7 @@ from .typedyaml import (
 # Extensions nasclip decodes; compared case-insensitively.
 DEFAULT_EXTENSIONS = (
     ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
-    ".heic", ".heif", ".avif",
+    ".heic", ".heif", ".avif", ".jxl",
 )
 
 # NAS junk: Synology thumbnails and recycle bins, QNAP and TrueNAS snapshots,
@@ -103,6 +103,22 @@ class IndexerConfig:
         True, "read capture time, camera and GPS position from each photo; false: file times, no place or camera")
     settle_seconds: float = setting(
         2.0, "a file must keep its size and mtime this long before it is indexed")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """How videos are sampled (nasclip/media/video.py, docs/media.md)."""
+
+    frame_interval: float = setting(
+        3.0, "seconds between sampled frames (at key frames); scene changes add more, up to max_frames")
+    max_frames: int = setting(
+        32, "most frames decoded per video, scene changes included; a long video's frames spread over all of it")
+    max_duration: float = setting(
+        21600.0, "longer videos (seconds) are refused: security camera dumps, not something to search by scene")
+    max_file_bytes: int = setting(
+        64 << 30, "larger videos are refused before a byte is read")
+    decode_timeout: float = setting(
+        120.0, "seconds one video may take to sample; a slower one fails (raise it for slow network shares)")
 
 
 @dataclass(frozen=True)
@@ -190,6 +206,7 @@ class Config:
     socket: Path = setting(DEFAULT_SOCKET, "Unix socket for queries")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "log verbosity")
     indexer: IndexerConfig = setting(help="decoding and encoding", default_factory=IndexerConfig)
+    video: VideoConfig = setting(help="video sampling", default_factory=VideoConfig)
     index: IndexConfig = setting(help="vector index", default_factory=IndexConfig)
     query: QueryConfig = setting(help="query server", default_factory=QueryConfig)
     service: ServiceConfig = setting(help="systemd watchdog and stopping", default_factory=ServiceConfig)
@@ -291,9 +308,11 @@ _AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pi
                  "index.checkpoint_changes", "index.search_threads", "query.max_connections",
                  "query.max_connections_per_user", "query.max_request_bytes", "query.max_k",
                  "query.max_all", "query.max_image_decodes", "web.login_attempts",
-                 "web.login_attempts_per_address", "web.thumb_workers", "web.max_connections", "web.page_size")
-_POSITIVE = ("indexer.decode_timeout", "index.checkpoint_seconds", "query.timeout", "service.stall_seconds",
-             "service.stop_timeout", "web.session_hours", "web.idle_hours", "web.login_window")
+                 "web.login_attempts_per_address", "web.thumb_workers", "web.max_connections", "web.page_size",
+                 "video.max_frames", "video.max_file_bytes")
+_POSITIVE = ("indexer.decode_timeout", "video.frame_interval", "video.max_duration", "video.decode_timeout",
+             "index.checkpoint_seconds", "query.timeout", "service.stall_seconds", "service.stop_timeout",
+             "web.session_hours", "web.idle_hours", "web.login_window")
 _NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted", "query.text_threads",
                  "query.cpu_slots")
 

@@ -113,6 +113,17 @@ def real_photos() -> list[Path]:
     return [p for p in photos() if not is_derived(p)]
 
 
+def real_pictures(count: int, step: int, side: int) -> list[Image.Image]:
+    """count of the real photos (every step-th), as RGB pictures at most side pixels on the long side."""
+    chosen = []
+    for path in real_photos()[::step][:count]:
+        with Image.open(path) as image:
+            picture = image.convert("RGB")
+        picture.thumbnail((side, side))
+        chosen.append(picture)
+    return chosen
+
+
 def converted(fmt: str, sources: list[Path] | None = None) -> list[Path]:
     """sources (by default every real photo) re-encoded at full size as fmt, a CONVERSIONS key; made once each."""
     suffix, options = CONVERSIONS[fmt]

@@ -41,6 +41,11 @@ try:  # HEIC/HEIF from phones; part of the default install, optional in principl
 except ImportError:  # pragma: no cover - only without the dependency
     pillow_heif = None
 
+try:  # JPEG XL (pillow-jxl-plugin, libjxl inside its wheel); registers the "JXL" format on import.
+    import pillow_jxl  # noqa: F401
+except ImportError:  # pragma: no cover - only without the dependency
+    pass
+
 # Pillow's own bomb guard would fire before ours with a less helpful message;
 # nasclip checks the header's size against indexer.max_pixels itself.
 Image.MAX_IMAGE_PIXELS = None
@@ -48,7 +53,7 @@ Image.MAX_IMAGE_PIXELS = None
 # Only photo formats. Pillow would otherwise also try EPS (which runs
 # Ghostscript), PSD, ICO and a dozen formats no camera writes, on any file
 # that happens to carry a photo extension.
-PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "JXL")
 
 _TRUNCATED = "truncated (incomplete file, maybe still being copied)"
 # After a decode this big, freed pixel buffers are handed back to the system at once.
@@ -71,11 +76,16 @@ READALL_CHUNK = 64 << 20
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """What one decode may cost: pixels (from the header), file size and wall-clock time."""
+    """What one decode may cost: pixels (from the header), file size and wall-clock time.
+
+    The setting names are what a refusal tells the owner to change (videos have their own).
+    """
 
     max_pixels: int
     max_bytes: int = 512 << 20
     timeout: float = 60.0
+    bytes_setting: str = "indexer.max_file_bytes"
+    timeout_setting: str = "indexer.decode_timeout"
 
 
 def decode_limits(config: IndexerConfig) -> DecodeLimits:
@@ -135,12 +145,12 @@ class BoundedFile(io.RawIOBase):
     def _pread(self, size: int) -> bytes:
         """Up to size bytes at the current position, within the deadline and the byte budget."""
         if self.clock() > self._deadline:
-            raise DecodeError(f"reading it took longer than indexer.decode_timeout ({self.limits.timeout:g} s); "
-                              "is it really a photo? raise the setting if it is")
+            raise DecodeError(f"reading it took longer than {self.limits.timeout_setting} "
+                              f"({self.limits.timeout:g} s); is it really a photo? raise the setting if it is")
         data = os.pread(self.fd, size, self._pos)
         self._budget -= len(data)
         if self._budget < 0:
-            raise DecodeError(f"the decoder read more than twice indexer.max_file_bytes "
+            raise DecodeError(f"the decoder read more than twice {self.limits.bytes_setting} "
                               f"({self.limits.max_bytes} bytes); the file keeps growing or is damaged")
         self._pos += len(data)
         return data
@@ -165,8 +175,8 @@ class BoundedFile(io.RawIOBase):
 def open_bounded(fd: int, size: int, limits: DecodeLimits) -> BinaryIO:
     """A buffered reader of fd (a regular file of size bytes) within limits; refuses an oversized file at once."""
     if size > limits.max_bytes:
-        raise DecodeError(f"{size} bytes is more than indexer.max_file_bytes ({limits.max_bytes}); "
-                          "raise the setting if this photo is genuine")
+        raise DecodeError(f"{size} bytes is more than {limits.bytes_setting} ({limits.max_bytes}); "
+                          "raise the setting if this file is genuine")
     if size == 0:
         raise DecodeError("empty file (0 bytes)", retry=True)
     return io.BufferedReader(BoundedFile(fd, limits), 1 << 16)
@@ -191,14 +201,19 @@ def open_photo(source: Source, min_side: int, max_pixels: int,
         return _decode_handle(source, min_side, max_pixels, meta_out)
     try:
         handle = open(source, "rb")
-    except FileNotFoundError:
-        raise DecodeError("file disappeared before it could be read") from None
-    except PermissionError:
-        raise DecodeError("permission denied (give the nasclip user read access, then run `nasclip scan`)") from None
     except OSError as exc:
-        raise DecodeError(f"cannot open: {exc.strerror or exc}") from None
+        raise opening_error(exc) from None
     with handle:
         return _decode_handle(handle, min_side, max_pixels, meta_out)
+
+
+def opening_error(exc: OSError) -> DecodeError:
+    """Why a file could not be opened, said for the NAS owner."""
+    if isinstance(exc, FileNotFoundError):
+        return DecodeError("file disappeared before it could be read")
+    if isinstance(exc, PermissionError):
+        return DecodeError("permission denied (give the nasclip user read access, then run `nasclip scan`)")
+    return DecodeError(f"cannot open: {exc.strerror or exc}")
 
 
 def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int,
@@ -213,7 +228,7 @@ def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int,
     except UnidentifiedImageError:
         if _size(handle) == 0:
             raise DecodeError("empty file (0 bytes)", retry=True) from None
-        if _looks_incomplete(handle):
+        if looks_incomplete(handle):
             raise DecodeError(_TRUNCATED, retry=True) from None
         raise DecodeError("not an image nasclip can read (unknown format or damaged header)") from None
     except Exception as exc:  # decoders raise OSError, ValueError, SyntaxError, struct.error, ...
@@ -222,7 +237,7 @@ def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int,
         if isinstance(exc, OSError) and exc.errno is not None:
             raise DecodeError(f"read error: {exc.strerror or exc}") from None
         if isinstance(exc, EOFError) or "truncated" in lowered or "end of file" in lowered \
-                or _looks_incomplete(handle):
+                or looks_incomplete(handle):
             raise DecodeError(_TRUNCATED, retry=True) from None
         raise DecodeError(f"damaged image data ({type(exc).__name__}: {text[:200] or 'no detail'})") from None
 
@@ -232,12 +247,12 @@ def _size(handle: BinaryIO) -> int:
     return handle.tell()
 
 
-def _looks_incomplete(handle: BinaryIO) -> bool:
+def looks_incomplete(handle: BinaryIO) -> bool:
     """True when the file is shorter than its own container structure says.
 
     Covers the formats whose decoders do not say "truncated" themselves:
-    RIFF (WebP) carries its total length up front, and ISO boxes (HEIC,
-    AVIF) carry each top-level box's length.
+    RIFF (WebP, AVI) carries its total length up front, and ISO boxes (HEIC,
+    AVIF, JPEG XL's container, MP4/MOV) carry each top-level box's length.
     """
     size = _size(handle)
     handle.seek(0)
@@ -246,7 +261,7 @@ def _looks_incomplete(handle: BinaryIO) -> bool:
         return True
     if head[:4] == b"RIFF":
         return struct.unpack("<I", head[4:8])[0] + 8 > size
-    if head[4:8] == b"ftyp":
+    if head[4:8] in (b"ftyp", b"JXL "):
         offset = 0
         while offset < size:
             handle.seek(offset)

@@ -177,6 +177,20 @@ def meta_from_source(source: Source) -> PhotoMeta:
     return PhotoMeta(taken=_taken({**ifd0, **exif}), make=make, model=model, position=_position(gps))
 
 
+def parse_capture_time(text: str) -> CaptureTime | None:
+    """A capture time from one date string as EXIF or a video container writes it; None if it is not one.
+
+    "2023:06:01 14:00:00", ISO 8601 ("2023-06-01T14:00:00+0200", "...Z"), with or
+    without fractions and a zone; the same rules as EXIF dates (see above).
+    """
+    return _capture(_clean(text), None, None)
+
+
+def camera_names(make: str | None, model: str | None) -> tuple[str | None, str | None]:
+    """Make and model from free text (a video's tags), cleaned as EXIF's are."""
+    return _camera(_clean(make) if make else None, _clean(model) if model else None)
+
+
 def mtime_taken(mtime: float) -> CaptureTime:
     """The fallback capture time from a file's mtime, on the NAS's own clock and zone, marked as such."""
     offset = (time.localtime(mtime).tm_gmtoff or 0) // 60
@@ -218,9 +232,13 @@ def _text(value: Value | None) -> str | None:
     if raw is None:
         return None
     try:
-        text = raw.decode("utf-8")
+        return _clean(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return None
+
+
+def _clean(text: str) -> str | None:
+    """No control characters, whitespace collapsed; None if empty or longer than MAX_TEXT."""
     text = "".join(c if unicodedata.category(c)[0] != "C" else " " for c in text)
     text = " ".join(text.split())
     return text if text and len(text) <= MAX_TEXT else None
