@@ -137,6 +137,24 @@ class QueryConfig:
         2, "--like photos decoded at once; more wait up to a second, then get 'busy' (each may take 100s of MB)")
 
 
+OCR_LANGUAGES = ("zh", "en")  # what the PP-OCRv4 recogniser reads: Chinese and Latin script
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    """Text recognised in photos: a second pass after a photo is searchable by description (docs/ocr.md)."""
+
+    enabled: bool = setting(True, "read the text in photos, so that they can be found by it (--text-in)")
+    languages: tuple[str, ...] = setting(
+        OCR_LANGUAGES, "scripts kept in what is read: zh (Chinese), en (Latin letters); digits always")
+    min_text_height: int = setting(10, "text lines lower than this many pixels of the photo are not read")
+    max_side: int = setting(
+        2048, "photos are read at most this many pixels on their long side; time grows with its square")
+    threads: int = setting(1, "ONNX Runtime threads for text recognition; 1 leaves the other cores to indexing")
+    # Above indexer.nice: where both want the CPU, indexing gets most of it.
+    nice: int = setting(19, "nice value (0-19) of the text-recognition thread; read at start")
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """How nasclipd behaves under systemd."""
@@ -161,6 +179,7 @@ class Config:
     index: IndexConfig = setting(help="vector index", default_factory=IndexConfig)
     query: QueryConfig = setting(help="query server", default_factory=QueryConfig)
     service: ServiceConfig = setting(help="systemd watchdog and stopping", default_factory=ServiceConfig)
+    ocr: OcrConfig = setting(help="text in photos", default_factory=OcrConfig)
     # Where the config was read from; not a setting.
     source: Path | None = internal()
 
@@ -206,6 +225,16 @@ def _check(config: Config, problems: Problems) -> None:
     if not 0 <= config.indexer.nice <= 19:
         problems.add(None, "indexer.nice", f"must be from 0 (the daemon's own priority) to 19 (only idle CPU), "
                                            f"got {config.indexer.nice}")
+    if not 0 <= config.ocr.nice <= 19:
+        problems.add(None, "ocr.nice", f"must be from 0 (the daemon's own priority) to 19 (only idle CPU), "
+                                       f"got {config.ocr.nice}")
+    unknown = [lang for lang in config.ocr.languages if lang not in OCR_LANGUAGES]
+    if unknown or not config.ocr.languages:
+        problems.add(None, "ocr.languages", f"the text recogniser reads {', '.join(OCR_LANGUAGES)} "
+                     f"(Chinese, Latin script); got {', '.join(unknown) if unknown else 'none'}. "
+                     "Set ocr.enabled: false to read no text")
+    if config.ocr.max_side < 64:
+        problems.add(None, "ocr.max_side", f"must be at least 64, got {config.ocr.max_side}")
     for key in _NOT_NEGATIVE:
         if _value(config, key) < 0:
             problems.add(None, key, f"must not be negative, got {_value(config, key):g}"
@@ -217,7 +246,7 @@ def _check(config: Config, problems: Problems) -> None:
 _AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pixels", "indexer.max_file_bytes",
                  "index.checkpoint_changes", "index.search_threads", "query.max_connections",
                  "query.max_connections_per_user", "query.max_request_bytes", "query.max_k",
-                 "query.max_image_decodes")
+                 "query.max_image_decodes", "ocr.min_text_height", "ocr.threads")
 _POSITIVE = ("indexer.decode_timeout", "index.checkpoint_seconds", "query.timeout", "service.stall_seconds",
              "service.stop_timeout")
 _NOT_NEGATIVE = ("indexer.threads", "indexer.settle_seconds", "index.keep_deleted", "query.text_threads",

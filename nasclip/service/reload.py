@@ -29,6 +29,9 @@ RESTART_ONLY = {
     "query.max_image_decodes": "the --like decode slots are created at start-up",
     "query.socket_group": "the socket's owner is set when it is created",
     "query.socket_mode": "the socket's mode is set when it is created",
+    "ocr.enabled": "text recognition is started (or not) at start-up",
+    "ocr.threads": "the text-recognition sessions are opened at start-up",
+    "ocr.nice": "the text-recognition thread's priority is set at start-up",
 }
 
 
