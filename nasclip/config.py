@@ -149,7 +149,7 @@ class OcrConfig:
         OCR_LANGUAGES, "scripts kept in what is read: zh (Chinese), en (Latin letters); digits always")
     min_text_height: int = setting(10, "text lines lower than this many pixels of the photo are not read")
     max_side: int = setting(
-        2048, "photos are read at most this many pixels on their long side; time grows with its square")
+        2000, "photos are read at most this many pixels on their long side; time grows with its square")
     threads: int = setting(1, "ONNX Runtime threads for text recognition; 1 leaves the other cores to indexing")
     # Above indexer.nice: where both want the CPU, indexing gets most of it.
     nice: int = setting(19, "nice value (0-19) of the text-recognition thread; read at start")

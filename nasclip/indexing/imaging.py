@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import struct
 import time
@@ -176,11 +177,13 @@ Source = Path | BinaryIO
 
 
 def open_photo(source: Source, min_side: int, max_pixels: int,
-               meta_out: list[PhotoMeta] | None = None) -> Image.Image:
+               meta_out: list[PhotoMeta] | None = None, *, long_side: int | None = None) -> Image.Image:
     """Decode source (a path, or a file the caller opened) into an 8-bit RGB image with EXIF orientation applied.
 
     JPEGs are decoded at the smallest DCT scale that keeps both sides at
-    least ``JPEG_DRAFT_MARGIN`` × ``min_side``, other formats in full.
+    least ``JPEG_DRAFT_MARGIN`` × ``min_side`` (with ``long_side``: that
+    keeps the long side at least that long, as text recognition wants it),
+    other formats in full.
     Raises DecodeError naming the reason; ``retry`` is
     set when the file looks incomplete (empty, or shorter than its own
     structure says), which may mean it is still arriving. A file object is
@@ -188,7 +191,7 @@ def open_photo(source: Source, min_side: int, max_pixels: int,
     """
     if not isinstance(source, (str, os.PathLike)):
         source.seek(0)
-        return _decode_handle(source, min_side, max_pixels, meta_out)
+        return _decode_handle(source, min_side, max_pixels, meta_out, long_side)
     try:
         handle = open(source, "rb")
     except FileNotFoundError:
@@ -198,14 +201,14 @@ def open_photo(source: Source, min_side: int, max_pixels: int,
     except OSError as exc:
         raise DecodeError(f"cannot open: {exc.strerror or exc}") from None
     with handle:
-        return _decode_handle(handle, min_side, max_pixels, meta_out)
+        return _decode_handle(handle, min_side, max_pixels, meta_out, long_side)
 
 
 def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int,
-                   meta_out: list[PhotoMeta] | None = None) -> Image.Image:
+                   meta_out: list[PhotoMeta] | None = None, long_side: int | None = None) -> Image.Image:
     """_decode, with every failure turned into a DecodeError that says why."""
     try:
-        return _decode(handle, min_side, max_pixels, meta_out)
+        return _decode(handle, min_side, max_pixels, meta_out, long_side)
     except DecodeError:
         raise
     except MemoryError:
@@ -272,7 +275,7 @@ def _looks_incomplete(handle: BinaryIO) -> bool:
 
 
 def _decode(handle: BinaryIO, min_side: int, max_pixels: int,
-            meta_out: list[PhotoMeta] | None = None) -> Image.Image:
+            meta_out: list[PhotoMeta] | None = None, long_side: int | None = None) -> Image.Image:
     with warnings.catch_warnings():
         # Pillow warns about odd EXIF and palette transparency; failures raise instead.
         warnings.simplefilter("ignore")
@@ -283,7 +286,11 @@ def _decode(handle: BinaryIO, min_side: int, max_pixels: int,
             raise DecodeError(
                 f"{width}×{height} pixels is more than indexer.max_pixels ({max_pixels}); "
                 "raise the setting if this photo is genuine")
-        reduce_on_load(image, min_side)  # before anything loads it, exif_transpose included
+        # Before anything loads it, exif_transpose included.
+        if long_side is not None:
+            fit_on_load(image, long_side)
+        else:
+            reduce_on_load(image, min_side)
         image.load()
         if meta_out is not None:  # after load (a TIFF's tags are read from handle), before the rotation
             meta_out.append(read_meta(image, handle))
@@ -327,6 +334,13 @@ def reduce_on_load(image: Image.Image, min_side: int) -> str | None:
     side = min_side * JPEG_DRAFT_MARGIN
     image.draft("RGB", (side, side))
     return f"JPEG DCT 1/{round(width / image.width)}" if image.width < width else None
+
+
+def fit_on_load(image: Image.Image, long_side: int) -> None:
+    """A JPEG decoded at the smallest DCT scale that keeps its long side at least long_side (before loading)."""
+    factor = long_side / max(image.size)
+    if image.format == "JPEG" and factor < 1:
+        image.draft("RGB", (math.ceil(image.width * factor), math.ceil(image.height * factor)))
 
 
 def _apply_orientation(image: Image.Image) -> None:

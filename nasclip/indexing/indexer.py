@@ -100,6 +100,29 @@ def fingerprint(fd: int, size: int) -> str:
     return f"{WHOLE_FILE}{size}:{digest.hexdigest()}"
 
 
+@contextlib.contextmanager
+def open_row(shares: Shares, row: FileRow, flags: int) -> Iterator[tuple[int, os.stat_result] | None]:
+    """(descriptor, fstat) of row's file, opened with flags and closed after; None unless it is still
+    a regular file in its share (the reasons why not are the indexer's, _prepare_row's, to give).
+
+    Opened from the share root with no symbolic link in any component, like every read of a photo.
+    """
+    root = shares.root(row.share)
+    if root is None:
+        yield None
+        return
+    try:
+        fd = open_nofollow(row.relpath, base=str(root), flags=flags)
+    except (OSError, NasclipError):
+        yield None
+        return
+    try:
+        st = os.fstat(fd)
+        yield (fd, st) if stat_.S_ISREG(st.st_mode) else None
+    finally:
+        os.close(fd)
+
+
 def retry_delay(row: FileRow, base: float) -> float:
     """Seconds until a file that did not change is tried again: doubling per attempt, capped."""
     return min(RETRY_CAP, base * 2 ** min(row.attempts, 32))
@@ -321,24 +344,9 @@ class Indexer:
         with self._opened(row, os.O_PATH) as opened:
             return (opened[1].st_dev, opened[1].st_ino) if opened is not None else None
 
-    @contextlib.contextmanager
-    def _opened(self, row: FileRow, flags: int) -> Iterator[tuple[int, os.stat_result] | None]:
-        """(descriptor, fstat) of row's file, opened with flags and closed after; None unless it is still
-        a regular file in its share (the reasons why not are the indexer's, _prepare_row's, to give)."""
-        root = self.shares.root(row.share)
-        if root is None:
-            yield None
-            return
-        try:
-            fd = open_nofollow(row.relpath, base=str(root), flags=flags)
-        except (OSError, NasclipError):
-            yield None
-            return
-        try:
-            st = os.fstat(fd)
-            yield (fd, st) if stat_.S_ISREG(st.st_mode) else None
-        finally:
-            os.close(fd)
+    def _opened(self, row: FileRow, flags: int) -> contextlib.AbstractContextManager[
+            tuple[int, os.stat_result] | None]:
+        return open_row(self.shares, row, flags)
 
     def _fill_window(self) -> None:
         while len(self._window) < self.depth and not self._worker.stopping:

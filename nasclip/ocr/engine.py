@@ -84,7 +84,7 @@ class OcrEngine:
     """PP-OCRv4 on ONNX Runtime; one photo at a time (not to be shared by threads running at once)."""
 
     def __init__(self, detector: Detector, classifier: Classifier, recognizer: Recognizer,
-                 languages: Sequence[str] = ("zh", "en"), min_text_height: int = 10, max_side: int = 2048) -> None:
+                 languages: Sequence[str] = ("zh", "en"), min_text_height: int = 10, max_side: int = 2000) -> None:
         self.detector = detector
         self.classifier = classifier
         self.recognizer = recognizer
