@@ -30,6 +30,8 @@ EXAMPLES = """examples:
   nasclip-query golden retriever on a beach
   nasclip-query dog + beach - people -k 30
   nasclip-query --like ~/holiday/IMG_0042.jpg --in /srv/photos/2023
+  nasclip-query --text-in starbucks                 # photos showing the word (receipts, signs, screenshots)
+  nasclip-query receipt --text-in 星巴克             # ranked by description among those showing the word
   nasclip-query sunset --paths -0 | xargs -0 cp -t ~/sunsets
   nasclip-query red car --html cars.html && xdg-open cars.html"""
 
@@ -62,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="order of the results: best first (score, the default), oldest taken first "
                              "(date) or newest first (--sort=-date)")
     parser.add_argument("--before", metavar="DATE", help="only photos taken before DATE (YYYY-MM-DD)")
+    parser.add_argument("--text-in", metavar="WORDS", action="append", default=[],
+                        help="only photos whose text (read in the photo) shows every word of WORDS, in any case, "
+                             "also inside longer words; may be repeated. Alone, it ranks by how well they match")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object with a 'results' list")
     out.add_argument("--paths", action="store_true", help="print only paths, one per line")
@@ -98,17 +103,22 @@ def parse_terms(words: list[str], likes: list[str]) -> list[dict]:
 
 def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
     terms = parse_terms(args.text, args.like)
-    if not terms:
-        parser.error("give some text to search for, or --like IMAGE")
-    if not any(t["weight"] > 0 for t in terms):
+    words = [word for value in args.text_in for word in value.split()]
+    if not terms and not words:
+        parser.error("give some text to search for, --like IMAGE or --text-in WORDS")
+    if len(words) > 16:
+        parser.error("--text-in takes at most 16 words")
+    if terms and not any(t["weight"] > 0 for t in terms):
         parser.error("every term is subtracted; say what to look for first, e.g. 'beach - people'")
     if args.null and not args.paths:
         parser.error("-0 goes with --paths")
     request: dict = {"op": "search", "k": args.k}
     if len(terms) == 1:
         request.update({k: v for k, v in terms[0].items() if k != "weight"})
-    else:
+    elif terms:
         request["terms"] = terms
+    if words:
+        request["text_in"] = words
     if args.sort != "score":
         request["sort"] = args.sort
     for key in ("share", "after", "before", "camera"):
@@ -157,7 +167,8 @@ def _output(args: argparse.Namespace, results: list[dict], reply: dict) -> None:
             out.write(os.fsencode(r["path"]) + end)  # the exact bytes, also for non-UTF-8 names
         out.flush()
     elif args.html:
-        title = " ".join(args.text) or "photos like " + ", ".join(Path(p).name for p in args.like)
+        title = (" ".join(args.text) or ("photos showing " + " ".join(args.text_in) if args.text_in else "")
+                 or "photos like " + ", ".join(Path(p).name for p in args.like))
         Path(args.html).write_text(html_page(title, results), encoding="utf-8")
         print(f"wrote {len(results)} results to {args.html}", file=sys.stderr)
     else:
@@ -165,6 +176,8 @@ def _output(args: argparse.Namespace, results: list[dict], reply: dict) -> None:
             print("no matching photos (or none you may read)", file=sys.stderr)
         for rank, r in enumerate(results, 1):
             print(f"{rank:3d}  {r['score']:.3f}  {printable(r['path'])}")
+            if r.get("text"):  # the text read in the photo around the words asked for
+                print(f"           \u201c{printable(r['text'])}\u201d")
     sys.stdout.flush()
 
 
@@ -205,10 +218,12 @@ def html_page(title: str, results: list[dict]) -> str:
         when = (r.get("taken") or "")[:10] or datetime.fromtimestamp(r.get("mtime", 0)).strftime("%Y-%m-%d")
         if r.get("camera"):
             when += f" · {r['camera']}"
+        # Recognised text is whatever the photo shows: escaped like every other part of the page.
+        said = f'<br><q class="text">{html.escape(printable(r["text"]))}</q>' if r.get("text") else ""
         cards.append(
             f'<figure><a href="{html.escape(Path(r["path"]).as_uri())}">{picture}</a>'
             f'<figcaption>{rank}. {html.escape(shown.name)}<br><small>{r["score"]:.3f} · {html.escape(when)} · '
-            f'{html.escape(str(shown.parent))}</small></figcaption></figure>')
+            f'{html.escape(str(shown.parent))}</small>{said}</figcaption></figure>')
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nasclip: {html.escape(title)}</title>
 <style>
@@ -218,6 +233,7 @@ figure {{ margin: 0; background: #fff; border-radius: 6px; padding: .5rem; box-s
 img {{ width: 100%; height: 200px; object-fit: contain; background: #eee; display: block; }}
 .missing {{ height: 200px; display: grid; place-items: center; color: #888; background: #eee; }}
 figcaption {{ font-size: .85rem; overflow-wrap: anywhere; margin-top: .3rem; }}
+q.text {{ display: block; margin-top: .2rem; color: #444; font-style: italic; }}
 </style></head>
 <body><h1>{html.escape(title)}</h1><p>{len(results)} photos, best first. Click a picture to open the file.</p>
 <main>

@@ -31,6 +31,7 @@ from ..indexing.backends.onnx import OnnxSession
 from .detect import Detector
 from .models import OcrModels, locate
 from .recognize import MIN_SCORE, Classifier, Recognizer, crop_line
+from .textform import is_cjk
 
 if TYPE_CHECKING:
     from ..config import OcrConfig
@@ -64,8 +65,7 @@ class Reading:
 
 def _script(c: str) -> str | None:
     """'zh' for Chinese characters, 'en' for letters of Latin script, None for what every language keeps."""
-    code = ord(c)
-    if 0x2E80 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x3FFFF:
+    if is_cjk(c):
         return "zh"
     if c.isalpha():
         return "en" if "LATIN" in unicodedata.name(c, "") else "other"
@@ -128,9 +128,16 @@ class OcrEngine:
         tall = [(box, height) for box, height in tall if height >= self.min_text_height]
         if not tall:
             return Reading((), len(boxes), False)
-        crops = self.classifier([crop_line(bgr, box) for box, _ in tall])
+        crops = [crop_line(bgr, box) for box, _ in tall]
+        flipped = self.classifier(crops)
+        reads = self.recognizer(crops)
+        turned = [i for i, flip in enumerate(flipped) if flip]
+        if turned:  # read both ways, keep the more certain (recognize.py says why)
+            for i, read in zip(turned, self.recognizer([np.ascontiguousarray(crops[i][::-1, ::-1]) for i in turned])):
+                if read.score > reads[i].score:
+                    reads[i] = read
         lines = []
-        for (_, height), read in zip(tall, self.recognizer(crops)):
+        for (_, height), read in zip(tall, reads):
             text = keep_languages(read.text.strip(), self.languages)
             if read.score >= MIN_SCORE and text:
                 lines.append(TextLine(text, read.score, height))

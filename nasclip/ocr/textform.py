@@ -15,6 +15,7 @@ first match, for showing with a result.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Sequence
 
@@ -22,6 +23,8 @@ from ..indexing.textnorm import t2s
 
 SNIPPET_CHARS = 80  # at most this many characters of recognised text are shown with a result
 ELLIPSIS = "…"
+_CJK = "\u2e80-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
+_CJK_SPACE = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
 
 
 def fold(text: str) -> str:
@@ -29,6 +32,9 @@ def fold(text: str) -> str:
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
     if any(ord(c) >= 0x2E80 for c in folded):  # OpenCC only for text that may hold Chinese
         folded = t2s(folded)
+        # Chinese is written without spaces; one between two characters (a sign's layout, a
+        # typed query) means nothing, so 星巴克 咖啡 and 星巴克咖啡 are the same text.
+        folded = _CJK_SPACE.sub("", folded)
     return " ".join(folded.split())
 
 
@@ -37,15 +43,14 @@ def searchable(lines: Sequence[str]) -> str:
     return fold(" ".join(lines))
 
 
-def _is_word_char(c: str) -> bool:
-    return c.isalnum() and not _is_cjk(c)
-
-
-def _is_cjk(c: str) -> bool:
-    """A character written without spaces between words (Han, kana, Hangul syllables)."""
+def is_cjk(c: str) -> bool:
+    """A Chinese (or Japanese) character or CJK punctuation: text written without spaces between words."""
     code = ord(c)
-    return 0x2E80 <= code <= 0x9FFF or 0xAC00 <= code <= 0xD7AF or 0xF900 <= code <= 0xFAFF \
-        or 0x20000 <= code <= 0x3FFFF
+    return 0x2E80 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x3FFFF
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() and not is_cjk(c)
 
 
 def _match_quality(folded: str, term: str) -> float:

@@ -62,6 +62,7 @@ class Request:
     before: float | None = None
     camera: str | None = None  # words the camera's make and model must contain (any case)
     sort: str = "score"  # score (best first), date (oldest taken first) or -date (newest first)
+    text_in: tuple[str, ...] = ()  # words or phrases that must all appear in the text read in the photo
 
 
 SORTS = ("score", "date", "-date")
@@ -123,7 +124,26 @@ def _time(data: dict, key: str) -> float | None:
     raise _fail(f"'{key}' must be a date (YYYY-MM-DD) or seconds since 1970")
 
 
-def _terms(data: dict) -> tuple[Term, ...]:
+MAX_TEXT_TERMS = 16
+
+
+def _text_in(data: dict) -> tuple[str, ...]:
+    """text_in: 1 to MAX_TEXT_TERMS words or phrases, each non-empty text."""
+    raw = data.get("text_in")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_TEXT_TERMS:
+        raise _fail(f"'text_in' must be a list of 1 to {MAX_TEXT_TERMS} words or phrases")
+    terms = []
+    for i, item in enumerate(raw):
+        key = f"text_in[{i}]"
+        if not isinstance(item, str):
+            raise _fail(f"{key} must be a string")
+        terms.append(_string({key: item}, key, max_len=256) or "")
+    return tuple(terms)
+
+
+def _terms(data: dict, required: bool = True) -> tuple[Term, ...]:
     terms: list[Term] = []
     text = _string(data, "text")
     image = _path(data, "image")
@@ -149,14 +169,16 @@ def _terms(data: dict) -> tuple[Term, ...]:
                 raise _fail(f"terms[{i}] has unknown keys: {', '.join(sorted(unknown))}")
             terms.append(Term(float(weight), text=t_text, image=t_image))
     if not terms:
-        raise _fail("search needs 'text', 'image' or 'terms'")
+        if not required:
+            return ()
+        raise _fail("search needs 'text', 'image', 'terms' or 'text_in'")
     if not any(t.weight > 0 for t in terms):
         raise _fail("at least one term needs a positive weight")
     return tuple(terms)
 
 
 SEARCH_KEYS = {"v", "op", "id", "text", "image", "terms", "k", "share", "path_prefix", "after", "before", "camera",
-               "sort"}
+               "sort", "text_in"}
 OTHER_KEYS = {"scan": {"v", "op", "id", "share"}}
 COMMON_KEYS = {"v", "op", "id"}
 
@@ -209,6 +231,7 @@ def _parse_object(data: dict, request_id: Any, max_k: int) -> Request:
     sort = data.get("sort", "score")
     if sort not in SORTS:
         raise _fail("'sort' must be one of " + ", ".join(SORTS))
-    return Request(op, request_id, _terms(data), k, _string(data, "share", max_len=256),
+    text_in = _text_in(data)
+    return Request(op, request_id, _terms(data, required=not text_in), k, _string(data, "share", max_len=256),
                    _path(data, "path_prefix"), _time(data, "after"), _time(data, "before"),
-                   _string(data, "camera", max_len=256), sort)
+                   _string(data, "camera", max_len=256), sort, text_in)

@@ -19,7 +19,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -42,6 +42,7 @@ from .acl import R, X
 from .batching import Batcher, default_slots
 from .protocol import BAD_REQUEST, BUSY, FORBIDDEN, NOT_FOUND, Request, Term
 from .textbatch import encode_texts
+from .textsearch import TextMatches, find_text
 
 log = logging.getLogger("nasclip.search")
 
@@ -68,11 +69,15 @@ class Hit:
     taken: str | None = None  # ISO 8601, with the offset where the photo gives one
     taken_from: str | None = None  # 'exif', or 'mtime' (the photo says nothing: the file's time)
     camera: str | None = None
+    text: str | None = None  # with text_in: the recognised text around the first term
 
     def as_dict(self) -> dict:
-        return {"path": self.path, "share": self.share, "score": round(self.score, 6),
-                "size": self.size, "mtime": self.mtime, "taken": self.taken, "taken_from": self.taken_from,
-                "camera": self.camera}
+        found = {"path": self.path, "share": self.share, "score": round(self.score, 6),
+                 "size": self.size, "mtime": self.mtime, "taken": self.taken, "taken_from": self.taken_from,
+                 "camera": self.camera}
+        if self.text is not None:
+            found["text"] = self.text
+        return found
 
 
 def _when(hit: Hit) -> str:
@@ -97,6 +102,11 @@ def _taken(row: Candidate) -> str | None:
         return None
     when = CaptureTime(row.taken, row.taken_offset, row.taken_source)  # type: ignore[arg-type]  # checked
     return when.as_datetime().isoformat(timespec="seconds" if row.taken == int(row.taken) else "milliseconds")
+
+
+def _seconds(row: Candidate) -> float:
+    """When a row's photo was taken, as seconds for ordering (its mtime where it does not say)."""
+    return row.taken if row.taken is not None else row.mtime_ns / 1e9
 
 
 def _camera(row: Candidate) -> str | None:
@@ -365,6 +375,9 @@ class Searcher:
     def search(self, request: Request, peer: Peer) -> tuple[list[Hit], dict]:
         """The best request.k photos peer may see, and timing details."""
         started = time.perf_counter()
+        matches = find_text(self.store.reader(), request.text_in) if request.text_in else None
+        if matches is not None and not request.terms:
+            return self._by_text(request, peer, matches, started)
         access = AccessCheck(peer)
         model, index, encoder = self._model()
         query = self.query_vector(request.terms, access, index, encoder)
@@ -376,6 +389,8 @@ class Searcher:
         # them (one album, a month) goes to the catalog at once: asking the index first
         # would cost a scan, and under load its wait, for nothing.
         narrow = self._candidates(filt, int(total * NARROW * request.k / POST_FILTER_LIMIT)) if filt.active else None
+        if matches is not None:  # only the photos showing the words; the other filters apply per row
+            narrow = np.array(sorted(matches.found), dtype=np.int64)
         if narrow is not None:
             hits, examined, visible, _ = self._scan(index, query, request.k, filt, access, narrow, len(narrow),
                                                     len(narrow))
@@ -392,12 +407,43 @@ class Searcher:
                 examined += more
         if request.sort != "score":  # the k best, in the order they were taken
             hits.sort(key=_when, reverse=request.sort == "-date")
+        if matches is not None:
+            hits, route = self._with_text(hits, matches), "text"
         took = time.perf_counter() - started
         # Others see only how many candidates they may see were looked at: the full count
         # would tell how many hidden photos a folder (say, bob's) holds.
         return hits, {"model": model, "took_ms": round(took * 1000, 2),
                       "encode_ms": round((encoded - started) * 1000, 2),
                       "examined": examined if peer.is_root else visible, "filtered_by": route}
+
+    def _by_text(self, request: Request, peer: Peer, matches: TextMatches,
+                 started: float) -> tuple[list[Hit], dict]:
+        """A search by text alone: the photos showing every word, best matches first, then the newest."""
+        access = AccessCheck(peer)
+        filt = _Filter(request, self.shares, self._share_path(request.path_prefix))
+        rows = self.store.reader().candidates(matches.found)
+        ranked = sorted(((matches.quality(i), i) for i in rows), key=lambda m: (-m[0], -_seconds(rows[m[1]])))
+        hits: list[Hit] = []
+        examined, chunk = 0, max(2 * request.k, 64)
+        while examined < len(ranked) and len(hits) < request.k:
+            hits += self._accept(ranked[examined:examined + chunk], filt, access)
+            examined += chunk
+        hits = self._with_text(hits[:request.k], matches)
+        if request.sort != "score":
+            hits.sort(key=_when, reverse=request.sort == "-date")
+        took = round((time.perf_counter() - started) * 1000, 2)
+        return hits, {"model": self.store.serving_model(), "took_ms": took, "encode_ms": 0.0,
+                      "examined": min(examined, len(ranked)) if peer.is_root else len(hits), "filtered_by": "text"}
+
+    def _with_text(self, hits: list[Hit], matches: TextMatches) -> list[Hit]:
+        """The hits, each with the recognised text around the first term."""
+        reader = self.store.reader()
+        shown = []
+        for hit in hits:
+            root = self.shares.root(hit.share)
+            found = reader.file_id(hit.share, cat.encode_path(hit.path[len(str(root)) + 1:])) if root else None
+            shown.append(replace(hit, text=matches.snippet(found)) if found in matches.found else hit)
+        return shown
 
     def _scan(self, index: VectorIndex, query: np.ndarray, want: int, filt: _Filter, access: AccessCheck,
               among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, int, bool]:
