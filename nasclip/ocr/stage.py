@@ -35,7 +35,7 @@ from ..errors import DecodeError, ModelError
 from ..indexing.imaging import PHOTO_FORMATS, TRIM_PIXELS, decode_limits, open_bounded, open_photo
 from ..indexing.indexer import open_row
 from ..indexing.memory import release_memory
-from ..lifecycle import Worker
+from ..lifecycle import Worker, WorkerPart
 from ..shares import Shares
 from ..store.catalog import FileRow
 from ..store.changes import TextFailed, TextRead, TextResult, TextReused
@@ -64,7 +64,7 @@ class OcrStatus(TypedDict):
     waiting: bool  # holding back while photos wait to be indexed
 
 
-class OcrStage:
+class OcrStage(WorkerPart):
     """Reads the text in indexed photos, one photo a step. start/loop/stop like every long-running part."""
 
     def __init__(self, store: Store, config: OcrConfig, indexer: IndexerConfig, shares: Shares,
@@ -85,19 +85,7 @@ class OcrStage:
         self.paused = threading.Event()
         self._worker = Worker("nasclip-ocr", self.step, log, "text recognition", error_pause=5.0, nice=config.nice)
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        self._worker.start()
-
-    def stop(self) -> None:
-        self._worker.stop()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._worker.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._worker.is_alive()
+    # ------------------------------------------------------------------ lifecycle (start, stop: WorkerPart)
 
     def close(self) -> None:
         """Stop and wait for the photo being read; idempotent."""
@@ -135,6 +123,8 @@ class OcrStage:
         self.waiting = self.clip_busy()
         if self.waiting:
             return YIELD_POLL
+        if self.engine() is None:  # the models are loaded once indexing leaves the CPU free
+            return UNAVAILABLE_POLL
         return IDLE_POLL if self.loop() == 0 else 0.0
 
     # ------------------------------------------------------------------ one photo
