@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_query.py
 	$(PY) bench/bench_scan.py
 	$(PY) bench/bench_decode.py
+	$(PY) bench/bench_ocr.py
 
 # Maintainer only: retrain models/demo (needs PyTorch; about 15 minutes on 2 cores).
 train-demo:
