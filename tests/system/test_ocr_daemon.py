@@ -57,7 +57,7 @@ def test_photos_are_found_by_their_text_once_indexed_read_once_through_a_kill_an
         tmp_path: Path, daemon_factory) -> None:
     share = tmp_path / "photos"
     share.mkdir()
-    daemon = daemon_factory({"photos": share}, ocr={"threads": 1})
+    daemon = daemon_factory({"photos": share}, ocr={"enabled": True, "threads": 1})
     staging = tmp_path / "staging"
     staging.mkdir()
     for i, word in enumerate(WORDS):

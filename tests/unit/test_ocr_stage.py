@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from test_store import unit
 
+from nasclip.cli.admin import _print_ocr
 from nasclip.config import IndexerConfig, OcrConfig
 from nasclip.errors import ModelError
 from nasclip.ocr import engine as engine_module
@@ -16,6 +17,7 @@ from nasclip.ocr import models
 from nasclip.ocr.engine import OcrEngine
 from nasclip.ocr.stage import UNAVAILABLE_POLL, YIELD_POLL, OcrStage
 from nasclip.query.textsearch import find_text
+from nasclip.service.status import ocr_line
 from nasclip.shares import Shares
 from nasclip.store.store import Encoded, Seen, Store
 
@@ -147,3 +149,19 @@ def test_without_the_models_it_says_how_to_get_them_once_and_idles(tmp_path: Pat
     assert stage.unavailable and "ocr.enabled: false" in stage.unavailable and not stage.status()["available"]
     with pytest.raises(ModelError, match="are missing"):
         models.locate(tmp_path)
+
+
+def test_the_status_line_and_nasclip_status_tell_how_far_the_text_pass_is(capsys) -> None:
+    assert ocr_line({"pending": 37_012, "done": 1_200, "failed": 4}, 0.45, None) == \
+        "text read 1 204 / 38 216, 0.5 photos/s"
+    assert ocr_line({"pending": 0, "done": 9, "failed": 0}, 0.0, None) == "text read 9 / 9"
+    assert "no OCR models" in ocr_line({"pending": 3, "done": 0, "failed": 0}, 0.0, "missing")
+    _print_ocr({"enabled": True, "available": True, "photos": {"pending": 5, "done": 2, "failed": 1},
+                "waiting": True, "read": 2, "reused": 1, "rate": 0.0})
+    _print_ocr({"enabled": False})
+    _print_ocr({"enabled": True, "available": False, "reason": "install rapidocr-onnxruntime"})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("text     2 photos read, 5 pending, 1 failed (waiting while photos are indexed); "
+                        "2 read this run, 1 copies took their twin's text")
+    assert lines[1] == "text     not read (ocr.enabled: false)"
+    assert lines[2] == "text     NOT READ: install rapidocr-onnxruntime"
