@@ -13,10 +13,12 @@ least ``ocr.max_side`` (JPEGs at reduced scale in the DCT), read, and its
 text, state and text index entry are committed together (Store.record_text):
 after a kill, no photo whose text was recorded is read again.
 
-A photo that cannot be decoded is marked failed with the reason; one that
-changed or vanished while it was read is left for the watcher to report and
-looked at again later. Without the OCR models (the rapidocr-onnxruntime
-package), the pass logs once how to install them and does nothing more.
+A photo that cannot be decoded (or that trips an unexpected error) is marked
+failed with the reason; one that changed or vanished while it was read is
+left for the watcher to report and looked at again later; a model that
+cannot run leaves the photo pending and the worker retries after a pause.
+Without the OCR models (the rapidocr-onnxruntime package), the pass logs
+once how to install them and does nothing more.
 """
 
 from __future__ import annotations
@@ -154,7 +156,13 @@ class OcrStage(WorkerPart):
             self._record(TextReused(row, donor))
             return 1
         log.debug("reading the text in %s/%s", row.share, row.relpath)
-        result = self._read(engine, row)
+        try:
+            result = self._read(engine, row)
+        except ModelError:
+            raise  # the models cannot run: not this photo's fault; it stays pending (the worker logs it)
+        except Exception as exc:  # a bug or a photo no step expected must cost that photo, not the pass
+            log.exception("unexpected error reading the text in %s/%s", row.share, row.relpath)
+            result = TextFailed(row, f"unexpected error: {type(exc).__name__}: {exc}"[:300])
         if result is None:
             self._later[row.id] = now + LATER
             return 1

@@ -165,3 +165,27 @@ def test_the_status_line_and_nasclip_status_tell_how_far_the_text_pass_is(capsys
                         "2 read this run, 1 copies took their twin's text")
     assert lines[1] == "text     not read (ocr.enabled: false)"
     assert lines[2] == "text     NOT READ: install rapidocr-onnxruntime"
+
+
+def test_an_unexpected_error_fails_that_photo_and_the_pass_goes_on(tmp_path: Path, engine: OcrEngine,
+                                                                    monkeypatch) -> None:
+    share = tmp_path / "photos"
+    share.mkdir()
+    photo(share / "a.jpg", ["ONE"])
+    photo(share / "b.jpg", ["TWO"])
+    store = Store(tmp_path / "state", "m1", DIM)
+    indexed(store, share, ["a.jpg", "b.jpg"])
+    stage = stage_for(store, share, engine)
+    real = engine.read
+    calls: list[int] = []
+
+    def flaky(image: Image.Image, scale: float = 1.0) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("a crop no step expected")
+        return real(image, scale)
+    monkeypatch.setattr(engine, "read", flaky)
+    assert stage.loop() == 1 and stage.loop() == 1
+    assert store.text_counts() == {"pending": 0, "done": 1, "failed": 1}
+    error = store.catalog.conn.execute("SELECT error FROM ocr WHERE state='failed'").fetchone()[0]
+    assert error == "unexpected error: ValueError: a crop no step expected"
