@@ -12,8 +12,8 @@ from test_store import unit
 from nasclip.cli.admin import _print_ocr
 from nasclip.config import IndexerConfig, OcrConfig
 from nasclip.errors import ModelError
+from nasclip.ocr import detect, models
 from nasclip.ocr import engine as engine_module
-from nasclip.ocr import models
 from nasclip.ocr.engine import OcrEngine
 from nasclip.ocr.stage import UNAVAILABLE_POLL, YIELD_POLL, OcrStage
 from nasclip.query.textsearch import find_text
@@ -189,3 +189,21 @@ def test_an_unexpected_error_fails_that_photo_and_the_pass_goes_on(tmp_path: Pat
     assert store.text_counts() == {"pending": 0, "done": 1, "failed": 1}
     error = store.catalog.conn.execute("SELECT error FROM ocr WHERE state='failed'").fetchone()[0]
     assert error == "unexpected error: ValueError: a crop no step expected"
+
+
+@pytest.mark.parametrize("length", [32, 1024, 1056, 1504, 2016, 4000])
+def test_detection_tiles_cover_each_side_once_with_room_around_every_seam(length: int) -> None:
+    tiles = detect.spans(length)
+    assert tiles[0][2] == 0 and tiles[-1][3] == length and all(a[3] == b[2] for a, b in zip(tiles, tiles[1:]))
+    assert all(0 <= start and end <= length and end - start <= detect.TILE for start, end, _, _ in tiles)
+    assert all(start < keep_from and keep_to < end for start, end, keep_from, keep_to in tiles[1:-1])
+    assert all(a[1] - b[0] >= detect.OVERLAP for a, b in zip(tiles, tiles[1:]))
+
+
+def test_a_line_across_a_tile_seam_is_found_as_it_is_in_one_piece(engine: OcrEngine, monkeypatch) -> None:
+    image = Image.new("RGB", (1600, 400), (235, 235, 225))
+    ImageDraw.Draw(image).text((300, 150), "PLATFORM 9 THREE QUARTERS", font=ImageFont.truetype(FONT, 64),
+                               fill=(10, 10, 10))
+    tiled = engine.read(image).texts
+    monkeypatch.setattr(detect, "TILE", 4096)
+    assert engine.read(image).texts == tiled == ["PLATFORM 9 THREE QUARTERS"]
