@@ -37,7 +37,7 @@ import numpy as np
 from ..config import Config, IndexerConfig
 from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
 from ..fsopen import open_nofollow
-from ..lifecycle import Worker, lower_thread_priority
+from ..lifecycle import Worker, WorkerPart, lower_thread_priority
 from ..meta.exif import PhotoMeta, mtime_taken
 from ..shares import Shares
 from ..store.catalog import FileRow
@@ -186,7 +186,7 @@ class IndexerStats:
         return sum(n for _, n in list(self._recent)[1:]) / span if span > 0 else 0.0
 
 
-class Indexer:
+class Indexer(WorkerPart):
     """Turns pending catalog rows into vectors. start/loop/stop like every long-running part."""
 
     def __init__(self, store: Store, encoder: Encoder, config: IndexerConfig,
@@ -208,10 +208,7 @@ class Indexer:
         self._worker = Worker("nasclip-indexer", self.step, log, "indexer", error_pause=5.0, nice=config.nice)
         self.paused = threading.Event()  # tests and `nasclip` can hold the indexer
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        self._worker.start()
+    # ------------------------------------------------------------------ lifecycle (start, stop: WorkerPart)
 
     def wake(self) -> None:
         """New work may be pending: do not wait for the idle poll."""
@@ -222,15 +219,6 @@ class Indexer:
         if self.paused.is_set():
             return PAUSED_POLL
         return IDLE_POLL if self.loop() == 0 else 0.0
-
-    def stop(self) -> None:
-        self._worker.stop()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._worker.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._worker.is_alive()
 
     def status(self) -> IndexerStatus:
         """Photos encoded and vectors reused this run, the recent rate, results waiting for disk space."""
