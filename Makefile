@@ -13,9 +13,13 @@ STAMP := $(VENV)/.test-stamp
 .PHONY: demo test test-unit lint venv bench train-demo clean
 
 # nasclip and its run-time dependencies: all the demo needs.
+# The OCR models (PP-OCRv4, Apache-2.0) come in the rapidocr-onnxruntime wheel; nasclip uses its
+# model files only, and its requirements would pull OpenCV's GUI build: --no-deps (docs/ocr.md).
+OCR_MODELS := rapidocr-onnxruntime==1.4.4
 $(BASE): pyproject.toml tools/bootstrap_venv.py
 	$(PYTHON) tools/bootstrap_venv.py $(VENV)
 	$(PIP) -e . $(EDITABLE)
+	$(PIP) --no-deps $(OCR_MODELS)
 	touch $(BASE)
 
 # The tests also need pytest, PyTorch + transformers for the export tests, and the reference
@@ -66,6 +70,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_scan.py
 	$(PY) bench/bench_decode.py
 	$(PY) bench/bench_web.py    # as root: both sides search as the user nobody
+	$(PY) bench/bench_ocr.py
 
 # Maintainer only: retrain models/demo (needs PyTorch; about 15 minutes on 2 cores).
 train-demo:

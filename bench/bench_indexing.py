@@ -312,8 +312,12 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def end_to_end(folder: Path, corpus: Path, count: int, threads: int, decode_threads: int,
-               batch: int, read_metadata: bool = True) -> tuple[float, float, float, float]:
-    """(steady images/s, images/s including the first batch, daemon peak MB, daemon CPU s per image)."""
+               batch: int, read_metadata: bool = True, extra: dict | None = None) -> tuple[float, float, float, float]:
+    """(steady images/s, images/s including the first batch, daemon peak MB, daemon CPU s per image).
+
+    extra: config sections merged over the bench's (bench/bench_ocr.py sets ``ocr``); by default the
+    daemon reads no text, so that these figures are the CLIP pass's alone.
+    """
     with tempfile.TemporaryDirectory(prefix="nasclip-bench-") as tmp:
         work = Path(tmp)
         config = {
@@ -325,6 +329,8 @@ def end_to_end(folder: Path, corpus: Path, count: int, threads: int, decode_thre
             "indexer": {"threads": threads, "decode_threads": decode_threads, "batch_size": batch,
                         "settle_seconds": 0.0, "backend": "onnx", "read_metadata": read_metadata},
             "query": {"socket_group": None},
+            "ocr": {"enabled": False},
+            **(extra or {}),
         }
         (work / "nasclip.yaml").write_text(yaml.safe_dump(config))
         log_file = open(work / "nasclipd.log", "wb")

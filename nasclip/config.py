@@ -159,6 +159,24 @@ class QueryConfig:
         2, "--like photos decoded at once; more wait up to a second, then get 'busy' (each may take 100s of MB)")
 
 
+OCR_LANGUAGES = ("zh", "en")  # what the PP-OCRv4 recogniser reads: Chinese and Latin script
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    """Text recognised in photos: a second pass after a photo is searchable by description (docs/ocr.md)."""
+
+    enabled: bool = setting(True, "read the text in photos, so that they can be found by it (--text-in)")
+    languages: tuple[str, ...] = setting(
+        OCR_LANGUAGES, "scripts kept in what is read: zh (Chinese), en (Latin letters); digits always")
+    min_text_height: int = setting(10, "text lines lower than this many pixels of the photo are not read")
+    max_side: int = setting(
+        2000, "photos are read at most this many pixels on their long side; time grows with its square")
+    threads: int = setting(1, "ONNX Runtime threads for text recognition; 1 leaves the other cores to indexing")
+    # Above indexer.nice: where both want the CPU, indexing gets most of it.
+    nice: int = setting(19, "nice value (0-19) of the text-recognition thread; read at start")
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """How nasclipd behaves under systemd."""
@@ -211,6 +229,7 @@ class Config:
     query: QueryConfig = setting(help="query server", default_factory=QueryConfig)
     service: ServiceConfig = setting(help="systemd watchdog and stopping", default_factory=ServiceConfig)
     web: WebConfig = setting(help="web front end (off unless web.listen is set)", default_factory=WebConfig)
+    ocr: OcrConfig = setting(help="text in photos", default_factory=OcrConfig)
     # Where the config was read from; not a setting.
     source: Path | None = internal()
 
@@ -257,6 +276,16 @@ def _check(config: Config, problems: Problems) -> None:
         problems.add(None, "indexer.nice", f"must be from 0 (the daemon's own priority) to 19 (only idle CPU), "
                                            f"got {config.indexer.nice}")
     _check_web(config.web, problems)
+    if not 0 <= config.ocr.nice <= 19:
+        problems.add(None, "ocr.nice", f"must be from 0 (the daemon's own priority) to 19 (only idle CPU), "
+                                       f"got {config.ocr.nice}")
+    unknown = [lang for lang in config.ocr.languages if lang not in OCR_LANGUAGES]
+    if unknown or not config.ocr.languages:
+        problems.add(None, "ocr.languages", f"the text recogniser reads {', '.join(OCR_LANGUAGES)} "
+                     f"(Chinese, Latin script); got {', '.join(unknown) if unknown else 'none'}. "
+                     "Set ocr.enabled: false to read no text")
+    if config.ocr.max_side < 64:
+        problems.add(None, "ocr.max_side", f"must be at least 64, got {config.ocr.max_side}")
     for key in _NOT_NEGATIVE:
         if _value(config, key) < 0:
             problems.add(None, key, f"must not be negative, got {_value(config, key):g}"
@@ -309,7 +338,7 @@ _AT_LEAST_ONE = ("indexer.batch_size", "indexer.decode_threads", "indexer.max_pi
                  "query.max_connections_per_user", "query.max_request_bytes", "query.max_k",
                  "query.max_all", "query.max_image_decodes", "web.login_attempts",
                  "web.login_attempts_per_address", "web.thumb_workers", "web.max_connections", "web.page_size",
-                 "video.max_frames", "video.max_file_bytes")
+                 "video.max_frames", "video.max_file_bytes", "ocr.min_text_height", "ocr.threads")
 _POSITIVE = ("indexer.decode_timeout", "video.frame_interval", "video.max_duration", "video.decode_timeout",
              "index.checkpoint_seconds", "query.timeout", "service.stall_seconds", "service.stop_timeout",
              "web.session_hours", "web.idle_hours", "web.login_window")

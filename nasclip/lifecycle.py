@@ -127,3 +127,21 @@ class Worker:
             if idle > 0 and not self._stop.is_set():
                 self._wake.wait(idle)
                 self._wake.clear()
+
+
+class WorkerPart:
+    """start, stop, join and is_alive of a part whose steps its ``Worker`` (``self._worker``) runs."""
+
+    _worker: Worker
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def stop(self) -> None:
+        self._worker.stop()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._worker.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._worker.is_alive()

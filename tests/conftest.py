@@ -53,6 +53,9 @@ def write_config(path: Path, shares: dict[str, Path], **overrides: Any) -> Path:
         "indexer": {"settle_seconds": 0.5, "threads": 1, "decode_threads": 2},
         "index": {"checkpoint_seconds": 5},
         "query": {"socket_group": None},
+        # Reading text in photos is on by default; a test daemon reads none unless its test asks
+        # (ocr={"enabled": True}), so that timing and memory bounds measure what the test is about.
+        "ocr": {"enabled": False},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):

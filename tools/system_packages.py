@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Install the system commands the tests need, where that is possible; say what is missing where not.
+"""Install the system commands and files the tests need, where that is possible; say what is missing where not.
 
 The permission tests create real users and real POSIX ACLs, so they need
 ``setfacl``/``getfacl`` (Debian package ``acl``), ``useradd`` and
 ``setpriv``; the web page's browser test needs Debian's headless Chromium
-and its WebDriver (``chromium``, ``chromium-driver``). A clean CI machine
-runs as root without them: there this installs them with apt-get. Run as anyone else it installs nothing, prints
+and its WebDriver (``chromium``, ``chromium-driver``); the text-recognition
+tests render words with real fonts, Latin and Chinese (Debian's
+``fonts-dejavu-core``, ``fonts-wqy-zenhei`` and ``fonts-noto-cjk``). A clean
+CI machine runs as root without them: there this installs them with apt-get.
+Run as anyone else it installs nothing, prints
 what is missing and which tests will skip for it, and exits 0: the rest of
 the suite still runs. Idempotent: with everything present it does nothing.
 Standard library only.
@@ -18,17 +21,25 @@ import shutil
 import subprocess
 import sys
 
-# command: (Debian package, tests that skip without it)
+# command, or an absolute file path: (Debian package, tests that skip without it)
 NEEDED = {
     "setfacl": ("acl", "tests/system/test_acl.py, tests/system/test_counts.py"),
     "getfacl": ("acl", "tests/system/test_acl.py"),
     "chromium": ("chromium", "tests/system/test_web_browser.py"),
     "chromedriver": ("chromium-driver", "tests/system/test_web_browser.py"),
+    # tests/ocrcorpus.py FONTS: the fonts the text corpus is rendered with.
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf": ("fonts-dejavu-core", "tests/system/test_ocr_quality.py"),
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc": ("fonts-wqy-zenhei", "tests/system/test_ocr_quality.py"),
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc": ("fonts-noto-cjk", "tests/system/test_ocr_quality.py"),
 }
 
 
+def _present(need: str) -> bool:
+    return os.path.isfile(need) if need.startswith("/") else shutil.which(need) is not None
+
+
 def missing() -> dict[str, tuple[str, str]]:
-    return {command: need for command, need in NEEDED.items() if shutil.which(command) is None}
+    return {need: package for need, package in NEEDED.items() if not _present(need)}
 
 
 def main() -> int:

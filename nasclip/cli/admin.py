@@ -19,7 +19,7 @@ from ..display import group_digits, printable
 from ..errors import ConfigError, NasclipError
 from ..paths import DEFAULT_CONFIG
 from ..query.client import call, resolve_socket
-from ..service.status import StatusReply
+from ..service.status import OcrReport, StatusReply
 from ..typedyaml import to_commented_yaml
 from .common import EXIT_USAGE, Parser
 from .models import add_models_commands
@@ -58,6 +58,7 @@ def print_status(status: StatusReply) -> None:
     rate = f"{status['rate']:.1f} photos/s" + (f", about {eta / 60:.0f} min left" if eta else "")
     _say(f"encoded  {group_digits(status['encoded']['run'])} this run ({rate}), "
           f"{group_digits(status['encoded']['total'])} in total; {group_digits(status['reused'])} vectors reused")
+    _print_ocr(status.get("ocr"))
     index = status["index"]
     _say(f"index    {index['type']}, {group_digits(index['vectors'])} vectors, "
           f"{index['bytes_on_disk'] / 1e6:.1f} MB on disk")
@@ -83,6 +84,23 @@ def print_status(status: StatusReply) -> None:
         _say("recent failures:")
         for failure in status["recent_failures"][:5]:
             _say(f"  {failure['path']}: {failure['error']}")
+
+
+def _print_ocr(ocr: OcrReport | None) -> None:
+    """The text pass's line of `nasclip status` (nothing from a daemon older than it)."""
+    if ocr is None:
+        return
+    if not ocr.get("enabled"):
+        _say("text     not read (ocr.enabled: false)")
+        return
+    if not ocr.get("available", True):
+        _say(f"text     NOT READ: {ocr.get('reason')}")
+        return
+    photos = ocr.get("photos") or {}
+    state = "waiting while photos are indexed" if ocr.get("waiting") else f"{ocr.get('rate', 0.0):.2f} photos/s"
+    _say(f"text     {group_digits(photos.get('done', 0))} photos read, {group_digits(photos.get('pending', 0))} "
+          f"pending, {group_digits(photos.get('failed', 0))} failed ({state}); {group_digits(ocr.get('read', 0))} "
+          f"read this run, {group_digits(ocr.get('reused', 0))} copies took their twin's text")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

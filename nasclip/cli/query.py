@@ -34,6 +34,8 @@ EXAMPLES = """examples:
   nasclip-query --all --sort=-date my cat              (every match, newest first)
   nasclip-query dog + beach - people -k 30
   nasclip-query --like ~/holiday/IMG_0042.jpg --in /srv/photos/2023
+  nasclip-query --text-in starbucks                 # photos showing the word (receipts, signs, screenshots)
+  nasclip-query receipt --text-in 星巴克             # ranked by description among those showing the word
   nasclip-query sunset --paths -0 | xargs -0 cp -t ~/sunsets
   nasclip-query red car --html cars.html && xdg-open cars.html"""
 
@@ -77,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="order of the results: best first (score, the default), oldest taken first "
                              "(date) or newest first (--sort=-date)")
     parser.add_argument("--before", metavar="DATE", help="only photos taken before DATE (YYYY-MM-DD)")
+    parser.add_argument("--text-in", metavar="WORDS", action="append", default=[],
+                        help="only photos whose text (read in the photo) shows every word of WORDS, in any case, "
+                             "also inside longer words; may be repeated. Alone, it ranks by how well they match")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object with a 'results' list")
     out.add_argument("--paths", action="store_true", help="print only paths, one per line")
@@ -108,8 +113,11 @@ def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     query = " ".join(args.text).strip()
     filters = {key: getattr(args, key) for key in ("share", "after", "before", "camera", "place")
                if getattr(args, key)}
-    if not query and not args.like and not filters and not args.path_prefix:
-        parser.error("give some text to search for, --like IMAGE, or a filter")
+    words = [word for value in args.text_in for word in value.split()]
+    if not query and not args.like and not filters and not args.path_prefix and not words:
+        parser.error("give some text to search for, --like IMAGE, --text-in WORDS or a filter")
+    if len(words) > 16:
+        parser.error("--text-in takes at most 16 words")
     if query and not args.like and not _adds_something(args.text):
         parser.error("every term is subtracted; say what to look for first, e.g. 'beach - people'")
     if args.null and not args.paths:
@@ -119,6 +127,8 @@ def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         request["k"] = args.k or 10
     if query:
         request["q"] = query
+    if words:
+        request["text_in"] = words
     likes = image_terms(args.like)
     if len(likes) == 1:
         request["image"] = likes[0]["image"]
@@ -176,8 +186,9 @@ def _output(args: argparse.Namespace, results: list[dict], reply: dict) -> None:
             out.write(os.fsencode(r["path"]) + end)  # the exact bytes, also for non-UTF-8 names
         out.flush()
     elif args.html:
-        title = reply.get("understood") or " ".join(args.text) or "photos like " + ", ".join(Path(p).name
-                                                                                          for p in args.like)
+        title = (reply.get("understood") or " ".join(args.text)
+                 or ("photos showing " + " ".join(args.text_in) if args.text_in else "")
+                 or "photos like " + ", ".join(Path(p).name for p in args.like))
         Path(args.html).write_text(html_page(title, results), encoding="utf-8")
         print(f"wrote {len(results)} results to {args.html}", file=sys.stderr)
     else:
@@ -213,10 +224,12 @@ def _human(results: list[dict], reply: dict) -> None:
         score = f"{r['score']:.3f}" if r.get("score") is not None else "    -"
         if not detailed:
             print(f"{rank:3d}  {score}  {printable(r['path'])}")
-            continue
-        day = (r.get("taken") or "")[:10] or "          "
-        extra = " · ".join(printable(part) for part in (r.get("place"), r.get("camera")) if part)
-        print(f"{rank:3d}  {score}  {day}  {printable(r['path'])}" + (f"  ({extra})" if extra else ""))
+        else:
+            day = (r.get("taken") or "")[:10] or "          "
+            extra = " · ".join(printable(part) for part in (r.get("place"), r.get("camera")) if part)
+            print(f"{rank:3d}  {score}  {day}  {printable(r['path'])}" + (f"  ({extra})" if extra else ""))
+        if r.get("text"):  # the text read in the photo around the words asked for
+            print(f"           \u201c{printable(r['text'])}\u201d")
 
 
 def _thumbnail(path: str, size: int = 320) -> str | None:
@@ -258,10 +271,12 @@ def html_page(title: str, results: list[dict]) -> str:
             if part:
                 when += f" · {part}"
         score = f"{r['score']:.3f}" if r.get("score") is not None else "—"
+        # Recognised text is whatever the photo shows: escaped like every other part of the page.
+        said = f'<br><q class="text">{html.escape(printable(r["text"]))}</q>' if r.get("text") else ""
         cards.append(
             f'<figure><a href="{html.escape(Path(r["path"]).as_uri())}">{picture}</a>'
             f'<figcaption>{rank}. {html.escape(shown.name)}<br><small>{score} · {html.escape(when)} · '
-            f'{html.escape(str(shown.parent))}</small></figcaption></figure>')
+            f'{html.escape(str(shown.parent))}</small>{said}</figcaption></figure>')
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nasclip: {html.escape(title)}</title>
 <style>
@@ -271,6 +286,7 @@ figure {{ margin: 0; background: #fff; border-radius: 6px; padding: .5rem; box-s
 img {{ width: 100%; height: 200px; object-fit: contain; background: #eee; display: block; }}
 .missing {{ height: 200px; display: grid; place-items: center; color: #888; background: #eee; }}
 figcaption {{ font-size: .85rem; overflow-wrap: anywhere; margin-top: .3rem; }}
+q.text {{ display: block; margin-top: .2rem; color: #444; font-style: italic; }}
 </style></head>
 <body><h1>{html.escape(title)}</h1><p>{len(results)} photos, best first. Click a picture to open the file.</p>
 <main>

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import struct
 import time
@@ -186,11 +187,13 @@ Source = Path | BinaryIO
 
 
 def open_photo(source: Source, min_side: int, max_pixels: int,
-               meta_out: list[PhotoMeta] | None = None) -> Image.Image:
+               meta_out: list[PhotoMeta] | None = None, *, long_side: int | None = None) -> Image.Image:
     """Decode source (a path, or a file the caller opened) into an 8-bit RGB image with EXIF orientation applied.
 
     JPEGs are decoded at the smallest DCT scale that keeps both sides at
-    least ``JPEG_DRAFT_MARGIN`` × ``min_side``, other formats in full.
+    least ``JPEG_DRAFT_MARGIN`` × ``min_side`` (with ``long_side``: that
+    keeps the long side at least that long, as text recognition wants it),
+    other formats in full.
     Raises DecodeError naming the reason; ``retry`` is
     set when the file looks incomplete (empty, or shorter than its own
     structure says), which may mean it is still arriving. A file object is
@@ -198,13 +201,13 @@ def open_photo(source: Source, min_side: int, max_pixels: int,
     """
     if not isinstance(source, (str, os.PathLike)):
         source.seek(0)
-        return _decode_handle(source, min_side, max_pixels, meta_out)
+        return _decode_handle(source, min_side, max_pixels, meta_out, long_side)
     try:
         handle = open(source, "rb")
     except OSError as exc:
         raise opening_error(exc) from None
     with handle:
-        return _decode_handle(handle, min_side, max_pixels, meta_out)
+        return _decode_handle(handle, min_side, max_pixels, meta_out, long_side)
 
 
 def opening_error(exc: OSError) -> DecodeError:
@@ -217,10 +220,10 @@ def opening_error(exc: OSError) -> DecodeError:
 
 
 def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int,
-                   meta_out: list[PhotoMeta] | None = None) -> Image.Image:
+                   meta_out: list[PhotoMeta] | None = None, long_side: int | None = None) -> Image.Image:
     """_decode, with every failure turned into a DecodeError that says why."""
     try:
-        return _decode(handle, min_side, max_pixels, meta_out)
+        return _decode(handle, min_side, max_pixels, meta_out, long_side)
     except DecodeError:
         raise
     except MemoryError:
@@ -287,7 +290,7 @@ def looks_incomplete(handle: BinaryIO) -> bool:
 
 
 def _decode(handle: BinaryIO, min_side: int, max_pixels: int,
-            meta_out: list[PhotoMeta] | None = None) -> Image.Image:
+            meta_out: list[PhotoMeta] | None = None, long_side: int | None = None) -> Image.Image:
     with warnings.catch_warnings():
         # Pillow warns about odd EXIF and palette transparency; failures raise instead.
         warnings.simplefilter("ignore")
@@ -298,7 +301,11 @@ def _decode(handle: BinaryIO, min_side: int, max_pixels: int,
             raise DecodeError(
                 f"{width}×{height} pixels is more than indexer.max_pixels ({max_pixels}); "
                 "raise the setting if this photo is genuine")
-        reduce_on_load(image, min_side)  # before anything loads it, exif_transpose included
+        # Before anything loads it, exif_transpose included.
+        if long_side is not None:
+            fit_on_load(image, long_side)
+        else:
+            reduce_on_load(image, min_side)
         image.load()
         if meta_out is not None:  # after load (a TIFF's tags are read from handle), before the rotation
             meta_out.append(read_meta(image, handle))
@@ -342,6 +349,13 @@ def reduce_on_load(image: Image.Image, min_side: int) -> str | None:
     side = min_side * JPEG_DRAFT_MARGIN
     image.draft("RGB", (side, side))
     return f"JPEG DCT 1/{round(width / image.width)}" if image.width < width else None
+
+
+def fit_on_load(image: Image.Image, long_side: int) -> None:
+    """A JPEG decoded at the smallest DCT scale that keeps its long side at least long_side (before loading)."""
+    factor = long_side / max(image.size)
+    if image.format == "JPEG" and factor < 1:
+        image.draft("RGB", (math.ceil(image.width * factor), math.ceil(image.height * factor)))
 
 
 def _apply_orientation(image: Image.Image) -> None:

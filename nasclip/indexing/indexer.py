@@ -37,7 +37,7 @@ import numpy as np
 from ..config import Config, IndexerConfig
 from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
 from ..fsopen import open_nofollow
-from ..lifecycle import Worker, lower_thread_priority
+from ..lifecycle import Worker, WorkerPart, lower_thread_priority
 from ..meta.exif import PhotoMeta
 from ..meta.places import Places
 from ..shares import Shares
@@ -102,6 +102,29 @@ def fingerprint(fd: int, size: int) -> str:
     return f"{WHOLE_FILE}{size}:{digest.hexdigest()}"
 
 
+@contextlib.contextmanager
+def open_row(shares: Shares, row: FileRow, flags: int) -> Iterator[tuple[int, os.stat_result] | None]:
+    """(descriptor, fstat) of row's file, opened with flags and closed after; None unless it is still
+    a regular file in its share (the reasons why not are the indexer's, _prepare_row's, to give).
+
+    Opened from the share root with no symbolic link in any component, like every read of a photo.
+    """
+    root = shares.root(row.share)
+    if root is None:
+        yield None
+        return
+    try:
+        fd = open_nofollow(row.relpath, base=str(root), flags=flags)
+    except (OSError, NasclipError):
+        yield None
+        return
+    try:
+        st = os.fstat(fd)
+        yield (fd, st) if stat_.S_ISREG(st.st_mode) else None
+    finally:
+        os.close(fd)
+
+
 def retry_delay(row: FileRow, base: float) -> float:
     """Seconds until a file that did not change is tried again: doubling per attempt, capped."""
     return min(RETRY_CAP, base * 2 ** min(row.attempts, 32))
@@ -159,7 +182,7 @@ class IndexerStats:
         return sum(n for _, n in list(self._recent)[1:]) / span if span > 0 else 0.0
 
 
-class Indexer:
+class Indexer(WorkerPart):
     """Turns pending catalog rows into vectors. start/loop/stop like every long-running part."""
 
     def __init__(self, store: Store, encoder: Encoder, config: IndexerConfig,
@@ -185,10 +208,7 @@ class Indexer:
         self.backfill = MetadataBackfill(store, lambda: self._pool, self._header_meta,
                                          lambda: 2 * self.config.decode_timeout + 1.0, self.places)
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        self._worker.start()
+    # ------------------------------------------------------------------ lifecycle (start, stop: WorkerPart)
 
     def wake(self) -> None:
         """New work may be pending: do not wait for the idle poll."""
@@ -199,15 +219,6 @@ class Indexer:
         if self.paused.is_set():
             return PAUSED_POLL
         return IDLE_POLL if self.loop() == 0 else 0.0
-
-    def stop(self) -> None:
-        self._worker.stop()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._worker.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._worker.is_alive()
 
     def status(self) -> IndexerStatus:
         """Photos encoded and vectors reused this run, the recent rate, results waiting for disk space."""
@@ -321,24 +332,9 @@ class Indexer:
         with self._opened(row, os.O_PATH) as opened:
             return (opened[1].st_dev, opened[1].st_ino) if opened is not None else None
 
-    @contextlib.contextmanager
-    def _opened(self, row: FileRow, flags: int) -> Iterator[tuple[int, os.stat_result] | None]:
-        """(descriptor, fstat) of row's file, opened with flags and closed after; None unless it is still
-        a regular file in its share (the reasons why not are the indexer's, _prepare_row's, to give)."""
-        root = self.shares.root(row.share)
-        if root is None:
-            yield None
-            return
-        try:
-            fd = open_nofollow(row.relpath, base=str(root), flags=flags)
-        except (OSError, NasclipError):
-            yield None
-            return
-        try:
-            st = os.fstat(fd)
-            yield (fd, st) if stat_.S_ISREG(st.st_mode) else None
-        finally:
-            os.close(fd)
+    def _opened(self, row: FileRow, flags: int) -> contextlib.AbstractContextManager[
+            tuple[int, os.stat_result] | None]:
+        return open_row(self.shares, row, flags)
 
     def _fill_window(self) -> None:
         while len(self._window) < self.depth and not self._worker.stopping:

@@ -69,12 +69,13 @@ class Request:
     k_given: bool = True  # False when k is the default (with all, k then does not cap the matches)
     lang: str = "en"  # the language place names are given in: "en" or "zh" (where the gazetteer has it)
     with_ids: bool = False  # results carry catalog ids: set by the web front end, never by a socket request
+    text_in: tuple[str, ...] = ()  # words or phrases that must all appear in the text read in the photo
 
     @property
     def filtered(self) -> bool:
         """Whether the request names any filter."""
         return any(v is not None for v in (self.share, self.path_prefix, self.after, self.before, self.camera,
-                                           self.place))
+                                           self.place)) or bool(self.text_in)
 
 
 SORTS = ("score", "date", "-date")
@@ -137,6 +138,25 @@ def _time(data: dict, key: str) -> float | None:
     raise _fail(f"'{key}' must be a date (YYYY-MM-DD) or seconds since 1970")
 
 
+MAX_TEXT_TERMS = 16
+
+
+def _text_in(data: dict) -> tuple[str, ...]:
+    """text_in: 1 to MAX_TEXT_TERMS words or phrases, each non-empty text."""
+    raw = data.get("text_in")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_TEXT_TERMS:
+        raise _fail(f"'text_in' must be a list of 1 to {MAX_TEXT_TERMS} words or phrases")
+    terms = []
+    for i, item in enumerate(raw):
+        key = f"text_in[{i}]"
+        if not isinstance(item, str):
+            raise _fail(f"{key} must be a string")
+        terms.append(_string({key: item}, key, max_len=256) or "")
+    return tuple(terms)
+
+
 def _terms(data: dict, optional: bool = False) -> tuple[Term, ...]:
     terms: list[Term] = []
     text = _string(data, "text")
@@ -165,14 +185,14 @@ def _terms(data: dict, optional: bool = False) -> tuple[Term, ...]:
     if not terms:
         if optional:
             return ()
-        raise _fail("search needs 'text', 'image', 'terms', 'q' or a filter")
+        raise _fail("search needs 'text', 'image', 'terms', 'q', 'text_in' or a filter")
     if not any(t.weight > 0 for t in terms):
         raise _fail("at least one term needs a positive weight")
     return tuple(terms)
 
 
 SEARCH_KEYS = {"v", "op", "id", "text", "image", "terms", "k", "share", "path_prefix", "after", "before", "camera",
-               "sort", "place", "all", "q", "lang"}
+               "sort", "place", "all", "q", "lang", "text_in"}
 OTHER_KEYS = {"scan": {"v", "op", "id", "share"}}
 COMMON_KEYS = {"v", "op", "id"}
 
@@ -234,6 +254,7 @@ def _parse_object(data: dict, request_id: Any, max_k: int) -> Request:
         raise _fail("'lang' must be one of " + ", ".join(LANGUAGES))
     request = Request(op, request_id, (), k, _string(data, "share", max_len=256), _path(data, "path_prefix"),
                       _time(data, "after"), _time(data, "before"), _string(data, "camera", max_len=256), sort,
-                      _string(data, "place", max_len=256), every, q, "k" in data, lang)
-    # A query box may hold only filters ("place:Lisbon 2019"), and so may a request: both list photos by date.
+                      _string(data, "place", max_len=256), every, q, "k" in data, lang, text_in=_text_in(data))
+    # A query box may hold only filters ("place:Lisbon 2019"), and so may a request: both list photos by
+    # date; a request with only words to find in the photos' text ranks by how well they match.
     return replace(request, terms=_terms(data, optional=q is not None or request.filtered))

@@ -19,7 +19,10 @@ ranks by and the filters the rest of the words name:
   Paris, Texas; not Springfield) and have ``PLAIN_PLACE_POPULATION`` people,
   so a village's name is not taken from a description. A preposition or
   particle left dangling before a place or date ("in", "near", "在") goes too.
-* quoted words ("...", “...”, 「...」) stay literal search text, whatever they say.
+* quoted words ("...", “...”, 「...」) are never dates or places. Where the daemon
+  reads the text in photos (``ocr.enabled``), they must appear in it, as the
+  ``text:`` operator's word does (``receipt "星巴克"``: the quoted part filters,
+  the rest ranks by CLIP); elsewhere they are part of the description.
 * ``+`` and ``-`` between words add or subtract descriptions, as on the command line.
 
 Nothing here touches the catalog; the searcher turns ``Parsed`` into filters
@@ -42,7 +45,7 @@ DOMINANCE = 10.0  # a plain place name must name a place this many times larger 
 MAX_PLACE_WORDS = 4  # "Rio de Janeiro", "Santa Cruz de Tenerife"
 MAX_CHINESE_PLACE = 8  # characters: 加利福尼亚州, 克罗地亚共和国
 OPERATORS = {"after": "after", "before": "before", "taken": "taken", "place": "place", "near": "place",
-             "camera": "camera", "share": "share", "in": "in", "sort": "sort"}
+             "camera": "camera", "share": "share", "in": "in", "sort": "sort", "text": "text"}
 _QUOTES = {'"': '"', "“": "”", "「": "」", "『": "』"}
 _TOKEN = re.compile(r'(?P<op>[A-Za-z]+):(?:"(?P<opq>[^"]*)"?|“(?P<opc>[^”]*)”?|(?P<opv>\S+))'
                     r'|(?P<quoted>"[^"]*"?|“[^”]*”?|「[^」]*」?|『[^』]*』?)'
@@ -111,11 +114,15 @@ class Parsed:
     share: str | None = None
     folder: str | None = None
     sort: str | None = None
+    text_in: list[str] = field(default_factory=list)  # words the photo's text must hold (text:, quoted words)
     chinese: bool = False  # the query was written in Chinese: say back in Chinese
 
 
-def parse(q: str, places: PlaceNames | None) -> Parsed:
-    """Split a query box into descriptions and filters (see the module's docstring); places may be None."""
+def parse(q: str, places: PlaceNames | None, quoted_is_text: bool = False) -> Parsed:
+    """Split a query box into descriptions and filters (see the module's docstring); places may be None.
+
+    quoted_is_text: quoted words are words to find in the photos' text (the daemon reads it), not description.
+    """
     parsed = Parsed(chinese=bool(_HAN.search(q)))
     pieces: list[tuple[str, str]] = []  # ("text" | "quoted" | "sign", value) in order
     for match in _TOKEN.finditer(q):
@@ -130,7 +137,9 @@ def parse(q: str, places: PlaceNames | None) -> Parsed:
         elif match.group("quoted") is not None:
             quoted = match.group("quoted")
             inner = quoted[1:-1] if len(quoted) > 1 and quoted[-1] == _QUOTES[quoted[0]] else quoted[1:]
-            if inner.strip():
+            if inner.strip() and quoted_is_text:
+                parsed.text_in.append(inner.strip())
+            elif inner.strip():
                 pieces.append(("quoted", inner.strip()))
         else:
             word = match.group("word")
@@ -157,6 +166,8 @@ def _operator(parsed: Parsed, key: str, value: str) -> None:
         if key in ("before", "taken"):
             _once(parsed.before, key)
             parsed.before = period.start if key == "before" else period.end
+    elif key == "text":
+        parsed.text_in.append(value)
     elif key == "sort":
         if value not in ("score", "date", "-date"):
             raise _fail(f"sort:{value} is not an order; use sort:score, sort:date or sort:-date")

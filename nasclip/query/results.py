@@ -33,6 +33,7 @@ class Hit:
     lat: float | None = None
     lon: float | None = None
     id: int | None = None  # the catalog row: the web front end asks for thumbnails by it
+    text: str | None = None  # with text_in: the text read in the photo around the first word asked for
 
     def as_dict(self, with_id: bool = False) -> dict:
         """The protocol's result object; with_id adds the catalog id (the web names photos by it)."""
@@ -40,6 +41,8 @@ class Hit:
                  "score": None if self.score is None else round(self.score, 6), "size": self.size,
                  "mtime": self.mtime, "taken": self.taken, "taken_from": self.taken_from, "camera": self.camera,
                  "place": self.place}
+        if self.text is not None:
+            shown["text"] = self.text
         if with_id:
             shown["id"] = self.id
         return shown

@@ -34,7 +34,7 @@ from ..meta.places import Places
 from ..model.spec import load_model_spec
 from ..shares import Shares
 from ..store import catalog as cat
-from ..store.reader import SEARCHABLE
+from ..store.reader import SEARCHABLE, Candidate
 from ..store.store import Store
 from ..store.vectors import VectorIndex
 from .access import AccessCheck, Peer
@@ -45,6 +45,7 @@ from .filters import Filter
 from .protocol import BAD_REQUEST, BUSY, FORBIDDEN, NOT_FOUND, Request, Term
 from .results import Hit, hit_from, score_of, when
 from .textbatch import encode_texts
+from .textsearch import TextMatches, find_text
 from .understand import understand
 
 log = logging.getLogger("nasclip.search")
@@ -99,7 +100,7 @@ class Searcher:
 
     def __init__(self, store: Store, encoder: Encoder, shares: Shares | Mapping[str, Path], max_pixels: int,
                  *, limits: DecodeLimits | None = None, max_decodes: int = 2, slots: int = 0,
-                 max_all: int = 10000, places: Places | None = None) -> None:
+                 max_all: int = 10000, places: Places | None = None, reads_text: bool = False) -> None:
         self.store = store
         self.encoder = encoder
         self.shares = Shares.of(shares)
@@ -107,6 +108,7 @@ class Searcher:
         self.max_decodes = max_decodes
         self.max_all = max_all  # most photos an 'all' search returns
         self.places = places or Places()  # place names: the query box, --place, results' places
+        self.reads_text = reads_text  # text is read in photos (ocr.enabled): quoted words are looked for there
         self._decodes = threading.BoundedSemaphore(max_decodes)
         self.texts = TextCache()
         # Text-encoder runs and index scans, concurrent queries' together, a few at a time
@@ -272,11 +274,17 @@ class Searcher:
         """The photos peer may see that answer request (the k best, or every match), and details of the search."""
         started = time.perf_counter()
         access = AccessCheck(peer)
-        understood = understand(request, self.places)
+        understood = understand(request, self.places, self.reads_text)
         request = understood.request
         filt = Filter(request, self.shares, self._share_path(request.path_prefix), understood.place)
         details: dict = {"understood": understood.description, "interpreted": understood.interpreted}
-        if not request.terms:
+        # Words to find in the photos' text: only the photos showing all of them are candidates.
+        matches = find_text(self.store.reader(), request.text_in) if request.text_in else None
+        among = np.array(sorted(matches.found), dtype=np.int64) if matches is not None else None
+        if not request.terms and matches is not None:
+            hits, examined = self._by_text(request, filt, access, matches)
+            details.update(model=None, filtered_by="text", examined=examined if peer.is_root else len(hits))
+        elif not request.terms:
             if not filt.active:
                 raise ProtocolError(BAD_REQUEST, "nothing to search for: give a description, a photo or a filter")
             hits = self._listing(request, filt, access)
@@ -286,13 +294,16 @@ class Searcher:
             query = self.query_vector(request.terms, access, index, encoder)
             details.update(model=model, encode_ms=round((time.perf_counter() - started) * 1000, 2))
             if request.all:
-                hits, cutoff, examined, visible = self._every_match(index, query, filt, access, request)
+                hits, cutoff, examined, visible = self._every_match(index, query, filt, access, request, among)
                 if not peer.is_root:  # a statistic of photos hidden from the asker too
                     cutoff.pop("median", None)
                 details.update(cutoff=cutoff, filtered_by="index" if not filt.active else "catalog")
             else:
-                hits, examined, visible, route = self._best(index, query, filt, access, request.k)
+                hits, examined, visible, route = self._best(index, query, filt, access, request.k, among)
                 details["filtered_by"] = route
+            if matches is not None:
+                hits = self._with_text(hits, matches)
+                details["filtered_by"] = "text"
             # Others see only how many candidates they may see were looked at: the full count
             # would tell how many hidden photos a folder (say, bob's) holds.
             details["examined"] = examined if peer.is_root else visible
@@ -301,9 +312,12 @@ class Searcher:
         details["took_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return hits, details
 
-    def _best(self, index: VectorIndex, query: np.ndarray, filt: Filter, access: AccessCheck,
-              k: int) -> tuple[list[Hit], int, int, str]:
-        """The k best visible photos the filter keeps: (hits, examined, visible, route)."""
+    def _best(self, index: VectorIndex, query: np.ndarray, filt: Filter, access: AccessCheck, k: int,
+              among: np.ndarray | None = None) -> tuple[list[Hit], int, int, str]:
+        """The k best visible photos the filter keeps (among those ids, if given): (hits, examined, visible, route)."""
+        if among is not None:  # the photos showing the words asked for; the other filters apply per row
+            hits, examined, visible, _ = self._scan(index, query, k, filt, access, among, len(among), len(among))
+            return hits, examined, visible, "catalog"
         total = len(index)
         limit = POST_FILTER_LIMIT if filt.active else total
         # A filter that leaves too few photos for POST_FILTER_LIMIT candidates to hold k of
@@ -322,14 +336,15 @@ class Searcher:
         return hits, examined + more, visible, "catalog"
 
     def _every_match(self, index: VectorIndex, query: np.ndarray, filt: Filter, access: AccessCheck,
-                     request: Request) -> tuple[list[Hit], dict, int, int]:
+                     request: Request, among: np.ndarray | None = None) -> tuple[list[Hit], dict, int, int]:
         """Every visible photo above the query's own cut-off (cutoff.py): (hits, cut-off, examined, visible).
 
         The whole filtered collection is scored (one scan), its median taken,
         and the visible candidates examined best first down to the upper
         bound the cut-off can lie in, plus one more below it.
         """
-        among = self._candidates(filt) if filt.active else None
+        if among is None and filt.active:
+            among = self._candidates(filt)
         size = len(among) if among is not None else len(index)
         if size == 0:
             return [], Cutoff(float("inf"), 0).as_dict(), 0, 0
@@ -360,6 +375,23 @@ class Searcher:
         cap = min(self.max_all, request.k) if not request.all else min(self.max_all, request.k if request.k_given
                                                                         else self.max_all)
         return [replace(h, score=None) for h in hits[:cap]]
+
+    def _by_text(self, request: Request, filt: Filter, access: AccessCheck,
+                 matches: TextMatches) -> tuple[list[Hit], int]:
+        """A search by text alone: the visible photos showing every word, best matches first, then the newest."""
+        rows = self.store.reader().candidates(matches.found)
+        ranked = sorted(((matches.quality(i), i) for i in rows), key=lambda m: (-m[0], -_seconds(rows[m[1]])))
+        cap = self.max_all if request.all and not request.k_given else request.k
+        hits: list[Hit] = []
+        examined, chunk = 0, max(2 * cap, 64)
+        while examined < len(ranked) and len(hits) < cap:
+            hits += self._accept(ranked[examined:examined + chunk], filt, access)
+            examined += chunk
+        return self._with_text(hits[:cap], matches), min(examined, len(ranked))
+
+    def _with_text(self, hits: list[Hit], matches: TextMatches) -> list[Hit]:
+        """The hits, each with the recognised text around the first term."""
+        return [replace(hit, text=matches.snippet(hit.id)) if hit.id in matches.found else hit for hit in hits]
 
     def _scan(self, index: VectorIndex, query: np.ndarray, want: int, filt: Filter, access: AccessCheck,
               among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, int, bool]:
@@ -433,6 +465,11 @@ class Searcher:
                 continue
             hits.append(hit_from(row, path, score, self.places, filt.chinese))
         return hits
+
+
+def _seconds(row: Candidate) -> float:
+    """When a row's photo was taken, as seconds for ordering (its mtime where it does not say)."""
+    return row.taken if row.taken is not None else row.mtime_ns / 1e9
 
 
 def _scan_together(index: VectorIndex, batch: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -18,7 +18,7 @@ from ..errors import ProtocolError
 from ..meta.gazetteer import Place
 from ..meta.places import Gazetteer, Places
 from ..store.reader import PlaceFilter
-from .protocol import MAX_TERMS, Request, Term
+from .protocol import MAX_TERMS, MAX_TEXT_TERMS, Request, Term
 from .querybox import Parsed, Period, midnight, parse
 from .wire import BAD_REQUEST, NOT_FOUND
 
@@ -38,9 +38,12 @@ class Understood:
     interpreted: bool
 
 
-def understand(request: Request, places: Places) -> Understood:
-    """Merge the query box into the request and resolve its place (module docstring)."""
-    parsed = parse(request.q, places) if request.q else Parsed()
+def understand(request: Request, places: Places, reads_text: bool = False) -> Understood:
+    """Merge the query box into the request and resolve its place (module docstring).
+
+    reads_text: the daemon reads the text in photos, so the box's quoted words are looked for there.
+    """
+    parsed = parse(request.q, places, quoted_is_text=reads_text) if request.q else Parsed()
     request = _merge(request, parsed)
     place, place_name = _place(request, parsed, places.get() if request.place or parsed.place_found else None)
     interpreted = request.filtered or place is not None or request.sort != "score" or request.all
@@ -74,6 +77,11 @@ def _merge(request: Request, parsed: Parsed) -> Request:
         changes["path_prefix"] = os.path.normpath(parsed.folder)
     if parsed.sort is not None:
         changes["sort"] = parsed.sort
+    if parsed.text_in:
+        words = request.text_in + tuple(parsed.text_in)
+        if len(words) > MAX_TEXT_TERMS:
+            raise _fail(f"the query looks for more than {MAX_TEXT_TERMS} words in the photos' text")
+        changes["text_in"] = words
     if parsed.place is not None or parsed.place_found is not None:
         if request.place is not None:
             raise _fail("the query box and the request both give a place; give it once")
@@ -116,10 +124,13 @@ def _place(request: Request, parsed: Parsed, places: Gazetteer | None) -> tuple[
 def describe(request: Request, place: str | None, chinese: bool) -> str:
     """One line saying what the search looks for and which filters hold."""
     texts = [t for t in request.terms if t.text or t.image]
-    if chinese:
-        parts = [_terms_text(texts, "“", "”") or "所有照片"]
+    shown = _terms_text(texts, "“", "”") if chinese else _terms_text(texts, "'", "'")
+    if request.text_in:
+        words = ("、" if chinese else " and ").join(f"“{w}”" for w in request.text_in)
+        said = f"照片中有{words}" if chinese else f"showing the words {words}"
+        parts = [shown, said] if shown else [said if chinese else f"photos {said}"]
     else:
-        parts = [_terms_text(texts, "'", "'") or "every photo"]
+        parts = [shown or ("所有照片" if chinese else "every photo")]
     taken = _dates(request.after, request.before, chinese)
     if taken:
         parts.append(taken)

@@ -28,12 +28,14 @@ from ..indexing.imaging import decode_limits
 from ..indexing.indexer import Indexer
 from ..meta.places import Places
 from ..model.spec import load_model_spec
+from ..ocr.stage import OcrStage
 from ..query.access import AccessCheck, Peer
 from ..query.protocol import FORBIDDEN, NOT_FOUND, Request, ok_reply
 from ..query.search import Searcher
 from ..query.server import QueryServer
 from ..shares import Shares
 from ..store.catalog import decode_path
+from ..store.ocrtext import READ_COUNTER
 from ..store.statedir import PRIVATE_UMASK, StateLock, make_private
 from ..store.store import Store
 from ..watch.watcher import Watcher
@@ -73,6 +75,7 @@ class Daemon:
         self.server: QueryServer | None = None
         self.searcher: Searcher | None = None
         self.web: WebServer | None = None  # only with web.listen set
+        self.ocr: OcrStage | None = None  # None with ocr.enabled: false
         self.lock: StateLock | None = None
         self._checkpoint_error = ""  # the last checkpoint failure logged, so that a repeat is not
         self._next_status = 0.0
@@ -105,10 +108,13 @@ class Daemon:
         places = Places(config.state_dir / CACHE_FOLDER)
         self.searcher = Searcher(self.store, self.encoder, self.shares, config.indexer.max_pixels,
                                  limits=decode_limits(config.indexer), max_decodes=config.query.max_image_decodes,
-                                 slots=config.query.cpu_slots, max_all=config.query.max_all, places=places)
+                                 slots=config.query.cpu_slots, max_all=config.query.max_all, places=places,
+                                 reads_text=config.ocr.enabled)
         self.indexer = Indexer(self.store, self.encoder, config.indexer, self.shares, places=places)
         self.watcher = Watcher(self.store, config.shares, config.indexer.settle_seconds,
                                on_change=self.indexer.wake)
+        if config.ocr.enabled:
+            self.ocr = OcrStage(self.store, config.ocr, config.indexer, self.shares, self._clip_busy)
         self.server = QueryServer(config.socket, config.query, self.handle)
         self.server.start()
         if config.web.listen:
@@ -126,6 +132,13 @@ class Daemon:
         self.notifier.ready(self.status_line())
         self.watcher.start()
         self.indexer.start()
+        if self.ocr is not None:
+            self.ocr.start()
+
+    def _clip_busy(self) -> bool:
+        """Whether the CLIP pass has photos to encode now: the text pass waits until it has none."""
+        assert self.indexer and self.store
+        return self.indexer.stats.busy or bool(self.store.pending(1, set()))
 
     def request_stop(self) -> None:
         """Ask the main loop to end (signal handlers call this and nothing else)."""
@@ -219,7 +232,8 @@ class Daemon:
         """True while every part runs and a busy indexer makes progress."""
         assert self.indexer and self.server and self.watcher
         return (self.indexer.is_alive() and self.server.is_alive() and self.watcher.is_alive()
-                and (self.web is None or self.web.is_alive()) and not self.stalled())
+                and (self.web is None or self.web.is_alive()) and (self.ocr is None or self.ocr.is_alive())
+                and not self.stalled())
 
     def shutdown(self) -> None:
         """Stop accepting, drain the current batch, checkpoint, close; idempotent.
@@ -232,7 +246,8 @@ class Daemon:
         self.notifier.stopping("stopping: finishing the current batch and saving the index")
         # The indexer's batch is the work worth waiting for; a long scan is simply redone.
         parts = [(name, part) for name, part in (("web front end", self.web), ("query server", self.server),
-                                                  ("indexer", self.indexer), ("watcher", self.watcher))
+                                                  ("indexer", self.indexer), ("text recognition", self.ocr),
+                                                  ("watcher", self.watcher))
                  if part is not None]
         for _, part in parts:
             part.stop()  # all at once, so that they wind down in parallel
@@ -267,7 +282,8 @@ class Daemon:
             stats = self.indexer.stats
             log.info("stopped: encoded %d photos this run, reused %d vectors, %d failed",
                      stats.encoded, stats.reused, stats.failed)
-        self.server = self.watcher = self.indexer = self.store = self.encoder = self.searcher = self.web = None
+        self.server = self.watcher = self.indexer = self.store = self.encoder = self.searcher = None
+        self.web = self.ocr = None
         self.notifier.close()
 
     # ------------------------------------------------------------------ reload
@@ -286,7 +302,7 @@ class Daemon:
         plan = plan_reload(self.config, new)
         config = self.config = plan.config
         set_level(config.log_level)
-        for part in (self.indexer, self.searcher, self.watcher, self.server, self.web):
+        for part in (self.indexer, self.searcher, self.watcher, self.server, self.web, self.ocr):
             if part is not None:
                 part.reconfigure(config)
         self.reloaded = time.time()
@@ -334,12 +350,21 @@ class Daemon:
             "disk_full": disk_full,
             "notices": list(self.store.notices),
             "metadata_owed": self.store.reader().metadata_owed(),
+            "ocr": self._ocr_status(),
             "healthy": self.healthy() and disk_full is None,
             "service": {"config": str(self.config.source) if self.config.source else None,
                         "reloaded": self.reloaded, "restart_needed": list(self.restart_needed),
                         "watchdog_seconds": self.notifier.watchdog_interval,
                         "stalled": self.stalled()},
         }
+
+    def _ocr_status(self) -> report.OcrReport:
+        """The text pass's progress: photos by text state, and what the pass did this run."""
+        assert self.store
+        if self.ocr is None:
+            return {"enabled": False}
+        return {**self.ocr.status(), "photos": self.store.text_counts(),
+                "read_total": self.store.counter(READ_COUNTER)}
 
     def _switch(self) -> dict | None:
         """Progress of re-encoding for a new model, or None when there is no switch under way."""
@@ -360,9 +385,12 @@ class Daemon:
     def status_line(self) -> str:
         """One line for systemd's STATUS= (status.status_line)."""
         assert self.store and self.indexer
-        return report.status_line(self.store.counts(), self.indexer.stats.rate(), self.store.space.line(),
+        line = report.status_line(self.store.counts(), self.indexer.stats.rate(), self.store.space.line(),
                                   self.store.migration(), self.store.serving_model(),
                                   self.store.reader().metadata_owed())
+        if self.ocr is not None:
+            line += "; " + report.ocr_line(self.store.text_counts(), self.ocr.rate(), self.ocr.unavailable)
+        return line
 
     # ------------------------------------------------------------------ requests
 

@@ -35,6 +35,9 @@ RESTART_ONLY = {
     "web.max_connections": "the web server's connection limit is set at start-up",
     "web.thumb_workers": "the thumbnail decode slots are created at start-up",
     "web.thumb_size": "cached thumbnails have the size they were made with",
+    "ocr.enabled": "text recognition is started (or not) at start-up",
+    "ocr.threads": "the text-recognition sessions are opened at start-up",
+    "ocr.nice": "the text-recognition thread's priority is set at start-up",
 }
 
 

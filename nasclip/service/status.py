@@ -74,12 +74,28 @@ class _Required(TypedDict):
     healthy: bool
 
 
+class OcrReport(TypedDict, total=False):
+    """The text pass (nasclip/ocr/stage.py OcrStatus, plus the catalog's counts); only 'enabled' when off."""
+
+    enabled: bool
+    available: bool
+    reason: str | None
+    read: int
+    reused: int
+    failed: int
+    rate: float
+    waiting: bool
+    photos: dict[str, int]  # by text state: pending, done, failed
+    read_total: int
+
+
 class StatusReply(_Required, total=False):
     model_switch: dict[str, Any] | None  # {"from": [old models], "to", "done", "total", "serving"}
     disk_full: dict[str, Any] | None  # SpaceMonitor.status() plus held_results
     notices: list[str]
     service: ServiceStatus
     metadata_owed: int  # indexed photos whose capture time, camera or place is still to be read
+    ocr: OcrReport
 
 
 def hide_from(status: StatusReply, access: AccessCheck) -> None:
@@ -119,3 +135,14 @@ def status_line(counts: dict[str, int], rate: float, disk_full: str | None, swit
         parts.append(f"new model {switch['to']}: {group_digits(switch['done'])} / {group_digits(switch['total'])} "
                      f"re-encoded, searches use {serving}")
     return ", ".join(parts)
+
+
+def ocr_line(counts: dict[str, int], rate: float, unavailable: str | None) -> str:
+    """The text pass's part of STATUS=, e.g. 'text read 1 204 / 48 210, 0.4 photos/s'."""
+    if unavailable:
+        return "text in photos not read (no OCR models; see docs/ocr.md)"
+    done = counts["done"] + counts["failed"]
+    text = f"text read {group_digits(done)} / {group_digits(done + counts['pending'])}"
+    if counts["pending"] and rate > 0:
+        text += f", {rate:.1f} photos/s"
+    return text

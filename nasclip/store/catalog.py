@@ -98,6 +98,43 @@ MIGRATIONS: list[str] = [
     CREATE INDEX files_unplaced ON files (id) WHERE lat IS NOT NULL AND place_country IS NULL;
     CREATE INDEX files_place ON files (place_country, place_region, place_city) WHERE place_country != '';
     """,
+    # 4 -> 5: text recognised in the photos (issue 17), a second pass after the vector. One ocr row
+    # per photo once it is indexed: 'pending' until read, then 'done' (its lines in text, '' for none)
+    # or 'failed' (error says why). fingerprint is the content that was read: a copy or twin with the
+    # same fingerprint takes the text instead of being read again. Triggers keep it in step whoever
+    # writes files: a row that becomes indexed is queued; a file whose size or mtime changes is
+    # pending again (an edit is read again; a rename changes neither). ocr_text indexes the folded
+    # text (nasclip/ocr/textform.py) with FTS5's trigram tokenizer, rowid = file id: substrings of 3+
+    # characters in any script; shorter terms are looked up with instr() on its column.
+    """
+    CREATE TABLE ocr (
+        file_id INTEGER PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+        fingerprint TEXT,
+        text TEXT,
+        error TEXT,
+        updated REAL
+    );
+    CREATE INDEX ocr_pending ON ocr (file_id) WHERE state = 'pending';
+    CREATE INDEX ocr_state ON ocr (state);
+    CREATE INDEX ocr_fingerprint ON ocr (fingerprint) WHERE state != 'pending';
+    CREATE VIRTUAL TABLE ocr_text USING fts5 (folded, tokenize = 'trigram');
+    INSERT INTO ocr (file_id, state) SELECT id, 'pending' FROM files WHERE state = 'indexed';
+    CREATE TRIGGER ocr_queue AFTER UPDATE OF state ON files WHEN new.state = 'indexed' BEGIN
+        INSERT OR IGNORE INTO ocr (file_id, state) VALUES (new.id, 'pending');
+    END;
+    CREATE TRIGGER ocr_queue_new AFTER INSERT ON files WHEN new.state = 'indexed' BEGIN
+        INSERT OR IGNORE INTO ocr (file_id, state) VALUES (new.id, 'pending');
+    END;
+    CREATE TRIGGER ocr_changed AFTER UPDATE OF size, mtime_ns ON files
+        WHEN new.size IS NOT old.size OR new.mtime_ns IS NOT old.mtime_ns BEGIN
+        UPDATE ocr SET state = 'pending', fingerprint = NULL, text = NULL, error = NULL WHERE file_id = new.id;
+        DELETE FROM ocr_text WHERE rowid = new.id;
+    END;
+    CREATE TRIGGER ocr_forget AFTER DELETE ON ocr BEGIN
+        DELETE FROM ocr_text WHERE rowid = old.file_id;
+    END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

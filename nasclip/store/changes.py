@@ -74,3 +74,33 @@ class Failed:
 
 
 Result = Union[Encoded, Failed]
+
+# ---------------------------------------------------------------------- results of the text pass (nasclip/ocr)
+
+
+@dataclass(frozen=True)
+class TextRead:
+    """The photo of ``row`` (as its fingerprint says) was read: its lines, none if it shows no text."""
+
+    row: FileRow
+    lines: tuple[str, ...]
+    searchable: str  # the folded form the text index holds (nasclip/ocr/textform.py)
+
+
+@dataclass(frozen=True)
+class TextReused:
+    """The photo of ``row`` is a copy of ``donor``'s, whose text (or failure) it takes."""
+
+    row: FileRow
+    donor: int
+
+
+@dataclass(frozen=True)
+class TextFailed:
+    """The photo of ``row`` cannot be read for text; ``error`` says why."""
+
+    row: FileRow
+    error: str
+
+
+TextResult = Union[TextRead, TextReused, TextFailed]

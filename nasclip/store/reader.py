@@ -232,6 +232,56 @@ class CatalogReader:
             "WHERE f.fingerprint=? AND f.id!=? LIMIT 1", (model_id, fingerprint, file_id)).fetchone()
         return int(found[0]) if found else None
 
+    # ------------------------------------------------------------------ text in photos (schema 4)
+
+    def text_due(self, limit: int) -> list[FileRow]:
+        """Indexed rows whose text waits to be read, highest ids (the newest photos) first."""
+        columns = ", ".join(f"f.{c.strip()}" for c in ROW_COLUMNS.split(","))
+        rows = self.conn.execute(
+            f"SELECT {columns} FROM ocr o INDEXED BY ocr_pending JOIN files f ON f.id = o.file_id "
+            f"WHERE o.state = 'pending' AND f.state = '{INDEXED}' ORDER BY o.file_id DESC LIMIT ?", (limit,)).fetchall()
+        return [row_from(r) for r in rows]
+
+    def text_donor(self, file_id: int, fingerprint: str) -> int | None:
+        """Another row whose photo had the same content when its text was read (or failed)."""
+        found = self.conn.execute("SELECT file_id FROM ocr WHERE fingerprint = ? AND state != 'pending' "
+                                  "AND file_id != ? LIMIT 1", (fingerprint, file_id)).fetchone()
+        return int(found[0]) if found else None
+
+    def text_counts(self) -> dict[str, int]:
+        """Rows by text state. Counts the ocr_state index alone: deleted photos not yet purged are in it."""
+        counts = {"pending": 0, "done": 0, "failed": 0}
+        for state, n in self.conn.execute("SELECT state, COUNT(*) FROM ocr GROUP BY state"):
+            counts[state] = n
+        return counts
+
+    def text_matches(self, terms: list[str], limit: int) -> list[tuple[int, str, str]]:
+        """(id, folded text, recognised lines) of photos whose folded text holds every folded term.
+
+        Terms of 3+ characters go to the trigram index as quoted phrases
+        (substrings in any script); shorter ones are checked with instr() on
+        the indexed text, which alone (no long term to narrow it) reads it all.
+        """
+        where, args = [], []
+        long = [t for t in terms if len(t) >= 3]
+        if long:
+            where.append("ocr_text MATCH ?")
+            args.append(" AND ".join('"' + t.replace('"', '""') + '"' for t in long))
+        for term in terms:
+            if len(term) < 3:
+                where.append("instr(t.folded, ?) > 0")
+                args.append(term)
+        if not where:
+            return []
+        return [(int(i), folded, text or "") for i, folded, text in self.conn.execute(
+            f"SELECT t.rowid, t.folded, o.text FROM ocr_text t JOIN ocr o ON o.file_id = t.rowid "
+            f"WHERE {' AND '.join(where)} LIMIT ?", (*args, limit))]
+
+    def file_id(self, share: str, relpath: bytes) -> int | None:
+        """The id of the row at this stored path, whatever its state."""
+        row = self.conn.execute("SELECT id FROM files WHERE share=? AND relpath=?", (share, relpath)).fetchone()
+        return int(row[0]) if row is not None else None
+
     def recent_failures(self, limit: int) -> list[tuple[str, bytes, str]]:
         """(share, stored path, reason) of the photos that failed most recently."""
         return [(s, p, e) for s, p, e in self.conn.execute(

@@ -25,9 +25,18 @@ from ..config import CATALOG_FILE, INDEX_FOLDER
 from ..errors import DiskFull, StoreError
 from ..meta.exif import PhotoMeta, PlaceRef, Position
 from . import catalog as cat
-from . import checkpoint
+from . import checkpoint, ocrtext
 from .catalog import META_COLUMNS, Catalog, FileRow
-from .changes import Change, Deleted, Encoded, Failed, Moved, Result, Seen  # noqa: F401  (also imported from here)
+from .changes import (  # noqa: F401  (also imported from here)
+    Change,
+    Deleted,
+    Encoded,
+    Failed,
+    Moved,
+    Result,
+    Seen,
+    TextResult,
+)
 from .reader import CatalogReader
 from .recovery import recover
 from .space import SpaceMonitor
@@ -64,6 +73,7 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._counts: tuple[int, dict[str, int]] | None = None
+        self._text_counts: tuple[int, dict[str, int]] | None = None
         self.changes: dict[str, int] = {}
         self.last_checkpoint = time.monotonic()
         self._checkpoint_retry = 0.0  # after a failed checkpoint, not before this (monotonic)
@@ -393,6 +403,29 @@ class Store:
                            "WHERE id=?", (result.donor, row_id))
             return
         Store._write_meta(tx, row_id, meta)
+
+    # ------------------------------------------------------------------ writing: the text pass (nasclip/ocr)
+
+    def text_pending(self, limit: int) -> list[FileRow]:
+        """Indexed photos whose text has not been read, newest rows first; without the write lock."""
+        return self.reader().text_due(limit)
+
+    def text_donor(self, row: FileRow) -> int | None:
+        """A moved, copied or duplicate photo with the same content whose text was read already."""
+        return self.reader().text_donor(row.id, row.fingerprint) if row.fingerprint else None
+
+    def record_text(self, results: list[TextResult]) -> dict[str, int]:
+        """Store the text pass's results in one transaction (ocrtext.py); stale ones are dropped."""
+        with self._lock, self.catalog.transaction() as tx:
+            return ocrtext.record(tx, results, cat.now())
+
+    def text_counts(self) -> dict[str, int]:
+        """Photos by text state (pending, done, failed), cached until the next write like counts()."""
+        commits = self.catalog.commits
+        cached = self._text_counts
+        if cached is None or cached[0] != commits:
+            cached = self._text_counts = (commits, self.reader().text_counts())
+        return dict(cached[1])
 
     def _donor_vector(self, donor: int | None, row_id: int) -> np.ndarray | None:
         if donor is None:

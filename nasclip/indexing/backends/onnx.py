@@ -65,5 +65,9 @@ class OnnxSession:
     def input_names(self) -> list[str]:
         return [i.name for i in self._session.get_inputs()]
 
+    def metadata(self) -> dict[str, str]:
+        """The model file's custom metadata (e.g. a PP-OCR recogniser's character list)."""
+        return dict(self._session.get_modelmeta().custom_metadata_map)
+
     def close(self) -> None:
         self._session = None
