@@ -5,7 +5,9 @@ SQLite fail every statement that touches that page. Most of the file is
 usually fine, so this copies table by table, by key range, into a fresh
 catalog of the current schema: a range that cannot be read is split in
 halves until the unreadable rows are isolated and skipped; rows keep their
-ids, so the vectors in the index checkpoint still belong to them. Rows that
+ids, so the vectors in the index checkpoint still belong to them; the text
+read in photos (the ``ocr`` rows and their ``ocr_text`` index entries) comes
+along, and a photo whose text entry was lost is simply read again. Rows that
 fail the schema's constraints (garbled, or a ``vectors`` row whose photo was
 lost) are skipped as well. The damaged file is kept beside the new one as
 ``catalog.db.damaged-<timestamp>``. Photos whose rows were lost are found
@@ -85,8 +87,9 @@ def _readable(src: sqlite3.Connection, sql: str, args: tuple, low: int, high: in
             yield rows
 
 
-def _insert(dst: sqlite3.Connection, table: str, columns: list[str], rows: list[tuple], report: TableReport) -> None:
-    sql = f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+def _insert(dst: sqlite3.Connection, table: str, columns: list[str], rows: list[tuple], report: TableReport,
+            verb: str = "INSERT") -> None:
+    sql = f"{verb} INTO {table}({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     dst.execute("BEGIN")
     try:
         dst.executemany(sql, rows)
@@ -138,6 +141,36 @@ def copy_readable(src: sqlite3.Connection, dst: sqlite3.Connection) -> list[Tabl
                               (model,), low, high, report):
             _insert(dst, "vectors", ["file_id", "model_id"], rows, report)
     reports.append(report)
+    reports += _copy_text(src, dst)
+    return reports
+
+
+def _copy_text(src: sqlite3.Connection, dst: sqlite3.Connection) -> list[TableReport]:
+    """The text read in photos: ocr rows over the pending ones the files' trigger queued, then their index.
+
+    A photo whose text was read but whose ocr_text entry could not be copied
+    goes back to pending: read again, rather than findable by nothing.
+    """
+    if "ocr" not in {r[0] for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+        return []  # a catalog from before the text pass (schema 4 and older)
+    reports = []
+    text = TableReport("ocr", total=_count(src, "ocr"))
+    columns = [c for c in _columns(src, "ocr") if c in _columns(dst, "ocr")]
+    low, high = _bounds(src, "SELECT min(file_id), max(file_id) FROM ocr")
+    select = f"SELECT {', '.join(columns)} FROM ocr WHERE file_id BETWEEN ? AND ?"
+    for rows in _readable(src, select, (), low, high, text):
+        _insert(dst, "ocr", columns, rows, text, verb="INSERT OR REPLACE")
+    reports.append(text)
+    index = TableReport("ocr_text", total=_count(src, "ocr_text"))
+    low, high = _bounds(src, "SELECT min(rowid), max(rowid) FROM ocr_text")
+    for rows in _readable(src, "SELECT rowid, folded FROM ocr_text WHERE rowid BETWEEN ? AND ?", (), low, high, index):
+        kept = [row for row in rows if dst.execute("SELECT 1 FROM ocr WHERE file_id=? AND state='done'",
+                                                  (row[0],)).fetchone()]
+        index.rejected += len(rows) - len(kept)
+        _insert(dst, "ocr_text", ["rowid", "folded"], kept, index)
+    reports.append(index)
+    dst.execute("UPDATE ocr SET state='pending', fingerprint=NULL, text=NULL WHERE state='done' AND text != '' "
+                "AND file_id NOT IN (SELECT rowid FROM ocr_text)")
     return reports
 
 

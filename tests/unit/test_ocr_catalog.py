@@ -129,3 +129,28 @@ def test_short_terms_alone_are_looked_up_without_the_trigram_index(tmp_path: Pat
     index_some(store, "s", ["a.jpg"])
     read(store, ["星巴克 STARBUCKS x"])
     assert len(found(store, *bad)) == 1
+
+
+def test_a_catalog_rebuild_keeps_the_text_read_and_a_photo_whose_text_entry_was_lost_is_read_again(
+        tmp_path: Path) -> None:
+    from nasclip.store.rebuild import copy_readable
+
+    store = Store(tmp_path / "old", "m1", DIM)
+    ids = index_some(store, "s", ["receipt.jpg", "sign.jpg", "blank.jpg"])
+    sign = read(store, ["PARKING EXIT", "出口"])
+    receipt = read(store, ["STARBUCKS COFFEE"])
+    blank = read(store, [])
+    assert {sign, receipt, blank} == set(ids.values())
+    # The damage: one photo's index entry is gone (as a bad page would take it).
+    store.catalog.conn.execute("DELETE FROM ocr_text WHERE rowid = ?", (receipt,))
+    store.close()
+    src = sqlite3.connect(tmp_path / "old" / "catalog.db")
+    new = Catalog(tmp_path / "new.db")
+    reports = {r.name: r for r in copy_readable(src, new.conn)}
+    assert reports["ocr"].kept == 3 and reports["ocr_text"].kept == 1
+    states = dict(new.conn.execute("SELECT file_id, state FROM ocr"))
+    assert states == {sign: "done", blank: "done", receipt: "pending"}, "read again, not findable by nothing"
+    matched = new.conn.execute("SELECT rowid FROM ocr_text WHERE ocr_text MATCH ?", ('"parking"',)).fetchall()
+    assert matched == [(sign,)]
+    src.close()
+    new.close()
