@@ -185,8 +185,8 @@ def test_tensors_match_the_reference_transform_pixel_for_pixel(
 
 
 def check_embeddings(arch: str, transform: str, tensors: dict[str, tuple[np.ndarray, np.ndarray]],
-                     towers: Towers) -> None:
-    ours, ref = tensors[transform]
+                     towers: Towers, every: int = 1) -> None:
+    ours, ref = (batch[::every] for batch in tensors[transform])
     result = agreement(f"{arch}, {transform}", towers.embed(arch, f"{transform} nasclip", ours),
                        towers.embed(arch, f"{transform} reference", ref))
     assert result.holds(), result
@@ -203,7 +203,9 @@ def test_vit_b16_embeddings_of_both_tensors_agree(
     # Chinese-CLIP's transform: the registry's ViT-B/16 is Chinese-CLIP's. (Both
     # transforms on ViT-B/16 would be 256 tower runs, minutes on 2 cores; the
     # open_clip crop is checked through ViT-B/32, whose preprocessing is the same.)
-    check_embeddings("ViT-B-16", "cn_clip", tensors, towers)
+    # Every other photo of the corpus (32 of 64, all sizes and formats): this checks
+    # the second tower, the pixels themselves are checked on all 64 above.
+    check_embeddings("ViT-B-16", "cn_clip", tensors, towers, every=2)
 
 
 def renormalised(batch: np.ndarray, spec: ImageSpec, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
