@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Union
 
 import numpy as np
@@ -72,7 +72,8 @@ def decode(kind: MediaKind, handle: BinaryIO, spec: ImageSpec, limits: DecodeLim
            read_metadata: bool, name: str = "") -> Decoded:
     """The file's pictures and metadata by its kind (module doc); DecodeError says why not."""
     if kind == "video":
-        return sample(handle, spec, video, name)
+        sampled = sample(handle, spec, video, name)
+        return sampled if read_metadata else replace(sampled, meta=None)
     if kind == "raw":
         picture = open_raw(handle, spec.size, limits)
         return Decoded([to_tensor(resize(picture.image, spec), spec)], picture.meta if read_metadata else None)

@@ -15,6 +15,7 @@ and its moments are complete, each in the index once.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -118,6 +119,28 @@ def test_the_human_output_shows_a_video_at_its_moment(library, capsys: pytest.Ca
     shown = re.search(r"video\.mp4 @ (\d\d):(\d\d)$", out.strip())
     assert shown, out
     assert int(segment.start) <= int(shown[1]) * 60 + int(shown[2]) <= segment.end, out
+
+
+def test_like_a_moment_of_a_video_finds_that_moment_stored_or_decoded(library, capsys: pytest.CaptureFixture,
+                                                                     tmp_path: Path) -> None:
+    daemon: DaemonProcess = library["daemon"]
+    path, parts = list(library["segments"].items())[3]  # the MPEG-TS: its key frames are found by reading
+    segment = parts[3]
+    middle = (segment.start + segment.end) / 2
+    stored = daemon.request(op="search", terms=[{"image": str(path), "time": middle}], k=1,
+                            path_prefix=str(path.parent))["results"][0]
+    assert stored["path"] == str(path) and segment.holds(stored["time"]) and stored["score"] > 0.999
+    outside = tmp_path / f"not-indexed{path.suffix}"  # not in a share: its frame is decoded
+    shutil.copyfile(path, outside)
+    assert query.main(["--socket", str(daemon.socket), "--json", "-k", "1", "--in", str(path.parent),
+                       "--like", f"{outside}@{int(middle) // 60}:{middle % 60:04.1f}"]) == 0
+    decoded = json.loads(capsys.readouterr().out)["results"][0]
+    assert decoded["path"] == str(path) and segment.holds(decoded["time"]), decoded
+    page = tmp_path / "page.html"
+    assert query.main(["--socket", str(daemon.socket), "--html", str(page), "-k", "1", "--in", str(path.parent),
+                       segment.scene.english]) == 0
+    html = page.read_text()
+    assert f"#t={decoded['time']:.1f}" in html and "data:image/jpeg;base64," in html, html[-2000:]
 
 
 def test_a_rotated_phone_video_is_found_with_its_capture_time_place_and_camera(library) -> None:
