@@ -143,7 +143,7 @@ class Collector:
             stems = self.reader.partners(share, (r.stem for r in members if r.stem))
             for row in members:
                 folder = os.path.dirname(row.relpath)
-                matches[row.id] = [p for p in stems.get(row.stem or "", []) if p.id != row.id
+                matches[row.id] = [p for p in stems.get(row.stem or b"", []) if p.id != row.id
                                    and os.path.dirname(p.relpath) == folder]
         others = self.reader.candidates({p.id for ps in matches.values() for p in ps})
         for row_id, ps in matches.items():

@@ -60,9 +60,10 @@ def decode_path(raw: bytes) -> str:
     return os.fsdecode(raw)
 
 
-def stem_of(relpath: str) -> str:
-    """What a file shares with the other files of its shot (RAW+JPEG, Live Photo): its name's stem, case folded."""
-    return stem(os.path.basename(relpath))
+def stem_of(relpath: str) -> bytes:
+    """What a file shares with the other files of its shot (RAW+JPEG, Live Photo): its name's stem, case folded,
+    as stored (bytes, as paths are: a name need not be UTF-8)."""
+    return os.fsencode(stem(os.path.basename(relpath)))
 
 
 def prefix_range(prefix: str) -> tuple[bytes, bytes]:

@@ -79,14 +79,13 @@ def index_ids(conn: sqlite3.Connection, file_ids: Iterable[int]) -> list[int]:
 
 def known_ids(conn: sqlite3.Connection, model_id: str) -> np.ndarray:
     """The FAISS ids the catalog says the model's index holds: photos' row ids and videos' moments (int64)."""
-    photos = [i for (i,) in conn.execute(
-        "SELECT v.file_id FROM vectors v JOIN files f ON f.id = v.file_id WHERE v.model_id = ? "
-        f"AND f.kind IS NOT '{CLIP}' AND NOT EXISTS (SELECT 1 FROM moments m WHERE m.model_id = v.model_id "
-        "AND m.file_id = v.file_id)", (model_id,))]
-    moments = [moment_id(f, i) for f, i in conn.execute(
-        "SELECT m.file_id, m.idx FROM moments m JOIN vectors v ON v.model_id = m.model_id AND v.file_id = m.file_id "
-        "WHERE m.model_id = ?", (model_id,))]
-    return np.array(photos + moments, dtype=np.int64)
+    files = np.array([i for (i,) in conn.execute("SELECT file_id FROM vectors WHERE model_id = ?", (model_id,))],
+                     dtype=np.int64)
+    frames = conn.execute("SELECT m.file_id, m.idx FROM moments m JOIN vectors v ON v.model_id = m.model_id "
+                          "AND v.file_id = m.file_id WHERE m.model_id = ?", (model_id,)).fetchall()
+    clips = [i for (i,) in conn.execute(f"SELECT id FROM files INDEXED BY files_clips WHERE kind = '{CLIP}'")]
+    photos = files[~np.isin(files, np.array([f for f, _ in frames] + clips, dtype=np.int64))]
+    return np.concatenate([photos, np.array([moment_id(f, i) for f, i in frames], dtype=np.int64)])
 
 
 def held_ids(conn: sqlite3.Connection, model_id: str, file_id: int) -> list[int]:

@@ -46,7 +46,7 @@ class Candidate:
     place_country: str | None = None
     kind: str | None = None  # what was indexed (schema 6): photo, raw, video, clip; None: a photo of schema 5
     duration: float | None = None  # a video's length in seconds
-    stem: str | None = None  # shared with the other files of its shot (catalog.stem_of)
+    stem: bytes | None = None  # shared with the other files of its shot (catalog.stem_of)
 
 
 # The columns of a Candidate, in its order.
@@ -166,15 +166,18 @@ class CatalogReader:
 
     def index_ids(self, selection: Selection, model_id: str, limit: int | None = None) -> list[int]:
         """The ids in the model's index of the searchable rows a selection keeps: a photo's row id, a video's
-        moments (moments.py); at most limit + 1 of them, if given."""
-        where, args = _where(selection, "f.")
-        sql = (f"SELECT f.id, m.idx FROM files f LEFT JOIN moments m ON m.model_id = ? AND m.file_id = f.id "
-               f"WHERE {where}")
-        args = (model_id, *args)
-        if limit is not None:
-            sql += " LIMIT ?"
-            args += (limit + 1,)
-        return [i if idx is None else moments.moment_id(i, idx) for i, idx in self.conn.execute(sql, args)]
+        moments (moments.py); at most limit + 1 of them, if given. Videos are few: they are looked up apart."""
+        where, args = _where(selection)
+        cap = f" LIMIT {int(limit) + 1}" if limit is not None else ""
+        ids = [r[0] for r in self.conn.execute(
+            f"SELECT id FROM files WHERE {where} AND kind IS NOT 'video'{cap}", args)]
+        if limit is not None and len(ids) > limit:
+            return ids
+        video, video_args = _where(selection, "f.")
+        ids += [moments.moment_id(f, i) for f, i in self.conn.execute(
+            f"SELECT f.id, m.idx FROM files f INDEXED BY files_videos JOIN moments m ON m.model_id = ? "
+            f"AND m.file_id = f.id WHERE f.kind = 'video' AND {video}{cap}", (model_id, *video_args))]
+        return ids
 
     def candidates(self, ids: Iterable[int]) -> dict[int, Candidate]:
         """The rows with these ids (missing ones are left out)."""
@@ -297,10 +300,10 @@ class CatalogReader:
         """The seconds of a video's moments in the model's index, in index order ([] for a photo)."""
         return moments.moment_times(self.conn, model_id, file_id)
 
-    def partners(self, share: str, stems: Iterable[str]) -> dict[str, list[Partner]]:
+    def partners(self, share: str, stems: Iterable[bytes]) -> dict[bytes, list[Partner]]:
         """{stem: rows of the share with that stem}, gone ones left out (the caller checks the folders)."""
         wanted = sorted(set(stems))
-        found: dict[str, list[Partner]] = {}
+        found: dict[bytes, list[Partner]] = {}
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start:start + _CHUNK]
             marks = ",".join("?" * len(chunk))

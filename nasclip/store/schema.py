@@ -121,15 +121,18 @@ MIGRATIONS: list[str] = [
     # id is computed from (file_id, idx) (nasclip/store/moments.py), and the vector log's file_id
     # column holds such ids for video frames. A vectors row still says that the model's index holds
     # the file: for a video all of its moments, for a clip nothing (so it is not queued again).
-    # stem: the file name without its extension, case folded (nasclip/media/pairs.py): a RAW and its
-    # JPEG, a Live Photo's still and clip, share it in one folder; rows of schema 5 get theirs at
+    # files_videos and files_clips list those, few beside the photos, for the queries that treat them apart.
+    # stem: the file name without its extension, case folded (nasclip/media/pairs.py), as bytes like
+    # relpath: a RAW and its JPEG, a Live Photo's still and clip, share it in one folder; rows of schema 5 get theirs at
     # start-up (files_unstemmed). The text pass queues photos and RAWs only (videos show no text to
     # read). Videos and RAWs that failed under schema 5 (nasclip could not read them yet) are tried again.
     """
     ALTER TABLE files ADD COLUMN kind TEXT;
     ALTER TABLE files ADD COLUMN duration REAL;
-    ALTER TABLE files ADD COLUMN stem TEXT;
+    ALTER TABLE files ADD COLUMN stem BLOB;
     CREATE INDEX files_stem ON files (share, stem);
+    CREATE INDEX files_videos ON files (id) WHERE kind = 'video';
+    CREATE INDEX files_clips ON files (id) WHERE kind = 'clip';
     CREATE INDEX files_unstemmed ON files (id) WHERE stem IS NULL;
     CREATE TABLE moments (
         file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,

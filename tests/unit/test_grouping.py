@@ -57,7 +57,7 @@ def index_files(store: Store, files: dict[str, np.ndarray], times: dict[str, tup
     results = []
     for name, vectors in files.items():
         moments = (times or {}).get(name)
-        results.append(Encoded(rows[name], f"fp-{name}", vector=vectors if moments else vectors[0],
+        results.append(Encoded(rows[name], f"fp-{rows[name].id}", vector=vectors if moments else vectors[0],
                                times=moments, duration=moments[-1] + 1.0 if moments else None,
                                meta=(metas or {}).get(name)))
     store.record(results)
@@ -168,3 +168,15 @@ def test_a_live_photo_clip_is_never_a_result_and_its_still_names_it(setup) -> No
     assert sorted(Path(h.path).name for h in listed) == ["IMG_0100.HEIC", "IMG_0101.mov"]
     video = next(h for h in listed if h.kind == "video")
     assert video.time is None and video.duration == 3.0 and video.as_dict()["time"] is None
+
+
+def test_a_pair_whose_names_are_not_utf8_is_one_result_too(setup) -> None:
+    import os
+
+    store, searcher, share, query = setup
+    rng = np.random.default_rng(11)
+    dim = len(query)
+    raw, jpeg = os.fsdecode(b"caf\xe9 IMG_7.NEF"), os.fsdecode(b"CAF\xe9 img_7.jpg")
+    index_files(store, {raw: unit_rows(rng, 1, dim, query, 4.0), jpeg: unit_rows(rng, 1, dim, query, 3.5)})
+    hits = ask(searcher, k=5)
+    assert [h.path for h in hits] == [f"{share}/{jpeg}"] and hits[0].original == f"{share}/{raw}"

@@ -195,10 +195,10 @@ def test_schema_5_rows_get_stems_and_failed_videos_and_raws_are_tried_again(tmp_
     conn.close()
     store = Store(tmp_path, "m1", DIM)
     got = {r[0].decode(): r[1:] for r in store.catalog.conn.execute("SELECT relpath, state, stem FROM files")}
-    assert got == {"IMG_0042.JPG": ("pending", "img_0042"), "IMG_0042.CR3": ("pending", "img_0042"),
-                   "holiday.MP4": ("pending", "holiday"), "broken.jpg": ("failed", "broken")}
+    assert got == {"IMG_0042.JPG": ("pending", b"img_0042"), "IMG_0042.CR3": ("pending", b"img_0042"),
+                   "holiday.MP4": ("pending", b"holiday"), "broken.jpg": ("failed", b"broken")}
     # (IMG_0042.JPG is pending: it was indexed with no vector, so _requeue_missing queued it.)
-    partners = store.reader().partners("s", ["img_0042"])["img_0042"]
+    partners = store.reader().partners("s", [b"img_0042"])[b"img_0042"]
     assert sorted(p.relpath for p in partners) == [b"IMG_0042.CR3", b"IMG_0042.JPG"]
 
 
