@@ -262,6 +262,8 @@ class Indexer(WorkerPart):
             try:
                 # The reader's (or sampler's) own deadline, plus resizing.
                 prepared.append(future.result(timeout=2 * timeout + 1.0))
+                # A file done is progress: a batch of long videos may take longer than service.stall_seconds.
+                self.stats.last_progress = self.stats.clock()
             except FutureTimeout:
                 reason = (f"reading or decoding took longer than {setting} ({timeout:g} s) and did not stop; "
                           "trying again later")
