@@ -222,3 +222,16 @@ def test_the_catalog_check_passes_with_moments(tmp_path: Path) -> None:
 
 def os_bytes(path: str) -> bytes:
     return path.encode()
+
+
+def test_a_rebuilt_catalog_keeps_each_video_s_moments(tmp_path: Path) -> None:
+    from nasclip.store.rebuild import rebuild
+
+    store = Store(tmp_path, "m1", DIM)
+    file_id, _ = video(store, "clip.mp4", (0.0, 2.5, 6.0))
+    store.close()
+    reports, _ = rebuild(tmp_path)
+    assert any(r.name == "moments" and r.kept == 3 for r in reports), [r.line() for r in reports]
+    again = Store(tmp_path, "m1", DIM)
+    assert again.pending(10, set()) == [] and sorted(again.index.ids().tolist()) == ids_of(file_id, 3)
+    assert again.reader().moment_times("m1", file_id) == [0.0, 2.5, 6.0]
