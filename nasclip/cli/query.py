@@ -46,7 +46,8 @@ EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="nasclip-query",
-        description="Search the photos nasclipd has indexed by describing them.\n"
+        description="Search the photos and videos nasclipd has indexed by describing them.\n"
+                    "A video is shown at the moment that matches (path @ mm:ss).\n"
                     "Only photos you may read yourself are shown. Combine terms with + and -.\n"
                     "The words may hold filters: after:DATE before:DATE taken:DATE place:NAME camera:TEXT\n"
                     "share:NAME in:FOLDER sort:ORDER, a plain year or month (2019, 2019-06, 2019年6月), and a\n"
