@@ -20,6 +20,7 @@ from typing import Literal
 import yaml
 
 from .errors import ConfigError
+from .media.formats import media_extensions
 from .paths import DEFAULT_SOCKET
 from .typedyaml import (
     Octal,
@@ -31,11 +32,11 @@ from .typedyaml import (
     setting,
 )
 
-# Extensions nasclip decodes; compared case-insensitively.
-DEFAULT_EXTENSIONS = (
-    ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
-    ".heic", ".heif", ".avif", ".jxl",
-)
+# Extensions nasclip decodes: photos, camera RAW and videos (nasclip/media/formats.py); any case.
+DEFAULT_EXTENSIONS = media_extensions()
+
+# Most frames a video may keep: a moment's FAISS id holds its index in 8 bits (nasclip/store/moments.py).
+MAX_VIDEO_FRAMES = 255
 
 # NAS junk: Synology thumbnails and recycle bins, QNAP and TrueNAS snapshots,
 # desktop trash and macOS/Windows metadata, hidden files and folders (which
@@ -112,7 +113,8 @@ class VideoConfig:
     frame_interval: float = setting(
         3.0, "seconds between sampled frames (at key frames); scene changes add more, up to max_frames")
     max_frames: int = setting(
-        32, "most frames decoded per video, scene changes included; a long video's frames spread over all of it")
+        32, "most frames decoded per video (at most 255), scene changes included; a long video's frames spread over "
+        "all of it")
     max_duration: float = setting(
         21600.0, "longer videos (seconds) are refused: security camera dumps, not something to search by scene")
     max_file_bytes: int = setting(
@@ -252,7 +254,7 @@ def _check(config: Config, problems: Problems) -> None:
             problems.add(None, f"shares[{i}].scan_interval", "must be greater than 0")
         if not share.extensions:
             problems.add(None, f"shares[{i}].extensions", "is empty, so nothing would be indexed; "
-                         "leave it out for the default photo types")
+                         "leave it out for the default photo, RAW and video types")
         for other in config.shares[:i]:
             if other.name == share.name:
                 continue  # reported above
@@ -272,6 +274,9 @@ def _check(config: Config, problems: Problems) -> None:
     for key in _POSITIVE:
         if _value(config, key) <= 0:
             problems.add(None, key, f"must be greater than 0, got {_value(config, key):g}")
+    if config.video.max_frames > MAX_VIDEO_FRAMES:
+        problems.add(None, "video.max_frames", f"must be at most {MAX_VIDEO_FRAMES} (a video's frames are numbered "
+                                               f"in 8 bits of their vector ids), got {config.video.max_frames}")
     if not 0 <= config.indexer.nice <= 19:
         problems.add(None, "indexer.nice", f"must be from 0 (the daemon's own priority) to 19 (only idle CPU), "
                                            f"got {config.indexer.nice}")

@@ -45,3 +45,29 @@ def duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def clock(seconds: float) -> str:
+    """A moment of a video as players show it: '01:23', '1:02:03' from an hour on (whole seconds, rounded down)."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def parse_clock(text: str) -> float | None:
+    """Seconds from '83.4', '1:23', '01:23.5' or '1:02:03'; None if text is none of these."""
+    parts = text.strip().split(":")
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        return None
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        return None
+    if any(v < 0 or v != v or v == float("inf") for v in values) or any(v >= 60 for v in values[1:]) \
+            or any(not p.isdigit() for p in parts[:-1]):
+        return None
+    seconds = 0.0
+    for value in values:
+        seconds = seconds * 60 + value
+    return seconds

@@ -135,3 +135,23 @@ def daemon_for_users(folder: Path, shares: dict[str, Path], run: Path, prefix: l
     query = {"socket_group": None, "socket_mode": "0666", **overrides.pop("query", {})}
     config = write_config(folder / "nasclip.yaml", shares, socket=str(run / "query.sock"), query=query, **overrides)
     return DaemonProcess(config, prefix=prefix)
+
+
+def open_folder(prefix: str) -> Path:
+    """A new folder every user may enter (pytest's own are 0700), for shares and sockets others use."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    return base
+
+
+def request_as(uid: int, gid: int, socket: Path, **request: Any) -> dict:
+    """One protocol request sent by a process with this uid and gid (no other groups); the reply."""
+    from nasclip.query.client import Client
+
+    def body() -> int:
+        with Client(socket) as client:
+            print(json.dumps(client.request(**request)))
+        return 0
+    ran = as_user(uid, gid, [], body)
+    assert ran.code == 0, ran
+    return ran.json

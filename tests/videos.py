@@ -90,6 +90,7 @@ def write_video(path: Path, pictures: list[tuple[Image.Image, float]], codec: Co
     import av
 
     size = codec.size or size
+    path.parent.mkdir(parents=True, exist_ok=True)
     media = av.open(str(path), "w", format=codec.format, options={**codec.container_options,
                                                                   **({"movflags": "use_metadata_tags"}
                                                                      if codec.format == "mov" else {})})

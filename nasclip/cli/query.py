@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..display import printable
+from ..display import clock, parse_clock, printable
 from ..errors import DaemonUnavailable, NasclipError, SocketAccessDenied
 from ..query.client import RequestFailed, call, resolve_socket
 from .common import EXIT_USAGE, Parser, RawDescription
@@ -34,6 +34,8 @@ EXAMPLES = """examples:
   nasclip-query --all --sort=-date my cat              (every match, newest first)
   nasclip-query dog + beach - people -k 30
   nasclip-query --like ~/holiday/IMG_0042.jpg --in /srv/photos/2023
+  nasclip-query --like ~/videos/party.mp4@1:23       (like the moment 1 min 23 s into a video)
+  nasclip-query --both red kayak                     (a RAW and its JPEG as two results)
   nasclip-query --text-in starbucks                 # photos showing the word (receipts, signs, screenshots)
   nasclip-query receipt --text-in 星巴克             # ranked by description among those showing the word
   nasclip-query sunset --paths -0 | xargs -0 cp -t ~/sunsets
@@ -44,7 +46,8 @@ EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="nasclip-query",
-        description="Search the photos nasclipd has indexed by describing them.\n"
+        description="Search the photos and videos nasclipd has indexed by describing them.\n"
+                    "A video is shown at the moment that matches (path @ mm:ss).\n"
                     "Only photos you may read yourself are shown. Combine terms with + and -.\n"
                     "The words may hold filters: after:DATE before:DATE taken:DATE place:NAME camera:TEXT\n"
                     "share:NAME in:FOLDER sort:ORDER, a plain year or month (2019, 2019-06, 2019年6月), and a\n"
@@ -64,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="every photo that matches, however many, by a cut-off the daemon reads off this "
                              "query's own scores (the reply says which), instead of the N best")
     parser.add_argument("--like", metavar="IMAGE", action="append", default=[],
-                        help="photos that look like this one (may be repeated; combines with text)")
+                        help="photos that look like this one (may be repeated; combines with text); a moment of a "
+                             "video as PATH@SECONDS or PATH@MM:SS")
+    parser.add_argument("--both", action="store_true",
+                        help="show a RAW and the JPEG of the same shot (same folder and name) as two results; "
+                             "without it they are one, the JPEG, naming the RAW as its original")
     parser.add_argument("--in", dest="path_prefix", metavar="FOLDER", help="only photos below this folder")
     parser.add_argument("--share", help="only photos of this share")
     parser.add_argument("--after", metavar="DATE",
@@ -93,8 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def image_terms(likes: list[str]) -> list[dict]:
-    """--like photos as image terms, resolved here, as the asking user: the daemon follows no symbolic link."""
-    return [{"image": os.path.realpath(os.path.expanduser(image)), "weight": 1.0} for image in likes]
+    """--like photos as image terms, resolved here, as the asking user: the daemon follows no symbolic link.
+
+    PATH@TIME names a moment of a video, unless PATH@TIME is itself a file (photo@2x.png).
+    """
+    terms = []
+    for like in likes:
+        path, seconds = split_moment(os.path.expanduser(like))
+        term: dict = {"image": os.path.realpath(path), "weight": 1.0}
+        if seconds is not None:
+            term["time"] = seconds
+        terms.append(term)
+    return terms
+
+
+def split_moment(like: str) -> tuple[str, float | None]:
+    """(path, seconds) of a --like argument: 'clip.mp4@1:23' -> ('clip.mp4', 83.0); a plain path -> (path, None)."""
+    path, at, moment = like.rpartition("@")
+    if not at or not path or os.path.lexists(like):
+        return like, None
+    seconds = parse_clock(moment)
+    return (path, seconds) if seconds is not None else (like, None)
 
 
 def _adds_something(words: list[str]) -> bool:
@@ -130,10 +156,12 @@ def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if words:
         request["text_in"] = words
     likes = image_terms(args.like)
-    if len(likes) == 1:
+    if len(likes) == 1 and "time" not in likes[0]:
         request["image"] = likes[0]["image"]
     elif likes:
         request["terms"] = likes
+    if args.both:
+        request["pairs"] = "both"
     if args.sort != "score":
         request["sort"] = args.sort
     if args.all:
@@ -206,7 +234,8 @@ def _chinese_locale() -> bool:
 
 
 def _human(results: list[dict], reply: dict) -> None:
-    """rank, score, path a line. A search with filters, an order or --all first says how it was understood;
+    """rank, score, path a line (a video's with its moment: 'path @ 01:23'). A search with filters, an order
+    or --all first says how it was understood;
     it, and any search finding photos that say when or where they were taken, also shows each photo's day
     taken and its place and camera. Photos that say nothing keep the three columns scripts may read."""
     interpreted = bool(reply.get("interpreted"))
@@ -222,30 +251,44 @@ def _human(results: list[dict], reply: dict) -> None:
         print("no matching photos (or none you may read)", file=sys.stderr)
     for rank, r in enumerate(results, 1):
         score = f"{r['score']:.3f}" if r.get("score") is not None else "    -"
+        # A video is shown at the moment that matched, as a player would seek to it.
+        path = printable(r["path"]) + (f" @ {clock(r['time'])}" if r.get("time") is not None else "")
         if not detailed:
-            print(f"{rank:3d}  {score}  {printable(r['path'])}")
+            print(f"{rank:3d}  {score}  {path}")
         else:
             day = (r.get("taken") or "")[:10] or "          "
             extra = " · ".join(printable(part) for part in (r.get("place"), r.get("camera")) if part)
-            print(f"{rank:3d}  {score}  {day}  {printable(r['path'])}" + (f"  ({extra})" if extra else ""))
+            print(f"{rank:3d}  {score}  {day}  {path}" + (f"  ({extra})" if extra else ""))
         if r.get("text"):  # the text read in the photo around the words asked for
             print(f"           \u201c{printable(r['text'])}\u201d")
 
 
-def _thumbnail(path: str, size: int = 320) -> str | None:
-    """A data: URL of a small JPEG of the photo, or None if it cannot be read."""
+def _thumbnail(result: dict, size: int = 320) -> str | None:
+    """A data: URL of a small JPEG of the photo (a video's frame at its moment, a RAW's preview), or None."""
     import base64
     import io
 
     from PIL import Image, ImageOps
 
+    from ..media.formats import kind_of
+
+    path = result["path"]
     try:
-        with Image.open(path) as opened:
-            opened.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
-            image = ImageOps.exif_transpose(opened).convert("RGB")
-            image.thumbnail((size, size))
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=80)
+        kind = kind_of(path)
+        if kind == "video":
+            from ..media.video import VideoLimits, frame_at
+            image = frame_at(Path(path), VideoLimits(), size // 2, result.get("time") or 0.0)
+        elif kind == "raw":
+            from ..indexing.imaging import DecodeLimits
+            from ..media.raw import open_raw
+            image = open_raw(Path(path), size // 2, DecodeLimits(120_000_000)).image
+        else:
+            with Image.open(path) as opened:
+                opened.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
+                image = ImageOps.exif_transpose(opened).convert("RGB")
+        image.thumbnail((size, size))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=80)
     except Exception:  # a photo that cannot be shown still gets its link
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -258,8 +301,8 @@ def html_page(title: str, results: list[dict]) -> str:
     from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime
 
-    with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:  # Pillow decodes without the GIL
-        thumbs = list(pool.map(_thumbnail, [r["path"] for r in results]))
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:  # Pillow and FFmpeg decode without the GIL
+        thumbs = list(pool.map(_thumbnail, results))
     cards = []
     for rank, (r, thumb) in enumerate(zip(results, thumbs), 1):
         shown = Path(printable(r["path"]))
@@ -273,9 +316,16 @@ def html_page(title: str, results: list[dict]) -> str:
         score = f"{r['score']:.3f}" if r.get("score") is not None else "—"
         # Recognised text is whatever the photo shows: escaped like every other part of the page.
         said = f'<br><q class="text">{html.escape(printable(r["text"]))}</q>' if r.get("text") else ""
+        link, name = Path(r["path"]).as_uri(), shown.name
+        if r.get("time") is not None:  # a video: opened at the moment that matched (a media fragment)
+            link += f"#t={r['time']:.1f}"
+            name += f" @ {clock(r['time'])}"
+        if r.get("original"):
+            said += f'<br><small>RAW: <a href="{html.escape(Path(r["original"]).as_uri())}">' \
+                    f'{html.escape(Path(printable(r["original"])).name)}</a></small>'
         cards.append(
-            f'<figure><a href="{html.escape(Path(r["path"]).as_uri())}">{picture}</a>'
-            f'<figcaption>{rank}. {html.escape(shown.name)}<br><small>{score} · {html.escape(when)} · '
+            f'<figure><a href="{html.escape(link)}">{picture}</a>'
+            f'<figcaption>{rank}. {html.escape(name)}<br><small>{score} · {html.escape(when)} · '
             f'{html.escape(str(shown.parent))}</small>{said}</figcaption></figure>')
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nasclip: {html.escape(title)}</title>

@@ -1,25 +1,28 @@
-"""The indexer: pending photos in, vectors out, with decoding running ahead of the encoder.
+"""The indexer: pending files in, vectors out, with decoding running ahead of the encoder.
 
 Each ``loop()`` keeps a fixed window of claimed batches being prepared by a
 bounded thread pool (fingerprint, then decode and preprocess unless a twin's
-vector can be reused), takes the oldest finished batch, encodes it and
-records the results in one transaction. A bad photo becomes a ``Failed``
-result naming the reason; it never stops the worker.
+vectors can be reused), takes the oldest finished batch, encodes it and
+records the results in one transaction. A photo or a RAW is one picture to
+encode; a video is sampled into its moments, one picture each (decode.py),
+and a Live Photo's clip is recorded as such without any; the pictures of a
+batch go to the encoder in batches of ``indexer.batch_size``. A bad file
+becomes a ``Failed`` result naming the reason; it never stops the worker.
 
 A share is written by its users, so nothing about a path is trusted: each
 file is opened once, from the share root with no symbolic link in any
 component (fsopen), checked with fstat against its catalog row, and then
-fingerprinted and decoded from that one descriptor within the decode limits.
-Just before recording, the path must still lead to the same inode, or the
-result is dropped and the row tried again. A decode that never returns (a
-hung mount, a decoder stuck in C) is given up after twice
-``indexer.decode_timeout``, and the pool it blocks is replaced.
+fingerprinted and decoded from that one descriptor within the decode limits
+(a video's are the ``video`` settings). Just before recording, the path must
+still lead to the same inode, or the result is dropped and the row tried
+again. A decode that never returns (a hung mount, a decoder stuck in C) is
+given up after twice its timeout (``indexer.decode_timeout``, a video's
+``video.decode_timeout``), and the pool it blocks is replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import stat as stat_
@@ -30,36 +33,30 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, TypedDict
+from typing import BinaryIO, Callable, Iterator, Mapping, TypedDict
 
 import numpy as np
 
-from ..config import Config, IndexerConfig
+from ..config import Config, IndexerConfig, VideoConfig
 from ..errors import DecodeError, DiskFull, NasclipError, PathRefused
 from ..fsopen import open_nofollow
 from ..lifecycle import Worker, WorkerPart, lower_thread_priority
+from ..media.formats import kind_of
+from ..media.video import limits_of, video_limits
 from ..meta.exif import PhotoMeta
 from ..meta.places import Places
 from ..shares import Shares
 from ..store.catalog import FileRow
-from ..store.changes import Encoded, Failed, Result
+from ..store.changes import Encoded, Failed, LiveClip, Result
 from ..store.store import Store
+from . import decode
 from .backfill import MetadataBackfill, complete
 from .encoder import Encoder
-from .imaging import decode_limits, load_tensor, open_bounded, read_header_meta
+from .fingerprints import FINGERPRINT_CHUNK, WHOLE_FILE, fingerprint, head_and_tail, read_at
+from .imaging import decode_limits, open_bounded, read_header_meta
 
 log = logging.getLogger("nasclip.indexer")
 
-FINGERPRINT_CHUNK = 64 * 1024
-# Files up to this size are hashed whole (the decoder reads them whole anyway);
-# larger ones by their head and tail, unless their format is uncompressed.
-FULL_HASH_BYTES = 8 << 20
-# Uncompressed formats (BMP, TIFF, PNM): two photos can share the first and last
-# 64 KB and differ in between, so their fingerprint always covers every byte.
-UNCOMPRESSED_MAGIC = (b"BM", b"II*\x00", b"MM\x00*", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
-# Marks the whole-file scheme; head-and-tail fingerprints keep the old "size:hash" form,
-# so rows written before the change still match their unchanged files.
-WHOLE_FILE = "w"
 # A file still arriving (truncated, empty) is retried while its mtime is this recent.
 ARRIVAL_WINDOW = 600.0
 MAX_RETRIES = 6
@@ -68,38 +65,6 @@ RETRY_CAP = 6 * 3600.0
 IDLE_POLL = 1.0  # seconds between looks for pending rows when nothing woke the indexer
 PAUSED_POLL = 0.2
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK  # a FIFO in a share must not hold a worker
-
-
-def _read(fd: int, offset: int, length: int) -> bytes:
-    return os.pread(fd, length, offset)
-
-
-def _head_and_tail(fd: int, size: int, head: bytes) -> str:
-    digest = hashlib.blake2b(head, digest_size=16)
-    if size > FINGERPRINT_CHUNK:
-        digest.update(_read(fd, max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK), FINGERPRINT_CHUNK))
-    return f"{size}:{digest.hexdigest()}"
-
-
-def fingerprint(fd: int, size: int) -> str:
-    """Equal for a moved or copied file, different for any edit of a file hashed whole.
-
-    Small and uncompressed files are hashed whole; big compressed ones by size,
-    head and tail, which is cheap and as before (an edit of one also changes
-    its mtime, and a changed row never reuses its own old vector).
-    """
-    head = _read(fd, 0, FINGERPRINT_CHUNK)
-    if size > FULL_HASH_BYTES and not head.startswith(UNCOMPRESSED_MAGIC):
-        return _head_and_tail(fd, size, head)
-    digest = hashlib.blake2b(digest_size=16)
-    offset = 0
-    while offset < size:
-        chunk = _read(fd, offset, 1 << 20)
-        if not chunk:
-            break
-        digest.update(chunk)
-        offset += len(chunk)
-    return f"{WHOLE_FILE}{size}:{digest.hexdigest()}"
 
 
 @contextlib.contextmanager
@@ -132,14 +97,14 @@ def retry_delay(row: FileRow, base: float) -> float:
 
 @dataclass
 class _Prepared:
-    """A claimed row after the decode pool: a result already, or a tensor to encode."""
+    """A claimed row after the decode pool: a result already, or pictures to encode (decode.py)."""
 
     row: FileRow
     fingerprint: str | None = None
-    tensor: np.ndarray | None = None
+    decoded: decode.Decoded | None = None
     result: Result | None = None
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file that was read
-    meta: PhotoMeta | None = None  # what the photo says of itself, read with its pixels
+    meta: PhotoMeta | None = None  # what the file says of itself, read with its pixels
 
 
 _Batch = list[tuple[FileRow, "Future[_Prepared]"]]
@@ -187,10 +152,11 @@ class Indexer(WorkerPart):
 
     def __init__(self, store: Store, encoder: Encoder, config: IndexerConfig,
                  shares: Shares | Mapping[str, Path], clock: Callable[[], float] = time.time,
-                 places: Places | None = None) -> None:
+                 places: Places | None = None, video: VideoConfig | None = None) -> None:
         self.store = store
         self.encoder = encoder
         self.config = config
+        self.video = limits_of(video or VideoConfig(), config.max_pixels)
         self.shares = Shares.of(shares)
         self.clock = clock
         self.stats = IndexerStats()
@@ -226,8 +192,9 @@ class Indexer(WorkerPart):
                 "held": self.held}
 
     def reconfigure(self, config: Config) -> None:
-        """Settings a reload may change: limits, retry timing, the shares' roots (read per batch)."""
+        """Settings a reload may change: limits (photos' and videos'), retry timing, the shares' roots."""
         self.config = config.indexer
+        self.video = video_limits(config)
         self.shares = Shares.of(config.shares)
 
     def close(self) -> None:
@@ -286,16 +253,20 @@ class Indexer(WorkerPart):
         return len(prepared)
 
     def _collect(self, batch: _Batch) -> list[_Prepared]:
-        """The batch's prepared photos; one that takes far longer than decode_timeout is given up."""
-        patience = 2 * self.config.decode_timeout + 1.0  # the reader's own deadline, plus resizing
+        """The batch's prepared files; one that takes far longer than its decode timeout is given up."""
         prepared = []
         for i in range(len(batch)):
             row, future = batch[i]  # re-read: replacing the pool may resubmit it
+            setting, timeout = (("video.decode_timeout", self.video.read.timeout) if kind_of(row.relpath) == "video"
+                                else ("indexer.decode_timeout", self.config.decode_timeout))
             try:
-                prepared.append(future.result(timeout=patience))
+                # The reader's (or sampler's) own deadline, plus resizing.
+                prepared.append(future.result(timeout=2 * timeout + 1.0))
+                # A file done is progress: a batch of long videos may take longer than service.stall_seconds.
+                self.stats.last_progress = self.stats.clock()
             except FutureTimeout:
-                reason = (f"reading or decoding took longer than indexer.decode_timeout "
-                          f"({self.config.decode_timeout:g} s) and did not stop; trying again later")
+                reason = (f"reading or decoding took longer than {setting} ({timeout:g} s) and did not stop; "
+                          "trying again later")
                 log.warning("cannot index %s/%s: %s", row.share, row.relpath, reason,
                             extra={"PHOTO_PATH": f"{row.share}/{row.relpath}"})
                 delay = retry_delay(row, 60.0)
@@ -324,7 +295,7 @@ class Indexer(WorkerPart):
             return
         if self._identity(p.row) != p.identity:
             log.info("%s/%s was replaced while it was being indexed; trying it again", p.row.share, p.row.relpath)
-            p.tensor = None
+            p.decoded = None
             p.result = Failed(p.row, None, "replaced while being indexed; trying again",
                               retry_at=self.clock() + 1.0)
 
@@ -345,19 +316,33 @@ class Indexer(WorkerPart):
             self._window.append([(row, self._pool.submit(self._prepare, row)) for row in rows])
 
     def _encode(self, prepared: list[_Prepared]) -> list[Result]:
+        """Encode every picture of the batch (a video's moments with them) in encoder batches of batch_size."""
         todo = [p for p in prepared if p.result is None]
         if todo:
+            assert all(p.decoded is not None for p in todo), "a prepared file has neither a result nor pictures"
+            pictures = [picture for p in todo for picture in p.decoded.pictures]  # type: ignore[union-attr]
+            size, spec = self.config.batch_size, self.encoder.spec.image
             try:
-                tensors = [p.tensor for p in todo if p.tensor is not None]
-                assert len(tensors) == len(todo), "a prepared photo has neither a result nor a tensor"
-                vectors = self.encoder.encode_images(np.stack(tensors))
+                vectors = np.concatenate([
+                    self.encoder.encode_images(np.stack([decode.tensor(p, spec) for p in pictures[at:at + size]]))
+                    for at in range(0, len(pictures), size)])
             except NasclipError as exc:
-                # A model that cannot run is not the photos' fault: leave them pending.
+                # A model that cannot run is not the files' fault: leave them pending.
                 raise NasclipError(f"encoding a batch failed: {exc}") from exc
+            videos = [p for p in todo if p.decoded and p.decoded.times is not None]
             # Logged before the results are committed: a crash test counts real encoder work.
-            log.debug("encoded a batch of %d photos", len(todo))
-            for p, vector in zip(todo, vectors):
-                p.result = Encoded(p.row, p.fingerprint or "", vector=vector, meta=p.meta)
+            log.debug("encoded a batch of %d photos, %d frames of %d videos", len(todo) - len(videos),
+                      sum(len(p.decoded.pictures) for p in videos if p.decoded), len(videos))
+            at = 0
+            for p in todo:
+                decoded = p.decoded
+                assert decoded is not None
+                count = len(decoded.pictures)
+                vector = vectors[at] if decoded.times is None else vectors[at:at + count]
+                p.result = Encoded(p.row, p.fingerprint or "", vector=vector, meta=p.meta, times=decoded.times,
+                                   duration=decoded.duration)
+                p.decoded = None  # the pictures' memory goes back before the next batch
+                at += count
         return [p.result for p in prepared if p.result is not None]
 
     def _header_meta(self, row: FileRow) -> PhotoMeta:
@@ -417,17 +402,20 @@ class Indexer(WorkerPart):
             return _Prepared(row, result=Failed(row, None, "changed while being indexed; trying again",
                                                 retry_at=self.clock() + retry_delay(row, 5.0)))
         config = self.config
-        limits = decode_limits(config)
+        kind = kind_of(row.relpath) or "photo"
+        limits = self.video.read if kind == "video" else decode_limits(config)
         fp: str | None = None
         try:
             handle = open_bounded(fd, st.st_size, limits)
             fp = fingerprint(fd, st.st_size)
+            clip = self._live_clip(row, fp, handle) if kind == "video" else None
+            if clip is not None:
+                return _Prepared(row, fp, result=clip, identity=identity)
             donor = self._donor(row, fd, st.st_size, fp)
             if donor is not None:
                 return _Prepared(row, fp, result=Encoded(row, fp, donor=donor), identity=identity)
-            found: list[PhotoMeta] = []
-            tensor = load_tensor(handle, self.encoder.spec.image, config.max_pixels,
-                                 found if config.read_metadata else None)
+            decoded = decode.decode(kind, handle, self.encoder.spec.image, limits, self.video, config.read_metadata,
+                                    f"{row.share}/{row.relpath}")
         except DecodeError as exc:
             if exc.retry and self.clock() - st.st_mtime < ARRIVAL_WINDOW and row.attempts < MAX_RETRIES:
                 delay = min(300.0, retry_delay(row, 5.0))
@@ -435,14 +423,25 @@ class Indexer(WorkerPart):
             return self._failed(row, fp, path, str(exc))
         except OSError as exc:
             return self._failed(row, None, path, f"read error: {exc.strerror or exc}")
-        meta = complete(found[0] if found else PhotoMeta(), st.st_mtime, self.places)
-        return _Prepared(row, fp, tensor=tensor, identity=identity, meta=meta)
+        meta = complete(decoded.meta or PhotoMeta(), st.st_mtime, self.places)
+        return _Prepared(row, fp, decoded=decoded, identity=identity, meta=meta)
+
+    def _live_clip(self, row: FileRow, fp: str, handle: BinaryIO) -> LiveClip | None:
+        """A Live Photo's clip (decode.py), recorded as such instead of being sampled; None for a video."""
+        still = decode.still_of_clip(self.store.reader(), row.share, row.relpath)
+        if still is None:
+            return None
+        length = decode.clip_length(handle, self.video)
+        if length is None:
+            return None
+        log.debug("%s/%s is the Live Photo clip of %s: not indexed on its own", row.share, row.relpath, still)
+        return LiveClip(row, fp, still, length)
 
     def _donor(self, row: FileRow, fd: int, size: int, fp: str) -> int | None:
         """A row whose vector fits; a row still carrying an old-style fingerprint may keep its own."""
         stored = row.fingerprint
         legacy = stored is not None and fp.startswith(WHOLE_FILE) and not stored.startswith(WHOLE_FILE)
-        if legacy and _head_and_tail(fd, size, _read(fd, 0, FINGERPRINT_CHUNK)) == stored \
+        if legacy and head_and_tail(fd, size, read_at(fd, 0, FINGERPRINT_CHUNK)) == stored \
                 and self.store.donor_for(row, stored or "") == row.id:
             return row.id  # only itself: a head-and-tail twin of a small file may differ in between
         return self.store.donor_for(row, fp)

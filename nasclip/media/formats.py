@@ -2,10 +2,9 @@
 
 The watcher and the scanner decide from a name alone (a scan never opens a
 file), so the kind is a matter of the extension, compared ignoring case as SMB
-clients do. ``config.DEFAULT_EXTENSIONS`` stays the photo list the running
-daemon indexes (JPEG XL among them); ``media_extensions()`` is what a share
-will default to once the indexer decodes RAW files and videos (phase 2 of
-issue 18).
+clients do. ``media_extensions()`` (photos, RAW and videos) is what a share
+indexes by default (``config.DEFAULT_EXTENSIONS``). This module imports
+nothing of nasclip's: the config is built from it.
 """
 
 from __future__ import annotations
@@ -13,10 +12,13 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from ..config import DEFAULT_EXTENSIONS
-
 MediaKind = Literal["photo", "raw", "video"]
 
+# Photos Pillow decodes (with pillow-heif and pillow-jxl-plugin): nasclip/indexing/imaging.py.
+PHOTO_EXTENSIONS = (
+    ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+    ".heic", ".heif", ".avif", ".jxl",
+)
 # Camera RAW: Adobe DNG (and phones' ProRAW), Canon CR2/CR3, Nikon NEF, Sony ARW,
 # Fujifilm RAF, Olympus/OM ORF, Panasonic RW2, Pentax PEF. All go through LibRaw.
 RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef")
@@ -27,7 +29,7 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".3gp", ".m
 STILL_EXTENSIONS = (".jpg", ".jpeg", ".heic", ".heif")
 
 _KINDS: dict[str, MediaKind] = {
-    **{e: "photo" for e in DEFAULT_EXTENSIONS},
+    **{e: "photo" for e in PHOTO_EXTENSIONS},
     **{e: "raw" for e in RAW_EXTENSIONS},
     **{e: "video" for e in VIDEO_EXTENSIONS},
 }
@@ -45,5 +47,5 @@ def kind_of(name: str | bytes) -> MediaKind | None:
 
 
 def media_extensions(kinds: tuple[MediaKind, ...] = ("photo", "raw", "video")) -> tuple[str, ...]:
-    """Every extension of the given kinds, in a stable order: a share's default once they are indexed."""
+    """Every extension of the given kinds, in a stable order (all of them: a share's default)."""
     return tuple(e for e, kind in _KINDS.items() if kind in kinds)

@@ -18,7 +18,7 @@ tests/system/test_media_formats.py holds it to that). Where the clip is:
 
 Whatever says where it starts, the clip is checked and measured by walking its
 top-level ISO boxes: it is an MP4 only if it starts with ``ftyp`` and its boxes
-fit in the file. The clip is not indexed as a video (phase 2 of issue 18 may).
+fit in the file. The clip is not indexed: the photo is its still.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 from PIL import Image
 
-from ..config import Config
+from ..config import Config, VideoConfig
 from ..errors import DecodeError
 from ..indexing.imaging import DecodeLimits, resize, to_tensor
 from ..meta.exif import PhotoMeta
@@ -38,7 +38,7 @@ from ..model.spec import ImageSpec
 from . import container as tags_
 from .files import Source, bounded
 from .keyframes import KeyFrames
-from .sampling import Cause, Plan, sample
+from .sampling import Cause, Plan, nearest, sample
 
 log = logging.getLogger("nasclip.video")
 
@@ -66,8 +66,12 @@ class VideoLimits:
 
 def video_limits(config: Config) -> VideoLimits:
     """The limits of config's video section (pixels per frame: indexer.max_pixels)."""
-    video = config.video
-    read = DecodeLimits(config.indexer.max_pixels, video.max_file_bytes, video.decode_timeout,
+    return limits_of(config.video, config.indexer.max_pixels)
+
+
+def limits_of(video: VideoConfig, max_pixels: int) -> VideoLimits:
+    """The limits of a video section, with this many pixels allowed per frame."""
+    read = DecodeLimits(max_pixels, video.max_file_bytes, video.decode_timeout,
                         bytes_setting="video.max_file_bytes", timeout_setting="video.decode_timeout")
     return VideoLimits(video.frame_interval, video.max_frames, video.max_duration, read)
 
@@ -143,6 +147,20 @@ def read_video_info(source: Source, limits: VideoLimits) -> VideoInfo:
         prober = KeyFrames(media, stream, (16, 16))
         prober(0.0, "interval")
         return _upright(info, prober.turn)
+
+
+def frame_at(source: Source, limits: VideoLimits, min_side: int, seconds: float) -> Image.Image:
+    """The upright picture of the key frame nearest seconds (FRAME_MARGIN × min_side on its short side, or
+    native): a video's moment shown as a thumbnail or used as a query. Raises DecodeError."""
+    with bounded(source, limits.read) as handle, _container(handle) as (media, stream):
+        info = _info(media, stream, limits)
+        prober = KeyFrames(media, stream, _frame_size(stream, min_side))
+        keyframes = prober.indexed_keyframes()
+        at = min(max(0.0, seconds), info.duration)
+        got = prober(nearest(keyframes, at) if keyframes else at, "interval")
+        if got is None:
+            raise DecodeError(prober.failure or "no frame of the video could be decoded (damaged video data)")
+        return got.image
 
 
 def _upright(info: VideoInfo, turn: Image.Transpose | None) -> VideoInfo:

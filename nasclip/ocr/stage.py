@@ -13,6 +13,10 @@ least ``ocr.max_side`` (JPEGs at reduced scale in the DCT), read, and its
 text, state and text index entry are committed together (Store.record_text):
 after a kill, no photo whose text was recorded is read again.
 
+Photos and camera RAWs are read (a RAW through its preview or a half-size
+demosaic, nasclip/media/raw.py); videos and Live Photo clips are never
+queued (catalog schema 6), and one that reaches the pass anyway (a file
+renamed to a video's name) is marked done with no text, without being opened.
 A photo that cannot be decoded (or that trips an unexpected error) is marked
 failed with the reason; one that changed or vanished while it was read is
 left for the watcher to report and looked at again later; a model that
@@ -38,6 +42,8 @@ from ..indexing.imaging import PHOTO_FORMATS, TRIM_PIXELS, decode_limits, open_b
 from ..indexing.indexer import open_row
 from ..indexing.memory import release_memory
 from ..lifecycle import Worker, WorkerPart
+from ..media.formats import kind_of
+from ..media.raw import open_raw
 from ..shares import Shares
 from ..store.catalog import FileRow
 from ..store.changes import TextFailed, TextRead, TextResult, TextReused
@@ -185,6 +191,8 @@ class OcrStage(WorkerPart):
 
     def _read(self, engine: OcrEngine, row: FileRow) -> TextResult | None:
         """The photo's text, a failure, or None when it is not the file its row describes (look later)."""
+        if kind_of(row.relpath) == "video":
+            return TextRead(row, (), "")  # no text is read in videos (module doc)
         with open_row(self.shares, row, _OPEN_FLAGS) as opened:
             if opened is None:
                 return None  # gone, or replaced by something else: the watcher will tell the catalog
@@ -192,7 +200,7 @@ class OcrStage(WorkerPart):
             if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
                 return None
             try:
-                image, scale = self._decode(fd, st.st_size)
+                image, scale = self._decode(fd, st.st_size, kind_of(row.relpath) == "raw")
             except DecodeError as exc:
                 path = f"{self.shares.root(row.share)}/{row.relpath}"
                 log.warning("cannot read the text in %s: %s", path, exc, extra={"PHOTO_PATH": path})
@@ -204,9 +212,15 @@ class OcrStage(WorkerPart):
             release_memory()
         return TextRead(row, tuple(reading.texts), searchable(reading.texts))
 
-    def _decode(self, fd: int, size: int) -> tuple[Image.Image, float]:
+    def _decode(self, fd: int, size: int, raw: bool = False) -> tuple[Image.Image, float]:
         """The photo with its long side at least ocr.max_side where its format allows, and its scale."""
         handle = open_bounded(fd, size, self.limits)
+        if raw:  # the preview where its short side is at least half of max_side, else the half-size demosaic
+            picture = open_raw(handle, self.config.max_side // 4, self.limits)
+            image = picture.image
+            if max(image.size) > self.config.max_side:
+                image.thumbnail((self.config.max_side, self.config.max_side), Image.Resampling.LANCZOS)
+            return image, max(image.size) / max(picture.raw_size)
         try:
             with Image.open(handle, formats=PHOTO_FORMATS) as header:
                 full = max(header.size)

@@ -42,11 +42,15 @@ TIME_LIMIT = 9e9  # seconds (the year 2255): nanoseconds still fit SQLite's int6
 
 @dataclass(frozen=True)
 class Term:
-    """One part of a query: a text or an image path, with a weight (negative = less like this)."""
+    """One part of a query: a text or an image path, with a weight (negative = less like this).
+
+    An image may be a video: ``time`` (seconds) names its moment, the start without one.
+    """
 
     weight: float
     text: str | None = None
     image: str | None = None
+    time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Request:
     lang: str = "en"  # the language place names are given in: "en" or "zh" (where the gazetteer has it)
     with_ids: bool = False  # results carry catalog ids: set by the web front end, never by a socket request
     text_in: tuple[str, ...] = ()  # words or phrases that must all appear in the text read in the photo
+    pairs: str = "one"  # "one": a RAW+JPEG shot is one result (the JPEG, naming the RAW); "both": each file
 
     @property
     def filtered(self) -> bool:
@@ -79,6 +84,8 @@ class Request:
 
 
 SORTS = ("score", "date", "-date")
+PAIRS = ("one", "both")
+MAX_SECONDS = 1e7  # a moment of a video: no video is 115 days long
 LANGUAGES = ("en", "zh")
 
 
@@ -178,10 +185,16 @@ def _terms(data: dict, optional: bool = False) -> tuple[Term, ...]:
             t_text, t_image = _string(item, "text"), _path(item, "image")
             if (t_text is None) == (t_image is None):
                 raise _fail(f"terms[{i}] needs exactly one of 'text' or 'image'")
-            unknown = set(item) - {"text", "image", "weight"}
+            unknown = set(item) - {"text", "image", "weight", "time"}
             if unknown:
                 raise _fail(f"terms[{i}] has unknown keys: {', '.join(sorted(unknown))}")
-            terms.append(Term(float(weight), text=t_text, image=t_image))
+            seconds = item.get("time")
+            if seconds is not None and (t_image is None or isinstance(seconds, bool)
+                                        or not isinstance(seconds, (int, float)) or not 0 <= seconds <= MAX_SECONDS):
+                raise _fail(f"terms[{i}].time goes with an image (a video) and must be seconds from 0 to "
+                            f"{MAX_SECONDS:g}")
+            terms.append(Term(float(weight), text=t_text, image=t_image,
+                              time=float(seconds) if seconds is not None else None))
     if not terms:
         if optional:
             return ()
@@ -192,7 +205,7 @@ def _terms(data: dict, optional: bool = False) -> tuple[Term, ...]:
 
 
 SEARCH_KEYS = {"v", "op", "id", "text", "image", "terms", "k", "share", "path_prefix", "after", "before", "camera",
-               "sort", "place", "all", "q", "lang", "text_in"}
+               "sort", "place", "all", "q", "lang", "text_in", "pairs"}
 OTHER_KEYS = {"scan": {"v", "op", "id", "share"}}
 COMMON_KEYS = {"v", "op", "id"}
 
@@ -252,9 +265,13 @@ def _parse_object(data: dict, request_id: Any, max_k: int) -> Request:
     lang = data.get("lang", "en")
     if lang not in LANGUAGES:
         raise _fail("'lang' must be one of " + ", ".join(LANGUAGES))
+    pairs = data.get("pairs", "one")
+    if pairs not in PAIRS:
+        raise _fail("'pairs' must be one of " + ", ".join(PAIRS))
     request = Request(op, request_id, (), k, _string(data, "share", max_len=256), _path(data, "path_prefix"),
                       _time(data, "after"), _time(data, "before"), _string(data, "camera", max_len=256), sort,
-                      _string(data, "place", max_len=256), every, q, "k" in data, lang, text_in=_text_in(data))
+                      _string(data, "place", max_len=256), every, q, "k" in data, lang, text_in=_text_in(data),
+                      pairs=pairs)
     # A query box may hold only filters ("place:Lisbon 2019"), and so may a request: both list photos by
     # date; a request with only words to find in the photos' text ranks by how well they match.
     return replace(request, terms=_terms(data, optional=q is not None or request.filtered))

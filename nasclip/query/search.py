@@ -1,49 +1,49 @@
-"""Searches: query terms to a vector, the index to ranked photos a person may see.
+"""Searches: query terms to a vector, the index to ranked photos and videos a person may see.
 
-Texts are embedded once and cached (LRU). An image term ("more like this")
-uses the photo's stored vector when it is indexed and unchanged, else
-encodes it. Results are filtered by state, share, folder, date and read
-permission. The index is asked for a few more than ``k`` (with filters,
-for POST_FILTER_LIMIT candidates, examined only as far as needed) and the
-search widens while permission checks drop too many; a filter that leaves
-only a small part of the index (one folder, one month) is instead turned
-into a list of catalog ids that the index scans alone, so a narrow filter
-costs no more than a broad one.
+Texts are embedded once and cached (LRU); image terms ("more like this") are
+likes.py's. Results are filtered by state, share, folder, date and read
+permission, and grouped (grouping.py): a video is one result at its best
+moment, a RAW+JPEG shot one result. The index is asked for a few more than
+``k`` (with filters, for POST_FILTER_LIMIT candidates, examined only as far as
+needed) and the search widens while permission checks and grouping leave too
+few; a filter that leaves only a small part of the index (one folder, one
+month) is instead turned into a list of index ids (a photo's row id, a
+video's moments) that the index scans alone, so a narrow filter costs no
+more than a broad one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import stat
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from ..config import Config
-from ..errors import DecodeError, ModelError, NasclipError, PathRefused, ProtocolError
-from ..fsopen import open_nofollow
+from ..errors import ModelError, NasclipError, ProtocolError
 from ..indexing.encoder import Encoder, l2_normalise
-from ..indexing.imaging import DecodeLimits, decode_limits, load_tensor, open_bounded
+from ..indexing.imaging import DecodeLimits, decode_limits
+from ..media.video import VideoLimits, video_limits
 from ..meta.places import Places
 from ..model.spec import load_model_spec
 from ..shares import Shares
 from ..store import catalog as cat
-from ..store.reader import SEARCHABLE, Candidate
+from ..store.reader import Candidate
 from ..store.store import Store
 from ..store.vectors import VectorIndex
 from .access import AccessCheck, Peer
-from .acl import R, X
 from .batching import Batcher, default_slots
 from .cutoff import Cutoff, find_cutoff, upper_bound
 from .filters import Filter
-from .protocol import BAD_REQUEST, BUSY, FORBIDDEN, NOT_FOUND, Request, Term
-from .results import Hit, hit_from, score_of, when
+from .grouping import Collector, best_per_file
+from .likes import ImageTerms
+from .protocol import BAD_REQUEST, Request, Term
+from .results import Hit, score_of, when
 from .textbatch import encode_texts
 from .textsearch import TextMatches, find_text
 from .understand import understand
@@ -58,7 +58,6 @@ POST_FILTER_LIMIT = 512
 # need to hold k of its photos goes to the catalog at once (below, the index would not do).
 NARROW = 2.0
 TEXT_CACHE_SIZE = 4096
-DECODE_WAIT = 1.0  # seconds a --like query waits for a decode slot before it is told 'busy'
 
 
 class TextCache:
@@ -100,16 +99,17 @@ class Searcher:
 
     def __init__(self, store: Store, encoder: Encoder, shares: Shares | Mapping[str, Path], max_pixels: int,
                  *, limits: DecodeLimits | None = None, max_decodes: int = 2, slots: int = 0,
-                 max_all: int = 10000, places: Places | None = None, reads_text: bool = False) -> None:
+                 max_all: int = 10000, places: Places | None = None, reads_text: bool = False,
+                 video: VideoLimits | None = None) -> None:
         self.store = store
         self.encoder = encoder
         self.shares = Shares.of(shares)
-        self.limits = limits or DecodeLimits(max_pixels)  # replaced by a config reload
-        self.max_decodes = max_decodes
         self.max_all = max_all  # most photos an 'all' search returns
         self.places = places or Places()  # place names: the query box, --place, results' places
         self.reads_text = reads_text  # text is read in photos (ocr.enabled): quoted words are looked for there
-        self._decodes = threading.BoundedSemaphore(max_decodes)
+        # Image terms: limits replaced by a config reload, the decode slots kept.
+        self.likes = ImageTerms(store, self.shares, limits or DecodeLimits(max_pixels), video or VideoLimits(),
+                                max_decodes)
         self.texts = TextCache()
         # Text-encoder runs and index scans, concurrent queries' together, a few at a time
         # (slots; 0: half the cores): a storm of queries cannot take the cores indexing needs.
@@ -119,8 +119,8 @@ class Searcher:
 
     def reconfigure(self, config: Config) -> None:
         """A reload's shares and decode limits; the text cache and the --like slots stay."""
-        self.shares = Shares.of(config.shares)
-        self.limits = decode_limits(config.indexer)
+        self.shares = self.likes.shares = Shares.of(config.shares)
+        self.likes.limits, self.likes.video = decode_limits(config.indexer), video_limits(config)
         self.max_all = config.query.max_all
 
     def close(self) -> None:
@@ -183,86 +183,16 @@ class Searcher:
     def _share_path(self, folder: str | None) -> str | None:
         return None if folder is None else self.shares.spelled(folder)
 
-    def image_vector(self, image: str, access: AccessCheck, index: VectorIndex | None = None,
-                     encoder: Encoder | None = None) -> np.ndarray:
-        """The vector of a photo the peer may read: stored if indexed and unchanged, else encoded.
-
-        The photo is opened by a walk that follows no symbolic link and
-        checks the peer's search permission on each folder it really
-        opened, then its read permission on the opened file: a link (or one
-        swapped in during the walk) cannot make nasclipd read someone
-        else's photo. nasclip-query resolves links as the asking user first.
-        """
-        index = index or self.store.index
-        encoder = encoder or self.encoder
-        if not image.startswith("/"):
-            raise ProtocolError(BAD_REQUEST, f"image path must be absolute: {image}")
-        refused = ProtocolError(FORBIDDEN, f"cannot use {image}: it does not exist or you may not read it")
-
-        def enter(fd: int, st: os.stat_result) -> None:
-            if not access.allows(fd, st, X):
-                raise refused
-        # O_NONBLOCK keeps a FIFO from holding a worker.
-        try:
-            fd = open_nofollow(image, flags=os.O_RDONLY | os.O_NONBLOCK, on_folder=enter)
-        except PathRefused as exc:
-            if access.peer.is_root:
-                raise ProtocolError(BAD_REQUEST, f"cannot use {image}: {exc}") from None
-            raise refused from None
-        except FileNotFoundError:
-            if access.peer.is_root:
-                raise ProtocolError(NOT_FOUND, f"no such photo: {image}") from None
-            raise refused from None
-        except OSError as exc:
-            if access.peer.is_root:
-                raise ProtocolError(BAD_REQUEST, f"cannot open {image}: {exc.strerror}") from None
-            raise refused from None
-        try:
-            st = os.fstat(fd)
-            if not access.allows(fd, st, R):
-                raise refused
-            if not stat.S_ISREG(st.st_mode):
-                raise ProtocolError(BAD_REQUEST, f"cannot use {image}: not a regular file")
-            if st.st_size == 0:  # also every /proc file, which cannot be read like a photo
-                raise ProtocolError(BAD_REQUEST, f"cannot use {image}: the file is empty")
-            located = self.shares.locate(Path(self.shares.spelled(image)))
-            if located is not None:
-                found = self.store.reader().indexed_id(located[0], cat.encode_path(located[1]), st.st_size,
-                                                       st.st_mtime_ns)
-                stored = index.get(found) if found is not None else None
-                if stored is not None:
-                    return stored
-            try:
-                tensor = self._decode(fd, st.st_size, encoder)
-            except DecodeError as exc:
-                raise ProtocolError(BAD_REQUEST, f"cannot use {image} as a query: {exc}") from None
-            except OSError as exc:  # e.g. a file that cannot seek
-                raise ProtocolError(BAD_REQUEST, f"cannot use {image} as a query: {exc.strerror or exc}") from None
-        finally:
-            os.close(fd)
-        return encoder.encode_images(tensor[None])[0]
-
-    def _decode(self, fd: int, size: int, encoder: Encoder) -> np.ndarray:
-        """A query photo's tensor, within the decode limits and the --like slots."""
-        limits = self.limits
-        handle = open_bounded(fd, size, limits)  # an oversized file is refused before it takes a slot
-        # Each slot may hold hundreds of MB of pixels for a moment: a few users
-        # must not be able to make the daemon as large as they like.
-        if not self._decodes.acquire(timeout=DECODE_WAIT):
-            raise ProtocolError(BUSY, f"{self.max_decodes} --like photos are being decoded "
-                                      "(query.max_image_decodes); try again in a moment")
-        try:
-            return load_tensor(handle, encoder.spec.image, limits.max_pixels)
-        finally:
-            self._decodes.release()
-
     def query_vector(self, terms: tuple[Term, ...], access: AccessCheck, index: VectorIndex | None = None,
-                     encoder: Encoder | None = None) -> np.ndarray:
+                     encoder: Encoder | None = None, model: str | None = None) -> np.ndarray:
+        """The weighted sum of the terms' vectors, unit length (ProtocolError if they cancel out)."""
         encoder = encoder or self.encoder
+        index = index or self.store.index
         total = np.zeros(encoder.dim, dtype=np.float32)
         texts = self.text_vectors([term.text for term in terms if term.text], encoder)
         for term in terms:
-            vector = texts[term.text] if term.text else self.image_vector(term.image or "", access, index, encoder)
+            vector = texts[term.text] if term.text else \
+                self.likes.vector(term.image or "", term.time, access, index, model or encoder.model_id, encoder)
             total += term.weight * vector
         if not np.any(total):
             raise ProtocolError(BAD_REQUEST, "the terms cancel each other out; nothing is left to search for")
@@ -271,7 +201,7 @@ class Searcher:
     # ------------------------------------------------------------------ searching
 
     def search(self, request: Request, peer: Peer) -> tuple[list[Hit], dict]:
-        """The photos peer may see that answer request (the k best, or every match), and details of the search."""
+        """The photos and videos peer may see that answer request (the k best, or every match), and details."""
         started = time.perf_counter()
         access = AccessCheck(peer)
         understood = understand(request, self.places, self.reads_text)
@@ -281,25 +211,30 @@ class Searcher:
         # Words to find in the photos' text: only the photos showing all of them are candidates.
         matches = find_text(self.store.reader(), request.text_in) if request.text_in else None
         among = np.array(sorted(matches.found), dtype=np.int64) if matches is not None else None
+        both = request.pairs == "both"
         if not request.terms and matches is not None:
-            hits, examined = self._by_text(request, filt, access, matches)
+            hits, examined = self._by_text(request, self._collector(None, filt, access, both), matches)
             details.update(model=None, filtered_by="text", examined=examined if peer.is_root else len(hits))
         elif not request.terms:
             if not filt.active:
                 raise ProtocolError(BAD_REQUEST, "nothing to search for: give a description, a photo or a filter")
-            hits = self._listing(request, filt, access)
+            hits = self._listing(request, filt, self._collector(None, filt, access, both))
             details.update(model=None, filtered_by="catalog", examined=len(hits))
         else:
             model, index, encoder = self._model()
-            query = self.query_vector(request.terms, access, index, encoder)
+            query = self.query_vector(request.terms, access, index, encoder, model)
             details.update(model=model, encode_ms=round((time.perf_counter() - started) * 1000, 2))
+
+            def collect() -> Collector:
+                return self._collector(model, filt, access, both)
             if request.all:
-                hits, cutoff, examined, visible = self._every_match(index, query, filt, access, request, among)
+                hits, cutoff, examined, visible = self._every_match(index, model, query, filt, collect(), request,
+                                                                    among)
                 if not peer.is_root:  # a statistic of photos hidden from the asker too
                     cutoff.pop("median", None)
                 details.update(cutoff=cutoff, filtered_by="index" if not filt.active else "catalog")
             else:
-                hits, examined, visible, route = self._best(index, query, filt, access, request.k, among)
+                hits, examined, visible, route = self._best(index, model, query, filt, collect, request.k, among)
                 details["filtered_by"] = route
             if matches is not None:
                 hits = self._with_text(hits, matches)
@@ -312,50 +247,71 @@ class Searcher:
         details["took_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return hits, details
 
-    def _best(self, index: VectorIndex, query: np.ndarray, filt: Filter, access: AccessCheck, k: int,
-              among: np.ndarray | None = None) -> tuple[list[Hit], int, int, str]:
-        """The k best visible photos the filter keeps (among those ids, if given): (hits, examined, visible, route)."""
+    def _collector(self, model: str | None, filt: Filter, access: AccessCheck, both: bool) -> Collector:
+        """What one search shows (grouping.py): rows the filters keep and the asker may read."""
+        def readable(row: Candidate) -> str | None:
+            root = self.shares.root(row.share)
+            if root is None:
+                return None
+            path = f"{root}/{cat.decode_path(row.relpath)}"
+            return path if access.peer.is_root or access.may_read(Path(path)) else None
+
+        def shown(row: Candidate) -> str | None:
+            root = self.shares.root(row.share)
+            if root is None or not filt.keeps_row(row):
+                return None
+            path = f"{root}/{cat.decode_path(row.relpath)}"
+            if not filt.keeps_path(path) or not (access.peer.is_root or access.may_read(Path(path))):
+                return None
+            return path
+        return Collector(self.store.reader(), model, shown, readable, self.places, filt.chinese, both)
+
+    def _best(self, index: VectorIndex, model: str, query: np.ndarray, filt: Filter, collect: Callable[[], Collector],
+              k: int, among: np.ndarray | None = None) -> tuple[list[Hit], int, int, str]:
+        """The k best visible results the filter keeps (among those ids, if given): (hits, examined, visible, route)."""
         if among is not None:  # the photos showing the words asked for; the other filters apply per row
-            hits, examined, visible, _ = self._scan(index, query, k, filt, access, among, len(among), len(among))
+            hits, examined, visible, _ = self._scan(index, query, k, collect(), among, len(among), len(among))
             return hits, examined, visible, "catalog"
         total = len(index)
         limit = POST_FILTER_LIMIT if filt.active else total
         # A filter that leaves too few photos for POST_FILTER_LIMIT candidates to hold k of
         # them (one album, a month) goes to the catalog at once: asking the index first
         # would cost a scan, and under load its wait, for nothing.
-        narrow = self._candidates(filt, int(total * NARROW * k / POST_FILTER_LIMIT)) if filt.active else None
+        narrow = self._index_ids(filt, model, int(total * NARROW * k / POST_FILTER_LIMIT)) if filt.active else None
         if narrow is not None:
-            hits, examined, visible, _ = self._scan(index, query, k, filt, access, narrow, len(narrow), len(narrow))
+            hits, examined, visible, _ = self._scan(index, query, k, collect(), narrow, len(narrow), len(narrow))
             return hits, examined, visible, "catalog"
-        hits, examined, visible, complete = self._scan(index, query, k, filt, access, None, total, limit)
+        hits, examined, visible, complete = self._scan(index, query, k, collect(), None, total, limit)
         if complete:
             return hits, examined, visible, "index"
-        among = self._candidates(filt)
+        among = self._index_ids(filt, model)
         assert among is not None  # no limit given
-        hits, more, visible, _ = self._scan(index, query, k, filt, access, among, len(among), len(among))
+        hits, more, visible, _ = self._scan(index, query, k, collect(), among, len(among), len(among))
         return hits, examined + more, visible, "catalog"
 
-    def _every_match(self, index: VectorIndex, query: np.ndarray, filt: Filter, access: AccessCheck,
+    def _every_match(self, index: VectorIndex, model: str, query: np.ndarray, filt: Filter, collect: Collector,
                      request: Request, among: np.ndarray | None = None) -> tuple[list[Hit], dict, int, int]:
-        """Every visible photo above the query's own cut-off (cutoff.py): (hits, cut-off, examined, visible).
+        """Every visible result above the query's own cut-off (cutoff.py): (hits, cut-off, examined, visible).
 
-        The whole filtered collection is scored (one scan), its median taken,
-        and the visible candidates examined best first down to the upper
-        bound the cut-off can lie in, plus one more below it.
+        The whole filtered collection is scored (one scan), its median taken
+        over each file's best score (a video counts once), and the visible
+        candidates examined best first down to the upper bound the cut-off can
+        lie in, plus one more below it.
         """
         if among is None and filt.active:
-            among = self._candidates(filt)
+            among = self._index_ids(filt, model)
         size = len(among) if among is not None else len(index)
         if size == 0:
             return [], Cutoff(float("inf"), 0).as_dict(), 0, 0
         scores, ids = self._search(index, query, size, among)
         found = [(s, i) for s, i in zip(scores[0].tolist(), ids[0].tolist()) if i >= 0]
-        median = float(np.median([s for s, _ in found])) if found else 0.0
+        files = best_per_file(found)
+        median = float(np.median([s for s, _ in files])) if files else 0.0
         hits: list[Hit] = []
         examined = 0
         chunk = 256
         while examined < len(found):
-            hits += self._accept(found[examined:examined + chunk], filt, access)
+            hits += collect.accept(found[examined:examined + chunk])
             examined = min(len(found), examined + chunk)
             chunk *= 2
             if len(hits) > 1 and score_of(hits[-1]) < upper_bound(score_of(hits[0]), median):
@@ -366,18 +322,17 @@ class Searcher:
         return matched, {**cutoff.as_dict(), "median": round(median, 6), "truncated": cutoff.count > cap}, \
             examined, len(hits)
 
-    def _listing(self, request: Request, filt: Filter, access: AccessCheck) -> list[Hit]:
-        """The visible photos a filter keeps, newest first (or oldest, with sort date): a search with no description."""
+    def _listing(self, request: Request, filt: Filter, collect: Collector) -> list[Hit]:
+        """The visible files a filter keeps, newest first (or oldest, with sort date): a search with no description."""
         among = self._candidates(filt)
         assert among is not None
-        hits = self._accept([(0.0, i) for i in among.tolist()], filt, access)
+        hits = collect.accept([(0.0, i) for i in among.tolist()])
         hits.sort(key=when, reverse=request.sort != "date")
         cap = min(self.max_all, request.k) if not request.all else min(self.max_all, request.k if request.k_given
                                                                         else self.max_all)
         return [replace(h, score=None) for h in hits[:cap]]
 
-    def _by_text(self, request: Request, filt: Filter, access: AccessCheck,
-                 matches: TextMatches) -> tuple[list[Hit], int]:
+    def _by_text(self, request: Request, collect: Collector, matches: TextMatches) -> tuple[list[Hit], int]:
         """A search by text alone: the visible photos showing every word, best matches first, then the newest."""
         rows = self.store.reader().candidates(matches.found)
         ranked = sorted(((matches.quality(i), i) for i in rows), key=lambda m: (-m[0], -_seconds(rows[m[1]])))
@@ -385,7 +340,7 @@ class Searcher:
         hits: list[Hit] = []
         examined, chunk = 0, max(2 * cap, 64)
         while examined < len(ranked) and len(hits) < cap:
-            hits += self._accept(ranked[examined:examined + chunk], filt, access)
+            hits += collect.accept(ranked[examined:examined + chunk])
             examined += chunk
         return self._with_text(hits[:cap], matches), min(examined, len(ranked))
 
@@ -393,8 +348,8 @@ class Searcher:
         """The hits, each with the recognised text around the first term."""
         return [replace(hit, text=matches.snippet(hit.id)) if hit.id in matches.found else hit for hit in hits]
 
-    def _scan(self, index: VectorIndex, query: np.ndarray, want: int, filt: Filter, access: AccessCheck,
-              among: np.ndarray | None, total: int, limit: int) -> tuple[list[Hit], int, int, bool]:
+    def _scan(self, index: VectorIndex, query: np.ndarray, want: int, collect: Collector, among: np.ndarray | None,
+              total: int, limit: int) -> tuple[list[Hit], int, int, bool]:
         """(best hits, candidates examined, of them visible matches, whether the answer is final) for one search.
 
         Every index search is a full scan, so filtered searches ask for
@@ -403,7 +358,9 @@ class Searcher:
         least four times as many. With ``limit`` below ``total`` it gives up
         (not final) as soon as the filters look too narrow to fill k within
         ``limit`` candidates. With exact search, a wider answer starts with
-        the narrower one, so no candidate is examined twice.
+        the narrower one, so no candidate is examined twice; a video's other
+        moments and a shot's other half (grouping.py) count as examined and
+        make the search widen like any candidate the filters drop.
         """
         hits: list[Hit] = []
         examined = 0
@@ -414,7 +371,7 @@ class Searcher:
             chunk = max(want * 2, 32)
             expected = 0.0
             while examined < len(found) and len(hits) < want:
-                hits += self._accept(found[examined:examined + chunk], filt, access)
+                hits += collect.accept(found[examined:examined + chunk])
                 examined = min(len(found), examined + chunk)
                 chunk *= 2
                 # How many candidates k results would take at the rate filters kept them so far.
@@ -423,7 +380,7 @@ class Searcher:
                     break
             if len(hits) >= want or (examined == len(found) and (len(found) < fetch or fetch >= total)):
                 break
-            if fetch >= limit or expected > limit:
+            if fetch >= limit or (limit < total and expected > limit):
                 hits.sort(key=lambda h: -score_of(h))
                 return hits[:want], examined, len(hits), False
             fetch = min(total, limit, max(fetch * 4, int(expected * 1.25)))
@@ -447,24 +404,15 @@ class Searcher:
                 return None
         return np.array(ids, dtype=np.int64)
 
-    def _accept(self, candidates: list[tuple[float, int]], filt: Filter, access: AccessCheck) -> list[Hit]:
-        if not candidates:
-            return []
-        rows = self.store.reader().candidates(i for _, i in candidates)
-        hits = []
-        for score, id_ in candidates:
-            row = rows.get(id_)
-            # A pending row is a changed photo whose old vector still answers until it is re-encoded.
-            if row is None or row.state not in SEARCHABLE:
-                continue
-            root = self.shares.root(row.share)
-            if root is None or not filt.keeps_row(row):
-                continue
-            path = f"{root}/{cat.decode_path(row.relpath)}"
-            if not filt.keeps_path(path) or not (access.peer.is_root or access.may_read(Path(path))):
-                continue
-            hits.append(hit_from(row, path, score, self.places, filt.chinese))
-        return hits
+    def _index_ids(self, filt: Filter, model: str, limit: int | None = None) -> np.ndarray | None:
+        """The model's index ids of the rows a filter keeps (a video's moments); None if there are more than limit."""
+        reader = self.store.reader()
+        ids: list[int] = []
+        for selection in filt.selections():
+            ids += reader.index_ids(selection, model, None if limit is None else limit - len(ids))
+            if limit is not None and len(ids) > limit:
+                return None
+        return np.array(ids, dtype=np.int64)
 
 
 def _seconds(row: Candidate) -> float:

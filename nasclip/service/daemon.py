@@ -26,6 +26,7 @@ from ..errors import ConfigError, DiskFull, ProtocolError, StoreError
 from ..indexing.encoder import Encoder
 from ..indexing.imaging import decode_limits
 from ..indexing.indexer import Indexer
+from ..media.video import video_limits
 from ..meta.places import Places
 from ..model.spec import load_model_spec
 from ..ocr.stage import OcrStage
@@ -109,8 +110,8 @@ class Daemon:
         self.searcher = Searcher(self.store, self.encoder, self.shares, config.indexer.max_pixels,
                                  limits=decode_limits(config.indexer), max_decodes=config.query.max_image_decodes,
                                  slots=config.query.cpu_slots, max_all=config.query.max_all, places=places,
-                                 reads_text=config.ocr.enabled)
-        self.indexer = Indexer(self.store, self.encoder, config.indexer, self.shares, places=places)
+                                 reads_text=config.ocr.enabled, video=video_limits(config))
+        self.indexer = Indexer(self.store, self.encoder, config.indexer, self.shares, places=places, video=config.video)
         self.watcher = Watcher(self.store, config.shares, config.indexer.settle_seconds,
                                on_change=self.indexer.wake)
         if config.ocr.enabled:

@@ -1,12 +1,14 @@
-"""The catalog: one SQLite database (WAL) with one row per photo file.
+"""The catalog: one SQLite database (WAL) with one row per file (photo, RAW, video).
 
-A row's id is the photo's id in every vector index. ``state`` says what the
-indexer owes the file: ``pending`` (new or changed), ``indexed`` (has a vector
-for the configured model), ``failed`` (cannot be decoded; retried when the
-file changes) or ``gone`` (deleted; its vectors are kept a while so that a
-move or copy found later reuses them). ``vectors`` records which model's
-index holds a vector for which row, and ``vector_log`` holds vectors not yet
-in a checkpoint of their index, so nothing encoded is lost to a crash.
+A photo's row id is its id in every vector index; a video's moments have ids
+computed from it (moments.py). ``state`` says what the indexer owes the file:
+``pending`` (new or changed), ``indexed`` (has its vectors for the configured
+model), ``failed`` (cannot be decoded; retried when the file changes) or
+``gone`` (deleted; its vectors are kept a while so that a move or copy found
+later reuses them). ``vectors`` records which model's index holds a file's
+vectors, ``moments`` the times of a video's, and ``vector_log`` holds vectors
+not yet in a checkpoint of their index, so nothing encoded is lost to a crash.
+The schema and its migration ladder are in schema.py.
 
 Paths are stored below their share root as bytes, because file names on a
 NAS need not be UTF-8. This module only speaks SQL; ``Store`` is the one
@@ -23,120 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from ..errors import CatalogDamaged, DiskFull, StoreError, is_corrupt, is_disk_full
+from ..media.pairs import stem
+from . import moments
+from .schema import MIGRATIONS, SCHEMA_VERSION  # noqa: F401  (SCHEMA_VERSION: also imported from here)
 
 if TYPE_CHECKING:
     from .space import SpaceMonitor
 
 PENDING, INDEXED, FAILED, GONE = "pending", "indexed", "failed", "gone"
-
-# The migration ladder: MIGRATIONS[n] takes a database from version n to n+1.
-# Never edit a step that has shipped; add a new one.
-MIGRATIONS: list[str] = [
-    # 0 -> 1: the first schema.
-    """
-    CREATE TABLE files (
-        id INTEGER PRIMARY KEY,
-        share TEXT NOT NULL,
-        relpath BLOB NOT NULL,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        fingerprint TEXT,
-        state TEXT NOT NULL CHECK (state IN ('pending', 'indexed', 'failed', 'gone')),
-        error TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        retry_at REAL,
-        added REAL NOT NULL,
-        updated REAL NOT NULL,
-        gone_at REAL,
-        UNIQUE (share, relpath)
-    );
-    CREATE INDEX files_state ON files (state, mtime_ns);
-    CREATE INDEX files_fingerprint ON files (fingerprint);
-    CREATE TABLE vectors (
-        file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
-        model_id TEXT NOT NULL,
-        PRIMARY KEY (model_id, file_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX vectors_file ON vectors (file_id);
-    CREATE TABLE vector_log (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        file_id INTEGER NOT NULL,
-        model_id TEXT NOT NULL,
-        vector BLOB NOT NULL
-    );
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    """,
-    # 1 -> 2: claiming work must not walk every row waiting for a retry (10,000 empty files
-    # made each claim of 8 photos read all of them). New work in mtime order, due retries by time.
-    """
-    CREATE INDEX files_new ON files (mtime_ns) WHERE state = 'pending' AND retry_at IS NULL;
-    CREATE INDEX files_retry ON files (retry_at) WHERE state = 'pending' AND retry_at IS NOT NULL;
-    """,
-    # 2 -> 3: what the photo says of itself (issue 16), read when it is decoded. taken is the
-    # capture time on the photo's own wall clock (seconds since 1970 as if it were UTC),
-    # taken_offset its minutes east of UTC where the photo says, taken_source 'exif' or
-    # 'mtime' (no capture time in the file); NULL taken_source: not read yet.
-    """
-    ALTER TABLE files ADD COLUMN taken REAL;
-    ALTER TABLE files ADD COLUMN taken_offset INTEGER;
-    ALTER TABLE files ADD COLUMN taken_source TEXT;
-    ALTER TABLE files ADD COLUMN camera_make TEXT;
-    ALTER TABLE files ADD COLUMN camera_model TEXT;
-    ALTER TABLE files ADD COLUMN lat REAL;
-    ALTER TABLE files ADD COLUMN lon REAL;
-    CREATE INDEX files_unread_meta ON files (id) WHERE taken_source IS NULL AND state = 'indexed';
-    CREATE INDEX files_taken ON files (share, taken);
-    """,
-    # 3 -> 4: where a photo's GPS position is, named offline (nasclip/meta/places.py): the nearest
-    # city's GeoNames id, its admin1 region code and ISO country code, stored so that a place filter
-    # compares columns. place_country '' means looked up with no city in reach; NULL with a lat,
-    # not looked up yet (rows of schema 3), which files_unplaced finds for the backfill.
-    """
-    ALTER TABLE files ADD COLUMN place_city INTEGER;
-    ALTER TABLE files ADD COLUMN place_region TEXT;
-    ALTER TABLE files ADD COLUMN place_country TEXT;
-    CREATE INDEX files_unplaced ON files (id) WHERE lat IS NOT NULL AND place_country IS NULL;
-    CREATE INDEX files_place ON files (place_country, place_region, place_city) WHERE place_country != '';
-    """,
-    # 4 -> 5: text recognised in the photos (issue 17), a second pass after the vector. One ocr row
-    # per photo once it is indexed: 'pending' until read, then 'done' (its lines in text, '' for none)
-    # or 'failed' (error says why). fingerprint is the content that was read: a copy or twin with the
-    # same fingerprint takes the text instead of being read again. Triggers keep it in step whoever
-    # writes files: a row that becomes indexed is queued; a file whose size or mtime changes is
-    # pending again (an edit is read again; a rename changes neither). ocr_text indexes the folded
-    # text (nasclip/ocr/textform.py) with FTS5's trigram tokenizer, rowid = file id: substrings of 3+
-    # characters in any script; shorter terms are looked up with instr() on its column.
-    """
-    CREATE TABLE ocr (
-        file_id INTEGER PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
-        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
-        fingerprint TEXT,
-        text TEXT,
-        error TEXT,
-        updated REAL
-    );
-    CREATE INDEX ocr_pending ON ocr (file_id) WHERE state = 'pending';
-    CREATE INDEX ocr_state ON ocr (state);
-    CREATE INDEX ocr_fingerprint ON ocr (fingerprint) WHERE state != 'pending';
-    CREATE VIRTUAL TABLE ocr_text USING fts5 (folded, tokenize = 'trigram');
-    INSERT INTO ocr (file_id, state) SELECT id, 'pending' FROM files WHERE state = 'indexed';
-    CREATE TRIGGER ocr_queue AFTER UPDATE OF state ON files WHEN new.state = 'indexed' BEGIN
-        INSERT OR IGNORE INTO ocr (file_id, state) VALUES (new.id, 'pending');
-    END;
-    CREATE TRIGGER ocr_queue_new AFTER INSERT ON files WHEN new.state = 'indexed' BEGIN
-        INSERT OR IGNORE INTO ocr (file_id, state) VALUES (new.id, 'pending');
-    END;
-    CREATE TRIGGER ocr_changed AFTER UPDATE OF size, mtime_ns ON files
-        WHEN new.size IS NOT old.size OR new.mtime_ns IS NOT old.mtime_ns BEGIN
-        UPDATE ocr SET state = 'pending', fingerprint = NULL, text = NULL, error = NULL WHERE file_id = new.id;
-        DELETE FROM ocr_text WHERE rowid = new.id;
-    END;
-    CREATE TRIGGER ocr_forget AFTER DELETE ON ocr BEGIN
-        DELETE FROM ocr_text WHERE rowid = old.file_id;
-    END;
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -162,6 +58,12 @@ def encode_path(relpath: str) -> bytes:
 def decode_path(raw: bytes) -> str:
     """Python form of a stored path (surrogate-escaped where not UTF-8)."""
     return os.fsdecode(raw)
+
+
+def stem_of(relpath: str) -> bytes:
+    """What a file shares with the other files of its shot (RAW+JPEG, Live Photo): its name's stem, case folded,
+    as stored (bytes, as paths are: a name need not be UTF-8)."""
+    return os.fsencode(stem(os.path.basename(relpath)))
 
 
 def prefix_range(prefix: str) -> tuple[bytes, bytes]:
@@ -231,10 +133,11 @@ def integrity_problems(conn: sqlite3.Connection) -> list[str]:
         if problems == ["ok"]:
             return []
         # SQLite 3.40's quick_check misreads WITHOUT ROWID tables whose key order differs
-        # from their columns (vectors) as NULLs; integrity_check of that table is right.
-        false = [p for p in problems if p.startswith("NULL value in vectors.")]
-        if false and [r[0] for r in conn.execute("PRAGMA integrity_check(vectors)")] == ["ok"]:
-            problems = [p for p in problems if p not in false]
+        # from their columns (vectors, moments) as NULLs; integrity_check of that table is right.
+        for table in ("vectors", "moments"):
+            false = [p for p in problems if p.startswith(f"NULL value in {table}.")]
+            if false and [r[0] for r in conn.execute(f"PRAGMA integrity_check({table})")] == ["ok"]:
+                problems = [p for p in problems if p not in false]
     except sqlite3.DatabaseError as exc:
         problems = [str(exc)]
     return problems[:5]
@@ -274,6 +177,19 @@ class Catalog:
                 if isinstance(error, StoreError):
                     raise error from None
                 raise StoreError(f"{self.path}: migrating the catalog to version {step + 1} failed: {exc}") from None
+
+    def fill_stems(self, batch: int = 10_000) -> int:
+        """Give rows of schema 5 their stem (schema 6), a batch per transaction; returns how many."""
+        filled = 0
+        while True:
+            rows = self.conn.execute("SELECT id, relpath FROM files INDEXED BY files_unstemmed WHERE stem IS NULL "
+                                     "LIMIT ?", (batch,)).fetchall()
+            if not rows:
+                return filled
+            with self.transaction() as tx:
+                tx.executemany("UPDATE files SET stem=? WHERE id=?", [(stem_of(decode_path(raw)), id_)
+                                                                      for id_, raw in rows])
+            filled += len(rows)
 
     def close(self) -> None:
         self.conn.close()
@@ -317,8 +233,8 @@ class Catalog:
                                 (share, raw)).fetchone()
         if row is None:
             self.conn.execute(
-                "INSERT INTO files(share, relpath, size, mtime_ns, state, added, updated) "
-                "VALUES (?, ?, ?, ?, 'pending', ?, ?)", (share, raw, size, mtime_ns, now, now))
+                "INSERT INTO files(share, relpath, size, mtime_ns, state, added, updated, stem) "
+                "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)", (share, raw, size, mtime_ns, now, now, stem_of(relpath)))
             return "new"
         id_, old_size, old_mtime, state = row
         if old_size == size and old_mtime == mtime_ns:
@@ -353,7 +269,7 @@ class Catalog:
             "WHERE share=? AND relpath>=? AND relpath<? AND state!='gone'", (now, now, share, low, high)).rowcount
 
     def move(self, share: str, old: str, new_share: str, new: str, now: float) -> list[int]:
-        """Rename one row in place (its vectors stay valid); returns ids of rows it displaced.
+        """Rename one row in place (its vectors stay valid); returns the index ids of rows it displaced.
 
         Nothing happens when no row has the old path: the file was not known
         yet, or a folder move already carried it along.
@@ -361,12 +277,13 @@ class Catalog:
         if (share, old) == (new_share, new) or self.get(share, old) is None:
             return []
         displaced = self._displace(new_share, [encode_path(new)])
-        self.conn.execute("UPDATE files SET share=?, relpath=?, updated=? WHERE share=? AND relpath=?",
-                          (new_share, encode_path(new), now, share, encode_path(old)))
+        self.conn.execute("UPDATE files SET share=?, relpath=?, stem=?, updated=? WHERE share=? AND relpath=?",
+                          (new_share, encode_path(new), stem_of(new), now, share, encode_path(old)))
         return displaced
 
     def move_below(self, share: str, old_folder: str, new_share: str, new_folder: str, now: float) -> list[int]:
-        """Rename every row below old_folder to below new_folder; returns displaced ids."""
+        """Rename every row below old_folder to below new_folder (names, so stems, unchanged); returns the index
+        ids of the rows it displaced."""
         if (share, old_folder.strip("/")) == (new_share, new_folder.strip("/")):
             return []
         low, high = prefix_range(old_folder)
@@ -380,29 +297,25 @@ class Catalog:
         return displaced
 
     def _displace(self, share: str, raws: list[bytes]) -> list[int]:
-        """Delete rows occupying these paths (a move overwrote them); returns their ids."""
+        """Delete rows occupying these paths (a move overwrote them); returns their index ids."""
         ids = []
         for raw in raws:
             row = self.conn.execute("SELECT id FROM files WHERE share=? AND relpath=?", (share, raw)).fetchone()
             if row:
                 ids.append(row[0])
-        self.delete(ids)
-        return ids
+        return self.delete(ids)
 
-    def delete(self, ids: Iterable[int]) -> None:
-        """Forget rows entirely (their vectors rows go with them)."""
+    def delete(self, ids: Iterable[int]) -> list[int]:
+        """Forget rows entirely (their vectors and moments rows go with them); returns the ids their vectors
+        have in the indexes (a photo's row id, a video's moments), for the caller to remove."""
+        ids = list(ids)
+        held = moments.index_ids(self.conn, ids)
         self.conn.executemany("DELETE FROM files WHERE id=?", [(i,) for i in ids])
+        return held
 
     def has_vector(self, id_: int, model_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM vectors WHERE model_id=? AND file_id=?",
                                  (model_id, id_)).fetchone() is not None
-
-    def vector_ids(self, model_id: str) -> set[int]:
-        return {r[0] for r in self.conn.execute("SELECT file_id FROM vectors WHERE model_id=?", (model_id,))}
-
-    def forget_vectors(self, model_id: str, ids: Iterable[int]) -> None:
-        """These rows have no vector of the model (lost or damaged): they will be encoded again."""
-        self.conn.executemany("DELETE FROM vectors WHERE model_id=? AND file_id=?", [(model_id, int(i)) for i in ids])
 
     # ------------------------------------------------------------------ vector log
 
@@ -412,7 +325,8 @@ class Catalog:
                 | {r[0] for r in self.conn.execute("SELECT DISTINCT model_id FROM vector_log")})
 
     def logged_vectors(self, model_id: str, after: int = 0) -> dict[int, bytes]:
-        """The latest vector per row of a model logged after seq `after` (what a checkpoint already covers)."""
+        """The latest vector per index id (a photo's row, a video's moment) of a model logged after seq `after`
+        (what a checkpoint already covers)."""
         logged: dict[int, bytes] = {}
         for file_id, blob in self.conn.execute(
                 "SELECT file_id, vector FROM vector_log WHERE model_id=? AND seq>? ORDER BY seq", (model_id, after)):

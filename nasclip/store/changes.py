@@ -54,13 +54,29 @@ Change = Union[Seen, Deleted, Moved]
 
 @dataclass(frozen=True)
 class Encoded:
-    """The photo of row ``row`` was encoded (or reuses ``donor``'s vector)."""
+    """The file of row ``row`` was encoded (or reuses ``donor``'s vectors).
+
+    A photo (or RAW) has one vector; a video one per sampled moment, row by
+    row in ``vector``, with the moments' seconds in ``times`` (in time order).
+    """
 
     row: FileRow
     fingerprint: str
     vector: np.ndarray | None = None
     donor: int | None = None
-    meta: PhotoMeta | None = None  # read from the photo; None with a donor (its row's is copied)
+    meta: PhotoMeta | None = None  # read from the file; None with a donor (its row's is copied)
+    times: tuple[float, ...] | None = None  # a video's moments
+    duration: float | None = None  # a video's length in seconds
+
+
+@dataclass(frozen=True)
+class LiveClip:
+    """The video of ``row`` is a Live Photo's motion beside its still (``still``): not indexed on its own."""
+
+    row: FileRow
+    fingerprint: str
+    still: str  # the still's path below the share root
+    duration: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +89,7 @@ class Failed:
     retry_at: float | None = None
 
 
-Result = Union[Encoded, Failed]
+Result = Union[Encoded, LiveClip, Failed]
 
 # ---------------------------------------------------------------------- results of the text pass (nasclip/ocr)
 

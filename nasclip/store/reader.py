@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ..meta.exif import Position
+from . import moments
 from .catalog import FAILED, GONE, INDEXED, PENDING, ROW_COLUMNS, FileRow, row_from
 
 # SQLite's default limit on bound parameters is 999; stay under it.
@@ -22,10 +23,6 @@ _CHUNK = 900
 # old vector answers until it is re-encoded.
 SEARCHABLE = (INDEXED, PENDING)
 _SEARCHABLE_SQL = f"state IN ('{INDEXED}', '{PENDING}')"
-# The columns of a Candidate, in its order.
-_CANDIDATE_COLUMNS = ("id, share, relpath, size, mtime_ns, state, taken, taken_offset, taken_source, camera_make, "
-                      "camera_model")
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -47,10 +44,24 @@ class Candidate:
     place_city: int | None = None  # where (schema 4): GeoNames city id, admin1 code, country code
     place_region: str | None = None
     place_country: str | None = None
+    kind: str | None = None  # what was indexed (schema 6): photo, raw, video, clip; None: a photo of schema 5
+    duration: float | None = None  # a video's length in seconds
+    stem: bytes | None = None  # shared with the other files of its shot (catalog.stem_of)
 
 
+# The columns of a Candidate, in its order.
 _CANDIDATE_COLUMNS = ("id, share, relpath, size, mtime_ns, state, taken, taken_offset, taken_source, camera_make, "
-                      "camera_model, lat, lon, place_city, place_region, place_country")
+                      "camera_model, lat, lon, place_city, place_region, place_country, kind, duration, stem")
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A file with the same stem in the same share as another (the caller checks the folder)."""
+
+    id: int
+    relpath: bytes
+    state: str
+    kind: str | None
 
 
 @dataclass(frozen=True)
@@ -147,29 +158,26 @@ class CatalogReader:
 
     def searchable_ids(self, selection: Selection, limit: int | None = None) -> list[int]:
         """Ids of the searchable rows a selection keeps (at most limit + 1 of them, if given)."""
-        where = f"share=? AND {_SEARCHABLE_SQL}"
-        args: tuple = (selection.share,)
-        if selection.relpath_range is not None:
-            where += " AND relpath>=? AND relpath<?"
-            args += selection.relpath_range
-        if selection.after_ns is not None:
-            where += " AND (taken>=? OR (taken IS NULL AND mtime_ns>=?))"
-            args += (selection.after_wall, selection.after_ns)
-        if selection.before_ns is not None:
-            where += " AND (taken<? OR (taken IS NULL AND mtime_ns<?))"
-            args += (selection.before_wall, selection.before_ns)
-        place = selection.place
-        if place is not None:
-            if place.city is not None:
-                where += " AND place_city=?"
-                args += (place.city,)
-            else:
-                where += " AND place_country=?" + (" AND place_region=?" if place.region is not None else "")
-                args += (place.country,) + ((place.region,) if place.region is not None else ())
+        where, args = _where(selection)
         if limit is not None:
             where += " LIMIT ?"
             args += (limit + 1,)
         return [r[0] for r in self.conn.execute(f"SELECT id FROM files WHERE {where}", args)]
+
+    def index_ids(self, selection: Selection, model_id: str, limit: int | None = None) -> list[int]:
+        """The ids in the model's index of the searchable rows a selection keeps: a photo's row id, a video's
+        moments (moments.py); at most limit + 1 of them, if given. Videos are few: they are looked up apart."""
+        where, args = _where(selection)
+        cap = f" LIMIT {int(limit) + 1}" if limit is not None else ""
+        ids = [r[0] for r in self.conn.execute(
+            f"SELECT id FROM files WHERE {where} AND kind IS NOT 'video'{cap}", args)]
+        if limit is not None and len(ids) > limit:
+            return ids
+        video, video_args = _where(selection, "f.")
+        ids += [moments.moment_id(f, i) for f, i in self.conn.execute(
+            f"SELECT f.id, m.idx FROM files f INDEXED BY files_videos JOIN moments m ON m.model_id = ? "
+            f"AND m.file_id = f.id WHERE f.kind = 'video' AND {video}{cap}", (model_id, *video_args))]
+        return ids
 
     def candidates(self, ids: Iterable[int]) -> dict[int, Candidate]:
         """The rows with these ids (missing ones are left out)."""
@@ -223,13 +231,18 @@ class CatalogReader:
         return [r for r in map(row_from, rows) if r.id not in skip][:limit]
 
     def donor(self, model_id: str, file_id: int, fingerprint: str) -> int | None:
-        """The row itself when its fingerprint and vector still hold, else a twin with the same fingerprint."""
+        """The row itself when its fingerprint and vector still hold, else a twin with the same fingerprint.
+
+        A Live Photo's clip has no vector to lend (schema 6): it is neither its own donor nor a twin's.
+        """
         if self.conn.execute("SELECT 1 FROM files f JOIN vectors v ON v.file_id=f.id AND v.model_id=? "
-                             "WHERE f.id=? AND f.fingerprint=?", (model_id, file_id, fingerprint)).fetchone():
+                             f"WHERE f.id=? AND f.fingerprint=? AND f.kind IS NOT '{moments.CLIP}'",
+                             (model_id, file_id, fingerprint)).fetchone():
             return file_id
         found = self.conn.execute(
             "SELECT f.id FROM files f JOIN vectors v ON v.file_id=f.id AND v.model_id=? "
-            "WHERE f.fingerprint=? AND f.id!=? LIMIT 1", (model_id, fingerprint, file_id)).fetchone()
+            f"WHERE f.fingerprint=? AND f.id!=? AND f.kind IS NOT '{moments.CLIP}' LIMIT 1",
+            (model_id, fingerprint, file_id)).fetchone()
         return int(found[0]) if found else None
 
     # ------------------------------------------------------------------ text in photos (schema 4)
@@ -277,6 +290,29 @@ class CatalogReader:
             f"SELECT t.rowid, t.folded, o.text FROM ocr_text t JOIN ocr o ON o.file_id = t.rowid "
             f"WHERE {' AND '.join(where)} LIMIT ?", (*args, limit))]
 
+    # ------------------------------------------------------------------ videos and pairs (schema 6)
+
+    def moment_seconds(self, model_id: str, found: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+        """{(file id, moment index): seconds} of these moments of the model's index."""
+        return moments.seconds_of(self.conn, model_id, found)
+
+    def moment_times(self, model_id: str, file_id: int) -> list[float]:
+        """The seconds of a video's moments in the model's index, in index order ([] for a photo)."""
+        return moments.moment_times(self.conn, model_id, file_id)
+
+    def partners(self, share: str, stems: Iterable[bytes]) -> dict[bytes, list[Partner]]:
+        """{stem: rows of the share with that stem}, gone ones left out (the caller checks the folders)."""
+        wanted = sorted(set(stems))
+        found: dict[bytes, list[Partner]] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for stem, id_, relpath, state, kind in self.conn.execute(
+                    f"SELECT stem, id, relpath, state, kind FROM files WHERE share=? AND stem IN ({marks}) "
+                    f"AND state!='{GONE}'", (share, *chunk)):
+                found.setdefault(stem, []).append(Partner(id_, relpath, state, kind))
+        return found
+
     def file_id(self, share: str, relpath: bytes) -> int | None:
         """The id of the row at this stored path, whatever its state."""
         row = self.conn.execute("SELECT id FROM files WHERE share=? AND relpath=?", (share, relpath)).fetchone()
@@ -287,3 +323,28 @@ class CatalogReader:
         return [(s, p, e) for s, p, e in self.conn.execute(
             f"SELECT share, relpath, error FROM files WHERE state='{FAILED}' ORDER BY updated DESC LIMIT ?",
             (limit,))]
+
+
+def _where(selection: Selection, prefix: str = "") -> tuple[str, tuple]:
+    """The WHERE clause (and its arguments) of the searchable rows a selection keeps; prefix: the files alias."""
+    f = prefix
+    where = f"{f}share=? AND {f}{_SEARCHABLE_SQL}"
+    args: tuple = (selection.share,)
+    if selection.relpath_range is not None:
+        where += f" AND {f}relpath>=? AND {f}relpath<?"
+        args += selection.relpath_range
+    if selection.after_ns is not None:
+        where += f" AND ({f}taken>=? OR ({f}taken IS NULL AND {f}mtime_ns>=?))"
+        args += (selection.after_wall, selection.after_ns)
+    if selection.before_ns is not None:
+        where += f" AND ({f}taken<? OR ({f}taken IS NULL AND {f}mtime_ns<?))"
+        args += (selection.before_wall, selection.before_ns)
+    place = selection.place
+    if place is not None:
+        if place.city is not None:
+            where += f" AND {f}place_city=?"
+            args += (place.city,)
+        else:
+            where += f" AND {f}place_country=?" + (f" AND {f}place_region=?" if place.region is not None else "")
+            args += (place.country,) + ((place.region,) if place.region is not None else ())
+    return where, args

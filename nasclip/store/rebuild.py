@@ -5,11 +5,11 @@ SQLite fail every statement that touches that page. Most of the file is
 usually fine, so this copies table by table, by key range, into a fresh
 catalog of the current schema: a range that cannot be read is split in
 halves until the unreadable rows are isolated and skipped; rows keep their
-ids, so the vectors in the index checkpoint still belong to them; the text
-read in photos (the ``ocr`` rows and their ``ocr_text`` index entries) comes
-along, and a photo whose text entry was lost is simply read again. Rows that
-fail the schema's constraints (garbled, or a ``vectors`` row whose photo was
-lost) are skipped as well. The damaged file is kept beside the new one as
+ids, so the vectors in the index checkpoint still belong to them (a video's
+moments are copied with them); the text read in photos (the ``ocr`` rows and
+their ``ocr_text`` index entries) comes along, and a photo whose text entry was
+lost is simply read again. Rows that fail the schema's constraints (garbled, or
+a ``vectors`` row whose photo was lost) are skipped as well. The damaged file is kept beside the new one as
 ``catalog.db.damaged-<timestamp>``. Photos whose rows were lost are found
 again by the next scan and encoded afresh; every other vector is kept.
 
@@ -106,6 +106,13 @@ def _insert(dst: sqlite3.Connection, table: str, columns: list[str], rows: list[
     dst.execute("COMMIT")
 
 
+def _tables(src: sqlite3.Connection) -> set[str]:
+    try:
+        return {r[0] for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError:
+        return set()
+
+
 def _count(src: sqlite3.Connection, table: str) -> int | None:
     try:
         return src.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
@@ -141,6 +148,16 @@ def copy_readable(src: sqlite3.Connection, dst: sqlite3.Connection) -> list[Tabl
                               (model,), low, high, report):
             _insert(dst, "vectors", ["file_id", "model_id"], rows, report)
     reports.append(report)
+    # moments (schema 6) is WITHOUT ROWID too, keyed (model_id, file_id, idx): a video's frames stay with it.
+    report = TableReport("moments", total=_count(src, "moments"))
+    if "moments" in _tables(src):
+        for model in sorted(models):
+            if low is None:
+                break
+            for rows in _readable(src, "SELECT file_id, model_id, idx, seconds FROM moments WHERE model_id=? "
+                                       "AND file_id BETWEEN ? AND ?", (model,), low, high, report):
+                _insert(dst, "moments", ["file_id", "model_id", "idx", "seconds"], rows, report)
+        reports.append(report)
     reports += _copy_text(src, dst)
     return reports
 
@@ -151,7 +168,7 @@ def _copy_text(src: sqlite3.Connection, dst: sqlite3.Connection) -> list[TableRe
     A photo whose text was read but whose ocr_text entry could not be copied
     goes back to pending: read again, rather than findable by nothing.
     """
-    if "ocr" not in {r[0] for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+    if "ocr" not in _tables(src):
         return []  # a catalog from before the text pass (schema 4 and older)
     reports = []
     text = TableReport("ocr", total=_count(src, "ocr"))

@@ -6,8 +6,11 @@ Store.checkpoint), else whatever FAISS can still parse of a damaged file.
 The vector log is replayed on top; then every vector is checked (finite,
 unit length) because a bad one would top every search; and the index is
 reconciled with the catalog: ids only in the index are removed, rows whose
-vector is nowhere lose their ``vectors`` row and so are encoded again. Each
-repair is logged and kept as a notice for ``status``.
+vector is nowhere lose their ``vectors`` row and so are encoded again. A
+video's ids are its moments (moments.py): one moment missing, and the whole
+video is sampled again, its other moments removed with it, so a video is
+never searched with part of its frames. Each repair is logged and kept as a
+notice for ``status``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
-from . import checkpoint
+from . import checkpoint, moments
 from .catalog import Catalog
 from .vectors import IndexType, VectorIndex
 
@@ -95,14 +98,16 @@ def recover(catalog: Catalog, path: Path, model: str, dim: int, kind: IndexType,
         index.remove(damaged)
         done.notice("index %s: dropped %d damaged vectors (not unit length); their photos are re-encoded",
                     model, len(damaged))
-    known = np.fromiter(catalog.vector_ids(model), dtype=np.int64)
+    known = moments.known_ids(catalog.conn, model)
     present = index.ids()
     strays = np.setdiff1d(present, known)
-    index.remove(strays)
     lost = np.setdiff1d(known, present)
     if len(lost):
-        with catalog.transaction():
-            catalog.forget_vectors(model, lost.tolist())
+        with catalog.transaction() as tx:
+            files = moments.forget(tx, model, lost.tolist())
+        # A video with a moment missing is sampled again: its other moments go too.
+        strays = np.union1d(strays, present[np.isin(moments.file_ids_of(present), list(files))])
+    index.remove(strays)
     if len(logged) or len(strays) or len(lost):
         log.info("recovered index %s: %d vectors replayed from the log, %d stray ids removed, "
                  "%d vectors missing", model, len(logged), len(strays), len(lost))

@@ -25,13 +25,14 @@ from ..config import CATALOG_FILE, INDEX_FOLDER
 from ..errors import DiskFull, StoreError
 from ..meta.exif import PhotoMeta, PlaceRef, Position
 from . import catalog as cat
-from . import checkpoint, ocrtext
-from .catalog import META_COLUMNS, Catalog, FileRow
+from . import checkpoint, ocrtext, recording
+from .catalog import Catalog, FileRow
 from .changes import (  # noqa: F401  (also imported from here)
     Change,
     Deleted,
     Encoded,
     Failed,
+    LiveClip,
     Moved,
     Result,
     Seen,
@@ -84,6 +85,9 @@ class Store:
         self.indexes: dict[str, VectorIndex] = {}
         try:
             self.catalog.check()
+            if self.catalog.fill_stems():
+                log.info("catalog: file name stems recorded for the rows of an older schema (RAW+JPEG pairs, "
+                         "Live Photos)")
             with self.catalog.transaction():
                 self.catalog.set_meta(f"model_dim:{model_id}", str(dim))
                 if model_folder is not None:
@@ -170,6 +174,7 @@ class Store:
                 with self.catalog.transaction() as tx:
                     for model in old:
                         tx.execute("DELETE FROM vectors WHERE model_id=?", (model,))
+                        tx.execute("DELETE FROM moments WHERE model_id=?", (model,))
                         tx.execute("DELETE FROM vector_log WHERE model_id=?", (model,))
                 # Readers see either the switch under way or the switch done, never a mix.
                 self.indexes = {self.model_id: self.index}
@@ -247,7 +252,8 @@ class Store:
         return summary
 
     def _remove_vectors(self, ids: list[int]) -> None:
-        """Drop vectors of rows already deleted from the catalog (call under the lock)."""
+        """Drop the vectors (index ids: catalog.delete's) of rows already deleted from the catalog (call under
+        the lock)."""
         if ids:
             for model, index in self.indexes.items():
                 self.changes[model] += index.remove(np.array(ids, dtype=np.int64))
@@ -274,8 +280,8 @@ class Store:
             with self.catalog.transaction() as tx:
                 ids = [r[0] for r in tx.execute("SELECT id FROM files WHERE state='gone' AND gone_at<?",
                                                 (older_than,))]
-                self.catalog.delete(ids)
-            self._remove_vectors(ids)
+                held = self.catalog.delete(ids)
+            self._remove_vectors(held)
         return len(ids)
 
     # ------------------------------------------------------------------ writing: indexer side
@@ -293,60 +299,19 @@ class Store:
         return self.reader().donor(self.model_id, row.id, fingerprint)
 
     def record(self, results: list[Result]) -> dict[str, int]:
-        """Store the indexer's results in one transaction; stale results are dropped.
+        """Store the indexer's results in one transaction (recording.py); stale results are dropped.
 
         A result is stale when its row changed (or vanished) since it was
         claimed; the row is pending again and will be claimed afresh.
         """
-        summary = {"encoded": 0, "reused": 0, "failed": 0, "retry": 0, "stale": 0}
-        now = cat.now()
-        additions: list[tuple[int, np.ndarray]] = []
         with self._lock:
             with self.catalog.transaction() as tx:
-                for result in results:
-                    row = result.row
-                    current = tx.execute("SELECT size, mtime_ns, state FROM files WHERE id=?", (row.id,)).fetchone()
-                    if current is None or current[:2] != (row.size, row.mtime_ns) or current[2] != cat.PENDING:
-                        summary["stale"] += 1
-                        continue
-                    if isinstance(result, Failed):
-                        if result.retry_at is not None:
-                            tx.execute("UPDATE files SET fingerprint=?, error=?, attempts=attempts+1, retry_at=?, "
-                                       "updated=? WHERE id=?", (result.fingerprint, result.error, result.retry_at,
-                                                                now, row.id))
-                            summary["retry"] += 1
-                        else:
-                            tx.execute("UPDATE files SET fingerprint=?, state='failed', error=?, "
-                                       "attempts=attempts+1, retry_at=NULL, updated=? WHERE id=?",
-                                       (result.fingerprint, result.error, now, row.id))
-                            summary["failed"] += 1
-                        continue
-                    vector = result.vector
-                    if vector is None:
-                        vector = self._donor_vector(result.donor, row.id)
-                        if vector is None:  # the twin was purged meanwhile: encode after all
-                            tx.execute("UPDATE files SET fingerprint=NULL WHERE id=?", (row.id,))
-                            summary["stale"] += 1
-                            continue
-                        summary["reused"] += 1
-                    else:
-                        summary["encoded"] += 1
-                    if result.donor != row.id:
-                        vector = np.ascontiguousarray(vector, dtype=np.float32)
-                        tx.execute("INSERT INTO vector_log(file_id, model_id, vector) VALUES (?, ?, ?)",
-                                   (row.id, self.model_id, vector.tobytes()))
-                        tx.execute("INSERT OR IGNORE INTO vectors(file_id, model_id) VALUES (?, ?)",
-                                   (row.id, self.model_id))
-                        additions.append((row.id, vector))
-                    tx.execute("UPDATE files SET fingerprint=?, state='indexed', error=NULL, attempts=0, "
-                               "retry_at=NULL, updated=? WHERE id=?", (result.fingerprint, now, row.id))
-                    self._record_meta(tx, row.id, result)
-                if summary["encoded"]:
-                    self.catalog.add_counter("encoded_total", summary["encoded"])
-            if additions:
-                ids = np.array([a[0] for a in additions], dtype=np.int64)
-                self.index.add(ids, np.stack([a[1] for a in additions]))
-                self.changes[self.model_id] += len(additions)
+                summary, changes = recording.record(tx, results, self.model_id, self.index, cat.now())
+            if changes.removals:
+                self.changes[self.model_id] += self.index.remove(np.array(changes.removals, dtype=np.int64))
+            if changes.ids:
+                self.index.add(np.array(changes.ids, dtype=np.int64), np.stack(changes.vectors))
+                self.changes[self.model_id] += len(changes.ids)
         return summary
 
     def unread_meta(self, limit: int) -> list[FileRow]:
@@ -362,7 +327,7 @@ class Store:
                                      (row.id,)).fetchone()
                 if current is None or current != (row.size, row.mtime_ns, cat.INDEXED, None):
                     continue
-                self._write_meta(tx, row.id, meta)
+                recording.write_meta(tx, row.id, meta)
                 written += 1
         return written
 
@@ -380,29 +345,6 @@ class Store:
                     "AND place_country IS NULL", (place.city, place.region, place.country, row_id, position.lat,
                                                   position.lon)).rowcount
         return written
-
-    @staticmethod
-    def _write_meta(tx: sqlite3.Connection, row_id: int, meta: PhotoMeta) -> None:
-        taken, position, place = meta.taken, meta.position, meta.place
-        if position is None:
-            place = None
-        tx.execute(f"UPDATE files SET ({META_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id=?",
-                   (taken.local if taken else None, taken.offset if taken else None,
-                    taken.source if taken else None, meta.make, meta.model,
-                    position.lat if position else None, position.lon if position else None,
-                    place.city if place else None, place.region if place else None,
-                    place.country if place else None, row_id))
-
-    @staticmethod
-    def _record_meta(tx: sqlite3.Connection, row_id: int, result: Encoded) -> None:
-        """The photo's capture time, camera and position; a copy (donor) takes its twin's."""
-        meta = result.meta
-        if meta is None:
-            if result.donor is not None and result.donor != row_id:
-                tx.execute(f"UPDATE files SET ({META_COLUMNS}) = (SELECT {META_COLUMNS} FROM files WHERE id=?) "
-                           "WHERE id=?", (result.donor, row_id))
-            return
-        Store._write_meta(tx, row_id, meta)
 
     # ------------------------------------------------------------------ writing: the text pass (nasclip/ocr)
 
@@ -426,15 +368,6 @@ class Store:
         if cached is None or cached[0] != commits:
             cached = self._text_counts = (commits, self.reader().text_counts())
         return dict(cached[1])
-
-    def _donor_vector(self, donor: int | None, row_id: int) -> np.ndarray | None:
-        if donor is None:
-            return None
-        if donor == row_id:
-            return self.index.get(row_id)
-        if not self.catalog.has_vector(donor, self.model_id):
-            return None
-        return self.index.get(donor)
 
     # ------------------------------------------------------------------ checkpoints
 

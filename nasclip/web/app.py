@@ -223,13 +223,16 @@ class WebApp:
             return self._unauthorized()
         photo_id = request.path_params["id"]
         peer = peer_of_account(account)
+        at = _seconds(request.query_params.get("t"))  # a video's moment
+        if at is False:
+            return out.error("bad_request", "'t' must be seconds from 0", 400)
 
         def work() -> tuple[bytes, str]:
             with open_photo(self.backend.reader(), self.backend.shares(), peer, photo_id) as photo:
-                etag = '"t' + self.thumbs.key(photo) + '"'
+                etag = '"t' + self.thumbs.key(photo, at) + '"'
                 if request.headers.get("if-none-match") == etag:
                     return b"", etag
-                data, _ = self.thumbs.get(photo)
+                data, _ = self.thumbs.get(photo, at)
                 return data, etag
         try:
             data, etag = await anyio.to_thread.run_sync(work)
@@ -279,6 +282,17 @@ class WebApp:
             return out.error("internal", str(exc), 500)
         log.error("web request %s failed", request.url.path, exc_info=exc)
         return out.error("internal", "internal error; see the nasclipd log", 500)
+
+
+def _seconds(value: str | None) -> float | None | bool:
+    """A thumbnail's ?t=: seconds into a video, None when absent, False when it is not a time."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return False
+    return seconds if 0 <= seconds <= 1e7 else False
 
 
 def _peer_ip(request: HttpRequest) -> str | None:

@@ -26,6 +26,7 @@ from ..config import Config, parse_listen
 from ..errors import NasclipError
 from ..indexing.imaging import decode_limits
 from ..lifecycle import Worker
+from ..media.video import video_limits
 from .app import Backend, WebApp
 from .auth import LoginLimiter, Sessions
 from .middleware import Guard
@@ -77,7 +78,7 @@ class WebServer:
         self.sessions = Sessions(web)
         self.limiter = LoginLimiter(web)
         self.thumbs = ThumbCache(config.state_dir, web.thumb_cache_bytes, web.thumb_size, decode_limits(config.indexer),
-                                 web.thumb_workers)
+                                 web.thumb_workers, video_limits(config))
         self.tls = web.tls_cert is not None
         self.backend = backend
         self.app = WebApp(backend, self.passwords, self.sessions, self.limiter, self.thumbs, self.tls)

@@ -2,7 +2,7 @@
 
 The only way from a URL to the file system. The id names a catalog row that
 answers searches; its path is built from the share root as configured and
-the stored relative path, and opened as search.image_vector opens a query
+the stored relative path, and opened as likes.ImageTerms opens a query
 photo: the folders above the share root are judged as the kernel judges
 them (AccessCheck.may_enter), everything below it is walked without
 following a symbolic link (fsopen.open_nofollow), with the user's search

@@ -27,6 +27,9 @@ from PIL import Image
 
 from ..errors import DecodeError, NasclipError
 from ..indexing.imaging import DecodeLimits, open_bounded, open_photo
+from ..media.formats import kind_of
+from ..media.raw import open_raw
+from ..media.video import VideoLimits, frame_at
 from .photos import OpenPhoto
 
 log = logging.getLogger("nasclip.web")
@@ -51,29 +54,37 @@ class CacheStats:
 class ThumbCache:
     """Thumbnails on disk, bounded in bytes; thread-safe."""
 
-    def __init__(self, state_dir: Path, max_bytes: int, size: int, limits: DecodeLimits, workers: int) -> None:
+    def __init__(self, state_dir: Path, max_bytes: int, size: int, limits: DecodeLimits, workers: int,
+                 video: VideoLimits | None = None) -> None:
         self.folder = state_dir / FOLDER
         self.max_bytes = max_bytes
         self.size = size
         self.limits = limits
+        self.video = video or VideoLimits()
         self._slots = threading.BoundedSemaphore(workers)
         self._lock = threading.Lock()
         self.stats = CacheStats()
         self._bytes: int | None = None  # counted at the first write
         self._write_error = ""
 
-    def key(self, photo: OpenPhoto) -> str:
-        """The cache name of photo's thumbnail: changes with the file and the thumbnail size."""
+    def key(self, photo: OpenPhoto, at: float | None = None) -> str:
+        """The cache name of photo's thumbnail (a video's at a moment): changes with the file and the size."""
         st = photo.st
         text = f"{photo.row.id}:{st.st_size}:{st.st_mtime_ns}:{self.size}"
+        if self._video(photo):
+            text += f":{round(at or 0.0, 1)}"
         return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+    @staticmethod
+    def _video(photo: OpenPhoto) -> bool:
+        return kind_of(photo.path) == "video"
 
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.jpg"
 
-    def get(self, photo: OpenPhoto) -> tuple[bytes, bool]:
+    def get(self, photo: OpenPhoto, at: float | None = None) -> tuple[bytes, bool]:
         """(JPEG bytes of photo's thumbnail, whether it came from the cache); DecodeError, ThumbBusy."""
-        key = self.key(photo)
+        key = self.key(photo, at)
         path = self._path(key)
         try:
             data = path.read_bytes()
@@ -87,19 +98,25 @@ class ThumbCache:
                 except OSError:
                     pass
                 return data, True
-        data = self.make(photo)
+        data = self.make(photo, at)
         self.stats.made += 1
         self._store(path, data)
         return data, False
 
-    def make(self, photo: OpenPhoto) -> bytes:
-        """A thumbnail of the open photo, within the decode limits and slots."""
+    def make(self, photo: OpenPhoto, at: float | None = None) -> bytes:
+        """A thumbnail of the open photo (a video's frame nearest at), within the decode limits and slots."""
         if not self._slots.acquire(timeout=DECODE_WAIT):
             raise ThumbBusy("thumbnails are being made for others (web.thumb_workers); try again in a moment")
         try:
-            handle = open_bounded(photo.fd, photo.st.st_size, self.limits)
+            kind = kind_of(photo.path)
+            handle = open_bounded(photo.fd, photo.st.st_size, self.video.read if kind == "video" else self.limits)
             try:
-                image = open_photo(handle, self.size, self.limits.max_pixels)
+                if kind == "video":
+                    image = frame_at(handle, self.video, self.size // 2, at or 0.0)
+                elif kind == "raw":
+                    image = open_raw(handle, self.size // 2, self.limits).image
+                else:
+                    image = open_photo(handle, self.size, self.limits.max_pixels)
             except DecodeError:
                 self.stats.failed += 1
                 raise

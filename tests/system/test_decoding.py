@@ -474,6 +474,7 @@ def test_a_corpus_of_real_world_files_through_the_daemon(tmp_path: Path, bomb: P
 
 def test_a_decoder_bug_costs_one_photo_not_the_worker(tmp_path: Path, monkeypatch) -> None:
     from nasclip.config import IndexerConfig
+    from nasclip.indexing import decode as decode_module
     from nasclip.indexing import indexer as indexer_module
     from nasclip.indexing.encoder import Encoder
     from nasclip.model.spec import load_model_spec
@@ -484,14 +485,14 @@ def test_a_decoder_bug_costs_one_photo_not_the_worker(tmp_path: Path, monkeypatc
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         picture().save(photos / name)
         old(photos / name)
-    real = indexer_module.load_tensor
+    real = decode_module.load_tensor
 
     def buggy(source, *args):  # the indexer hands over the file it opened
         if os.readlink(f"/proc/self/fd/{source.raw.fd}").endswith("/b.jpg"):
             raise RuntimeError("decoder bug")
         return real(source, *args)
 
-    monkeypatch.setattr(indexer_module, "load_tensor", buggy)
+    monkeypatch.setattr(decode_module, "load_tensor", buggy)
     spec = load_model_spec(DEMO_MODEL)
     store = Store(tmp_path / "state", spec.id, spec.embedding_dim)
     encoder = Encoder.open(spec, backend="onnx", threads=1, text=False)

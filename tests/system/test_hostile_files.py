@@ -22,7 +22,8 @@ from conftest import DEMO_MODEL, Scene, wait_until, write_scene
 from PIL import Image, ImageDraw
 
 from nasclip.config import IndexerConfig, ShareConfig
-from nasclip.indexing import indexer as indexer_module
+from nasclip.indexing import decode as decode_module
+from nasclip.indexing import fingerprints as fingerprints_module
 from nasclip.indexing.encoder import Encoder
 from nasclip.indexing.indexer import Indexer
 from nasclip.model.spec import load_model_spec
@@ -128,20 +129,20 @@ def test_a_photo_swapped_for_a_symlink_during_its_decode_does_not_get_the_target
 
     # A slow decode: the next photo's decode waits until the swap is done.
     entered, release = threading.Event(), threading.Event()
-    real = indexer_module.load_tensor
+    real = decode_module.load_tensor
 
     def slow(source, *args, **kwargs):
         entered.set()
         release.wait(20)
         return real(source, *args, **kwargs)
 
-    monkeypatch.setattr(indexer_module, "load_tensor", slow)
+    monkeypatch.setattr(decode_module, "load_tensor", slow)
     write_scene(share / "alice" / "new.jpg", Scene("red", "circle", "white"), seed=1)
     assert entered.wait(20), "the decode did not start"
     os.rename(share / "alice" / "new.jpg", share / "alice" / "kept.jpg")
     (share / "alice" / "new.jpg").symlink_to(private)
     time.sleep(1.0)  # let the watcher see the rename and the link
-    monkeypatch.setattr(indexer_module, "load_tensor", real)
+    monkeypatch.setattr(decode_module, "load_tensor", real)
     release.set()
 
     def settled() -> bool:
@@ -204,7 +205,7 @@ def test_a_decode_that_never_returns_does_not_hold_up_the_other_photos(parts, mo
     for i in range(6):
         old(write_scene(share / f"p{i}.jpg", Scene(("red", "green", "blue")[i % 3], "square", "white"), seed=i))
     stuck = threading.Event()
-    real = indexer_module.load_tensor
+    real = decode_module.load_tensor
     calls = [0]
 
     def hangs_once(source, *args, **kwargs):
@@ -213,7 +214,7 @@ def test_a_decode_that_never_returns_does_not_hold_up_the_other_photos(parts, mo
             stuck.wait(30)  # a decoder caught in C code, or a read from a hung mount
         return real(source, *args, **kwargs)
 
-    monkeypatch.setattr(indexer_module, "load_tensor", hangs_once)
+    monkeypatch.setattr(decode_module, "load_tensor", hangs_once)
     seen(store, share, *(f"p{i}.jpg" for i in range(6)))
     try:
         started = time.monotonic()
@@ -282,7 +283,7 @@ def bmp(image: Image.Image) -> bytes:
 
 
 def test_uncompressed_twins_differing_only_in_the_middle_get_their_own_vectors(parts, monkeypatch) -> None:
-    monkeypatch.setattr(indexer_module, "FULL_HASH_BYTES", 0)  # the format alone must decide
+    monkeypatch.setattr(fingerprints_module, "FULL_HASH_BYTES", 0)  # the format alone must decide
     store, index, _, share = parts()
     plain = Image.new("RGB", (600, 400), (240, 240, 240))
     marked = plain.copy()
@@ -312,7 +313,7 @@ def padded_jpeg(image: Image.Image, total: int) -> bytes:
 
 
 def test_an_edit_in_place_is_re_encoded_even_when_the_fingerprint_cannot_tell(parts, monkeypatch) -> None:
-    monkeypatch.setattr(indexer_module, "FULL_HASH_BYTES", 0)  # a big photo: head and tail only
+    monkeypatch.setattr(fingerprints_module, "FULL_HASH_BYTES", 0)  # a big photo: head and tail only
     store, index, _, share = parts()
     before = padded_jpeg(Image.new("RGB", (400, 300), (20, 20, 200)), 300_000)
     after = padded_jpeg(Image.new("RGB", (400, 300), (230, 200, 30)), 300_000)

@@ -13,8 +13,10 @@ requests; the daemon answers throughout.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -24,7 +26,9 @@ from pathlib import Path
 
 import pytest
 from conftest import make_scenes, wait_until, write_scene
+from PIL import Image
 from users import User, accounts, daemon_for_users, needs_root
+from videos import CODECS, Segment, segment_video
 from webclient import WebClient, free_port
 
 from nasclip.query.client import Client
@@ -34,6 +38,7 @@ pytestmark = needs_root
 
 PASSWORDS = {"nca_walice": "alice-web-pw-1", "nca_wbob": "bob-web-pw-2", "nca_wcarol": "carol-web-pw-3",
              "nca_wdave": "dave-web-pw-4"}
+PARTY = [Segment(Scene("blue", "star", "yellow"), 0.0, 3.0), Segment(Scene("green", "square", "white"), 3.0, 6.0)]
 PROXY = "127.0.0.2"  # the trusted proxy's address; tests reach the server from 127.0.0.1 and 127.0.0.3 too
 
 
@@ -59,6 +64,8 @@ def tree(people):
             path.chmod(0o600)
     files["shared"] = set(make_scenes(share / "shared", 6, seed=3, prefix="shared"))
     files["shared"].add(write_scene(share / "shared" / "red-circle.jpg", Scene("red", "circle", "white"), seed=9))
+    rng = random.Random(19)  # a video of two scenes: found at its moment, its thumbnail that moment's frame
+    files["shared"].add(segment_video(share / "shared" / "party.mp4", PARTY, CODECS["h264-mp4"], rng))
     for path in files["shared"]:
         path.chmod(0o644)
     yield {"base": base, "share": share, "files": files}
@@ -210,6 +217,25 @@ def test_originals_answer_range_requests(web, tree) -> None:
     head = alice.request("HEAD", f"/api/photo/{photo_id}")
     assert head.status == 200 and head.body == b"" and head.headers["content-length"] == str(len(data))
     assert head.headers["content-type"] == "image/jpeg" and head.headers["accept-ranges"] == "bytes"
+
+
+def test_a_video_is_found_at_its_moment_shown_at_that_frame_and_served_in_ranges(web, tree) -> None:
+    bob = logged_in(web, "nca_wbob")
+    answer = bob.search(q="a green square", k=3)
+    assert answer.status == 200, answer
+    video = next(r for r in answer.json["results"] if r["path"].endswith("party.mp4"))
+    assert video["kind"] == "video" and PARTY[1].holds(video["time"]) and abs(video["duration"] - 6.0) < 0.3
+    frames = {}
+    for at in (None, video["time"]):
+        thumb = bob.get(f"/api/thumb/{video['id']}" + ("" if at is None else f"?t={at}"))
+        assert thumb.status == 200 and thumb.headers["content-type"] == "image/jpeg", thumb
+        frames[at] = Image.open(io.BytesIO(thumb.body)).convert("RGB").resize((1, 1)).getpixel((0, 0))
+    # The start shows the blue star on yellow; the moment found, the green square on white.
+    assert frames[None] != frames[video["time"]]
+    assert bob.get(f"/api/thumb/{video['id']}?t=later").status == 400
+    data = (tree["share"] / "shared" / "party.mp4").read_bytes()
+    part = bob.get(f"/api/photo/{video['id']}", Range="bytes=100-199")
+    assert part.status == 206 and part.body == data[100:200] and part.headers["content-type"] == "video/mp4"
 
 
 def test_more_like_this_names_a_photo_by_id_and_only_a_readable_one(web, tree) -> None:

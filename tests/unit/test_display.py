@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nasclip.display import duration, group_digits, human_bytes, printable
+from nasclip.display import clock, duration, group_digits, human_bytes, parse_clock, printable
 
 
 @pytest.mark.parametrize("n, text", [(0, "0"), (999, "999"), (1000, "1 000"), (1234567, "1 234 567"),
@@ -28,3 +28,17 @@ def test_duration(seconds: float, text: str) -> None:
 def test_printable_makes_any_name_one_line() -> None:
     assert printable("a\nb\tc\x1b[31m") == "a\\nb\\tc\\x1b[31m"
     assert printable(b"caf\xe9.jpg") == "caf\ufffd.jpg"
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "00:00"), (83.9, "01:23"), (599.99, "09:59"), (3600, "1:00:00"),
+                                           (3723.2, "1:02:03"), (-1, "00:00")])
+def test_clock_shows_a_video_moment_as_players_do(seconds: float, text: str) -> None:
+    assert clock(seconds) == text
+
+
+@pytest.mark.parametrize("text, seconds", [("83.4", 83.4), ("1:23", 83.0), ("01:23.5", 83.5), ("1:02:03", 3723.0),
+                                           ("0", 0.0), ("1:60", None), ("-3", None), ("1::2", None), ("a:1", None),
+                                           ("1:2:3:4", None), ("", None), ("nan", None), ("inf", None),
+                                           ("1.5:20", None)])
+def test_parse_clock_reads_seconds_and_clock_times(text: str, seconds: float | None) -> None:
+    assert parse_clock(text) == seconds

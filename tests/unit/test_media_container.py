@@ -118,3 +118,8 @@ def test_video_settings_reach_the_sampler_and_bad_ones_are_refused() -> None:
     with pytest.raises(ConfigError) as refused:
         parse_config(base + "video:\n  frame_interval: 0\n  max_frames: 0\n", Path("/etc/nasclip/nasclip.yaml"))
     assert "video.frame_interval" in str(refused.value) and "video.max_frames" in str(refused.value)
+    # A moment's index has 8 bits of its vector id (nasclip/store/moments.py): at most 255 frames.
+    assert parse_config(base + "video:\n  max_frames: 255\n", Path("/etc/nasclip/nasclip.yaml")).video.max_frames == 255
+    with pytest.raises(ConfigError) as refused:
+        parse_config(base + "video:\n  max_frames: 256\n", Path("/etc/nasclip/nasclip.yaml"))
+    assert "video.max_frames" in str(refused.value) and "at most 255" in str(refused.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from nasclip.config import DEFAULT_EXTENSIONS
-from nasclip.media.formats import RAW_EXTENSIONS, VIDEO_EXTENSIONS, kind_of, media_extensions
+from nasclip.media.formats import PHOTO_EXTENSIONS, RAW_EXTENSIONS, VIDEO_EXTENSIONS, kind_of, media_extensions
 from nasclip.media.pairs import LivePhoto, RawPair, folder_pairs
 
 
@@ -72,5 +72,7 @@ def test_kinds_by_extension_and_the_extension_lists_agree() -> None:
     assert kind_of("notes.txt") is None and kind_of("noextension") is None
     assert set(media_extensions(("video",))) == set(VIDEO_EXTENSIONS)
     every = media_extensions()
-    assert len(every) == len(set(every)) == len(DEFAULT_EXTENSIONS) + len(RAW_EXTENSIONS) + len(VIDEO_EXTENSIONS)
-    assert every[:len(DEFAULT_EXTENSIONS)] == DEFAULT_EXTENSIONS
+    assert len(every) == len(set(every)) == len(PHOTO_EXTENSIONS) + len(RAW_EXTENSIONS) + len(VIDEO_EXTENSIONS)
+    assert every[:len(PHOTO_EXTENSIONS)] == PHOTO_EXTENSIONS
+    # A share indexes all of them unless told otherwise (issue 18, phase 2).
+    assert DEFAULT_EXTENSIONS == every

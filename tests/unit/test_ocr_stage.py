@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 from test_store import unit
@@ -207,3 +208,29 @@ def test_a_line_across_a_tile_seam_is_found_as_it_is_in_one_piece(engine: OcrEng
     tiled = engine.read(image).texts
     monkeypatch.setattr(detect, "TILE", 4096)
     assert engine.read(image).texts == tiled == ["PLATFORM 9 THREE QUARTERS"]
+
+
+def test_a_raw_is_read_through_its_preview_and_a_video_is_done_without_being_opened(
+        tmp_path: Path, engine: OcrEngine, monkeypatch) -> None:
+    from raws import write_dng
+
+    share = tmp_path / "photos"
+    share.mkdir()
+    picture = Image.new("RGB", (1280, 960), (200, 210, 190))
+    ImageDraw.Draw(picture).text((80, 200), "HARBOUR MASTER", font=ImageFont.truetype(FONT, 64), fill=(20, 20, 30))
+    write_dng(share / "IMG_0007.DNG", picture, preview=picture)
+    store = Store(tmp_path / "state", "m1", DIM)
+    indexed(store, share, ["IMG_0007.DNG"])
+    store.apply([Seen("s", "holiday.mp4", 1000, 1000)])  # never written: the pass must not open it
+    video = store.pending(10, set())[0]
+    store.record([Encoded(video, "fp-video", vector=np.stack([unit(1), unit(2)]), times=(0.0, 3.0), duration=4.0)])
+    assert store.text_counts()["pending"] == 1  # videos are not queued for text...
+    store.catalog.conn.execute("INSERT INTO ocr (file_id, state) VALUES (?, 'pending')", (video.id,))
+    detector = Counting(engine.detector)  # ...and one that reaches the pass anyway is never decoded
+    monkeypatch.setattr(engine, "detector", detector)
+    stage = stage_for(store, share, engine)
+    assert stage.loop() == 1 and detector.calls == 0
+    assert stage.loop() == 1 and detector.calls >= 1 and stage.loop() == 0
+    assert store.text_counts() == {"pending": 0, "done": 2, "failed": 0}
+    found = find_text(store.reader(), ("harbour",)).found
+    assert set(found) == {store.catalog.get("s", "IMG_0007.DNG").id}  # type: ignore[union-attr]

@@ -128,3 +128,15 @@ def test_docs_name_every_op_key_and_error_code() -> None:
     for key in protocol.SEARCH_KEYS - {"v", "op", "id"}:
         assert f"| `{key}` |" in doc, key
     assert f"version {protocol.VERSION}" in doc
+
+
+def test_an_image_term_may_name_a_moment_of_a_video_and_pairs_are_one_or_both() -> None:
+    request = parse({"op": "search", "terms": [{"image": "/srv/v/party.mp4", "time": 83.5},
+                                               {"text": "cake", "weight": 0.5}]})
+    assert request.terms == (protocol.Term(1.0, image="/srv/v/party.mp4", time=83.5), protocol.Term(0.5, text="cake"))
+    assert request.pairs == "one" and parse({"op": "search", "text": "kayak", "pairs": "both"}).pairs == "both"
+    for bad in ({"text": "cake", "time": 3}, {"image": "/a.mp4", "time": -1}, {"image": "/a.mp4", "time": "1:23"},
+                {"image": "/a.mp4", "time": True}, {"image": "/a.mp4", "time": 1e12}):
+        assert "time" in str(refused({"op": "search", "terms": [bad]})), bad
+    assert refused({"op": "search", "text": "kayak", "pairs": "all"}).code == "bad_request"
+    assert refused({"op": "search", "image": "/a.mp4", "time": 3}).code == "bad_request"  # only in terms

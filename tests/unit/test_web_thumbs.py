@@ -116,3 +116,24 @@ def test_decodes_wait_for_a_slot_and_give_up_busy(tmp_path: Path, monkeypatch: p
     cache._slots.release()
     with opened(path) as photo:
         assert cache.get(photo)[0]
+
+
+def test_a_video_s_thumbnail_is_its_frame_at_the_moment_asked_for_and_a_raw_s_its_picture(tmp_path: Path) -> None:
+    from raws import write_dng
+    from videos import CODECS, write_video
+
+    red, blue = Image.new("RGB", (320, 240), (220, 30, 30)), Image.new("RGB", (320, 240), (30, 30, 220))
+    video = write_video(tmp_path / "clip.mp4", [(red, 2.0), (blue, 2.0)], CODECS["h264-mp4"], noise=0)
+    cache = ThumbCache(tmp_path / "state", 1 << 20, 128, LIMITS, 1)
+
+    def colour(data: bytes) -> tuple[int, ...]:
+        return Image.open(io.BytesIO(data)).convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[return-value]
+    with opened(video) as clip:
+        start, at_three = cache.get(clip)[0], cache.get(clip, 3.0)[0]
+        assert cache.key(clip, 3.0) != cache.key(clip) == cache.key(clip, 0.0)
+    assert colour(start)[0] > 150 > colour(start)[2] and colour(at_three)[2] > 150 > colour(at_three)[0]
+    assert cache.stats.made == 2
+    raw = write_dng(tmp_path / "shot.dng", Image.new("RGB", (400, 300), (30, 200, 30)))
+    with opened(raw, row_id=2) as photo:
+        green = colour(cache.get(photo)[0])
+    assert green[1] > 120 and green[1] > green[0] + 50 and green[1] > green[2] + 50

@@ -181,6 +181,14 @@
   }
 
   function basename(path) { return path.slice(path.lastIndexOf("/") + 1); }
+  // A video's result is its best moment: its thumbnail is that frame, its original opens there (#t=).
+  function moment(result) { return result.kind === "video" && result.time != null ? result.time : null; }
+  function thumbUrl(result) { return "/api/thumb/" + result.id + (moment(result) !== null ? "?t=" + moment(result) : ""); }
+  function clock(seconds) {
+    const whole = Math.floor(seconds), h = Math.floor(whole / 3600), m = Math.floor(whole / 60) % 60, s = whole % 60;
+    const two = (n) => String(n).padStart(2, "0");
+    return h ? `${h}:${two(m)}:${two(s)}` : `${two(m)}:${two(s)}`;
+  }
   function folderOf(path) { return path.slice(0, path.lastIndexOf("/")) || "/"; }
 
   function addTile(result, index) {
@@ -192,7 +200,7 @@
     img.loading = "lazy";
     img.decoding = "async";
     img.alt = basename(result.path);
-    img.src = "/api/thumb/" + result.id;
+    img.src = thumbUrl(result);
     img.addEventListener("error", () => button.classList.add("broken"), { once: true });
     button.appendChild(img);
     button.addEventListener("click", () => openViewer(index));
@@ -230,7 +238,7 @@
     if (!result) return;
     state.current = index;
     const img = $("viewer-img");
-    img.src = "/api/thumb/" + result.id;  // at once, then the original replaces it
+    img.src = thumbUrl(result);  // at once, then the original replaces it
     img.alt = basename(result.path);
     if (/\.(jpe?g|png|gif|webp|avif|bmp)$/i.test(result.path)) {
       const full = new Image();
@@ -242,7 +250,9 @@
     setRow("v-place", placeOf(result));
     setRow("v-camera", result.camera);
     setRow("v-folder", folderOf(result.path));
-    $("v-open").href = "/api/photo/" + result.id;
+    setRow("v-moment", moment(result) !== null ? clock(moment(result)) : "");
+    setRow("v-raw", result.original ? basename(result.original) : "");
+    $("v-open").href = "/api/photo/" + result.id + (moment(result) !== null ? "#t=" + moment(result) : "");
     $("v-prev").disabled = index === 0;
     $("v-next").disabled = index >= state.results.length - 1;
     $("viewer").hidden = false;

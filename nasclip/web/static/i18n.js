@@ -13,7 +13,7 @@ window.NASCLIP_TEXT = {
     like_title: (name) => `Photos like ${name}`, loading: "Searching…", error: "Something went wrong: ",
     indexing: (done, total, eta) => `Indexing: ${done} of ${total} photos` + (eta ? `, about ${eta} min left` : ""),
     indexed: (n) => `${n} photos indexed`, unknown: "unknown", type_something: "Type what you are looking for.",
-    session_over: "Please log in again."
+    session_over: "Please log in again.", moment: "At", raw: "RAW"
   },
   zh: {
     user: "用户名", password: "密码", log_in: "登录", log_out: "退出", search: "搜索",
@@ -27,7 +27,7 @@ window.NASCLIP_TEXT = {
     like_title: (name) => `与 ${name} 相似的照片`, loading: "正在搜索…", error: "出错了：",
     indexing: (done, total, eta) => `正在建立索引：${done} / ${total} 张照片` + (eta ? `，约剩 ${eta} 分钟` : ""),
     indexed: (n) => `已索引 ${n} 张照片`, unknown: "未知", type_something: "请输入您要找的内容。",
-    session_over: "请重新登录。"
+    session_over: "请重新登录。", moment: "时刻", raw: "RAW 原片"
   }
 };
 window.nasclipLanguage = (function () {
