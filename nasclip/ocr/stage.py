@@ -1,8 +1,9 @@
 """The text pass: indexed photos in, their text out, only while the CLIP pass has nothing due.
 
 A photo becomes searchable by description first: ``step()`` does nothing
-while ``clip_busy()`` says the indexer has work (it looks again every
-``YIELD_POLL`` seconds), and the pass runs on one thread at ``ocr.nice``
+while ``clip_busy()`` says the indexer has work, or people are searching
+(the daemon's answer: a search wants the cores and the memory bandwidth
+now, the text can wait; it looks again every ``YIELD_POLL`` seconds), and the pass runs on one thread at ``ocr.nice``
 (19 by default, against the indexer's 10), with ``ocr.threads`` ONNX Runtime
 threads (1), so that a photo being read when new photos arrive costs the
 indexer little. ``loop()`` handles one photo: a copy, move or duplicate of

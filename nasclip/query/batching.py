@@ -65,6 +65,7 @@ class Batcher:
         self._running = 0
         self.runs = 0   # runs so far
         self.jobs = 0   # jobs they did
+        self.last_active = -1e9  # monotonic time query work last ran (or was queued)
 
     def submit(self, key: Hashable | None, items: Sequence[T], run: Callable[[list[T]], Sequence[R]]) -> list[R]:
         """run's result for each item (in order); raises what run raised.
@@ -76,6 +77,7 @@ class Batcher:
         mine: list[_Job[T, R]] = [_Job(key, item, run) for item in items]
         with self._cond:
             self._queue.extend(mine)
+            self.last_active = time.monotonic()
         while True:
             with self._cond:
                 while not all(job.done for job in mine):
@@ -95,6 +97,11 @@ class Batcher:
             if job.error is not None:
                 raise job.error
         return [job.result for job in mine]  # type: ignore[misc]  # every job is done
+
+    def active_within(self, seconds: float) -> bool:
+        """Whether query work ran or waited within the last seconds: background passes let it have the CPU."""
+        with self._cond:
+            return self._running > 0 or bool(self._queue) or time.monotonic() - self.last_active < seconds
 
     def _take(self) -> list[_Job]:
         """The oldest job and the queued jobs that share its run (called holding the lock)."""
@@ -127,5 +134,6 @@ class Batcher:
                     job.done = True
                 self._running -= 1
                 ended = time.monotonic()
+                self.last_active = ended
                 self._resume_at = ended + self.breather * (ended - started)
                 self._cond.notify_all()

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nasclip.daemon")
 
 STATUS_EVERY = 2.0  # seconds between STATUS= updates (sent only when the line changed)
+QUERY_QUIET = 2.0  # the text pass starts no photo until searches have been quiet this long
 
 
 
@@ -137,9 +138,14 @@ class Daemon:
             self.ocr.start()
 
     def _clip_busy(self) -> bool:
-        """Whether the CLIP pass has photos to encode now: the text pass waits until it has none."""
-        assert self.indexer and self.store
-        return self.indexer.stats.busy or bool(self.store.pending(1, set()))
+        """Whether the text pass should wait: the CLIP pass has photos to encode, or people are searching.
+
+        A search costs a core for tens of milliseconds and its index scan all the memory bandwidth there
+        is; the text pass (a second or more per photo) starts no photo within QUERY_QUIET of one.
+        """
+        assert self.indexer and self.store and self.searcher
+        return (self.indexer.stats.busy or self.searcher.work.active_within(QUERY_QUIET)
+                or bool(self.store.pending(1, set())))
 
     def request_stop(self) -> None:
         """Ask the main loop to end (signal handlers call this and nothing else)."""

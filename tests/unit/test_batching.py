@@ -256,3 +256,19 @@ def test_concurrent_unfiltered_searches_share_one_scan_and_get_what_each_would_a
         assert ids.shape == (1, fetch)
         assert np.array_equal(ids, alone_ids)
         np.testing.assert_allclose(scores, alone_scores, atol=1e-5)
+
+
+def test_background_passes_can_tell_that_query_work_is_running_or_just_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nasclip.query.batching as batching
+
+    now = [1000.0]
+    monkeypatch.setattr(batching.time, "monotonic", lambda: now[0])
+    work = Batcher(slots=1, breather=0.0)
+    assert not work.active_within(2.0), "no query has run yet"
+    seen: list[bool] = []
+    work.submit("k", [1], lambda batch: seen.append(work.active_within(2.0)) or batch)
+    assert seen == [True], "active while it runs"
+    now[0] += 1.5
+    assert work.active_within(2.0)
+    now[0] += 1.0
+    assert not work.active_within(2.0), "quiet again two seconds after the last run"
