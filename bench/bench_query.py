@@ -7,8 +7,11 @@
 0. The model: by default the architecture-exact open_clip ViT-B/32 with random
    weights (QuickGELU, as OpenAI's weights), exported with `nasclip models
    export --open-clip` into bench/.cache/models/ (once; later runs reuse it):
-   the real text tower and image encoder a NAS owner runs. --model takes any
-   model folder (the demo model's text tower is tiny).
+   the real text tower and image encoder a NAS owner runs, with its text
+   encoder quantised by `nasclip models quantize --text-only` (fp32 image
+   encoder and photo vectors, int8 queries: the configuration docs/models.md
+   recommends for a busy NAS); --fp32-text runs it as exported. --model takes
+   any model folder (the demo model's text tower is tiny).
 
 1. Builds a state_dir directly through nasclip.store.store.Store: a "library"
    share of 100k photos with synthetic unit vectors of the model's
@@ -405,6 +408,17 @@ def real_sized_model(log=say) -> Path:
     return folder
 
 
+def int8_text_copy(folder: Path, log=say) -> Path:
+    """The model with its text encoder quantised (`nasclip models quantize --text-only`), made once beside it."""
+    copy = folder.with_name(folder.name + "-int8text")
+    if not (copy / "model.yaml").is_file():
+        from nasclip.model.quantize import quantize_model
+
+        log("quantising its text encoder (once) ...")
+        quantize_model(folder, copy, text_only=True, progress=log)
+    return copy
+
+
 def client_overhead(socket: Path, pool: list[str], runs: int = 20) -> tuple[float, float]:
     """Median seconds of the whole nasclip-query process and of the socket round trip, same cached queries."""
     whole, trip = [], []
@@ -479,14 +493,20 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--single", type=int, default=300, help="queries in each single-client phase")
     parser.add_argument("--model", type=Path, help="model folder (default: the random-weight ViT-B/32, "
-                                                   "exported once into bench/.cache)")
+                                                   "exported once into bench/.cache, with an int8 text encoder)")
+    parser.add_argument("--fp32-text", action="store_true",
+                        help="the default model with its fp32 text encoder (as exported, before `nasclip models "
+                             "quantize --text-only`)")
     parser.add_argument("--cpu-slots", type=int, help="query.cpu_slots for the daemon (default: its own default)")
     parser.add_argument("--idle-seconds", type=float, default=20.0,
                         help="how long the indexer's idle rate is measured before the concurrent phase")
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temporary folder)")
     args = parser.parse_args()
 
-    args.model = (args.model or real_sized_model()).absolute()
+    if args.model is None:
+        exported = real_sized_model()
+        args.model = exported if args.fp32_text else int8_text_copy(exported)
+    args.model = args.model.absolute()
     if not (args.model / "model.yaml").is_file():
         raise SystemExit(f"{args.model} holds no model.yaml")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="nasclip-bench-query-", dir="/var/tmp"))
@@ -546,7 +566,7 @@ def main() -> int:
     encoded = samples[-1][2] - samples[0][2]
     span = samples[-1][0] - samples[0][0]
     print()
-    print(f"nasclip query bench: {args.photos:,} photos, model {final['model']['id']} "
+    print(f"nasclip query bench: {args.photos:,} photos, model {final['model']['id']} at {args.model} "
           f"({final['model']['backend']}), index {final['index']['type']}, {os.cpu_count()} cores")
     print(f"{'phase':<34} {'queries':>7} {'clients':>7} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8}  "
           f"{'target':<22} measured / target")

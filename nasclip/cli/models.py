@@ -330,9 +330,13 @@ def model_folder(args: argparse.Namespace) -> Path:
 def cmd_quantize(args: argparse.Namespace) -> int:
     from ..model.quantize import quantize_model
 
-    spec = quantize_model(model_folder(args), args.out, args.id, text=not args.image_only)
-    print("Put this line in the config (then `nasclip config check` and restart nasclipd; photos are "
-          "re-encoded in the background while the old vectors keep answering):")
+    spec = quantize_model(model_folder(args), args.out, args.id, text=not args.image_only, text_only=args.text_only)
+    if args.text_only:
+        print("Put this line in the config (then restart nasclipd: the photos' vectors stay as they are, "
+              "only searches use the int8 text encoder):")
+    else:
+        print("Put this line in the config (then `nasclip config check` and restart nasclipd; photos are "
+              "re-encoded in the background while the old vectors keep answering):")
     print(f"model: {spec.folder.absolute()}")
     return 0
 
@@ -402,5 +406,9 @@ def add_models_commands(subparsers: argparse._SubParsersAction) -> None:
     quantize.add_argument("model_dir", help="model folder holding model.yaml, or an installed model's name")
     quantize.add_argument("--out", help="folder for the copy (default: MODEL_DIR-int8 beside it)")
     quantize.add_argument("--id", help="model id of the copy (default: the original's id + '-int8')")
-    quantize.add_argument("--image-only", action="store_true", help="keep the original text encoder")
+    only = quantize.add_mutually_exclusive_group()
+    only.add_argument("--image-only", action="store_true", help="keep the original text encoder")
+    only.add_argument("--text-only", action="store_true",
+                          help="quantise only the text encoder: same model id and photo vectors, cheaper searches "
+                               "(default folder: MODEL_DIR-int8text)")
     quantize.set_defaults(func=cmd_quantize)

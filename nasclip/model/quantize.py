@@ -14,6 +14,14 @@ every one of ``CHECK_TEXTS`` query-like texts; otherwise the original text
 encoder is kept, and the command says which it did and what it measured.
 The folder is built beside its destination and renamed into place, so an
 interrupted run never leaves a half-written model.
+
+``text_only`` quantises the text encoder alone and keeps the image encoder
+as it is (the copy links to the same file where it can): the photos'
+vectors are then exactly the original's, so the copy keeps the original's
+model id — pointing ``model:`` at it re-encodes nothing — and only queries
+change, each by at most what the cosine check allows, for about half the
+CPU a query costs. That is the copy to run on a busy NAS with an fp32 image
+encoder (bench/bench_query.py measures both).
 """
 
 from __future__ import annotations
@@ -52,12 +60,15 @@ def default_output(folder: Path) -> Path:
 
 
 def quantize_model(folder: Path | str, out: Path | str | None = None, model_id: str | None = None, *,
-                   text: bool = True, progress: Callable[[str], None] = print) -> ModelSpec:
+                   text: bool = True, text_only: bool = False, progress: Callable[[str], None] = print) -> ModelSpec:
     """Write the int8 copy of the model in folder to out; returns the new model's manifest.
 
-    text=False keeps the original text encoder without trying the int8 one.
+    text=False keeps the original text encoder without trying the int8 one; text_only keeps the
+    original image encoder and model id (see the module's docstring).
     """
     spec = load_model_spec(folder)
+    if text_only:
+        return _quantize_text_only(spec, out, model_id, progress)
     if not spec.image.onnx:
         raise ModelError(f"{spec.folder}: the model has no ONNX image encoder (image.onnx) to quantise")
     out = Path(out) if out is not None else default_output(spec.folder)
@@ -124,6 +135,75 @@ def quantize_model(folder: Path | str, out: Path | str | None = None, model_id: 
         raise
     progress(f"wrote model {model_id} to {out}")
     return load_model_spec(out)
+
+
+def _quantize_text_only(spec: ModelSpec, out: Path | str | None, model_id: str | None,
+                        progress: Callable[[str], None]) -> ModelSpec:
+    """The copy with an int8 text encoder beside the original image encoder, under the original's id."""
+    if model_id not in (None, spec.id):
+        raise ModelError(f"a copy with only its text encoder quantised keeps the id {spec.id!r}: its photos' vectors "
+                         "are the original's")
+    if not spec.text.onnx:
+        raise ModelError(f"{spec.folder}: the model has no ONNX text encoder (text.onnx) to quantise")
+    target = Path(out) if out is not None else spec.folder.absolute().with_name(spec.folder.name + "-int8text")
+    if target.exists():
+        raise ModelError(f"{target} already exists; remove it or choose another folder with --out")
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        raise ModelError(f"quantising needs the 'onnx' package next to onnxruntime ({exc}); "
+                         "install it with: pip install onnx") from None
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        source = spec.path(spec.text.onnx)
+        progress(f"quantising {source} ({_mb(source)}) to int8 ...")
+        root = logging.getLogger()
+        hush = _DropAdvice()
+        root.addFilter(hush)
+        try:
+            quantize_dynamic(source, tmp / TEXT_FILE, op_types_to_quantize=OPS, per_channel=True,
+                             weight_type=QuantType.QInt8)
+        except Exception as exc:  # onnx/onnxruntime raise many untyped errors
+            raise ModelError(f"{source}: quantisation failed: {exc}") from None
+        finally:
+            root.removeFilter(hush)
+        for entry in sorted(spec.folder.iterdir()):  # the image encoder and all else, as they are
+            if entry.name in {MANIFEST, SUMS, RECORD, spec.text.onnx, spec.text.onnx + ".data"}:
+                continue
+            if entry.is_dir():
+                shutil.copytree(entry, tmp / entry.name)
+                continue
+            try:
+                os.link(entry, tmp / entry.name)  # the same bytes: no second copy of the image weights
+            except OSError:
+                shutil.copy2(entry, tmp / entry.name)
+        data = to_plain(spec)
+        data["name"] = f"{spec.name or spec.id} (int8 text)"
+        data["description"] = (f"{spec.description} Text encoder quantised to int8 by `nasclip models quantize "
+                               f"--text-only`; the image encoder and model id are the original's.").strip()
+        data["text"]["onnx"] = TEXT_FILE
+        data["text"]["axmodel"] = None
+        header = f"# Written by `nasclip models quantize --text-only` from {spec.folder.absolute()} ({spec.id}).\n"
+        (tmp / MANIFEST).write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+                                    encoding="utf-8")
+        if not _keep_int8_text(spec, tmp, progress):
+            raise ModelError(f"the int8 text encoder of {spec.id} misses the bar (cosine {TEXT_MIN_COSINE} to the "
+                             "original on every sample text): keep the original model")
+        new = load_model_spec(tmp)
+        problems = check_model(tmp, new)
+        if problems:
+            raise ModelError("the quantised model would not run:\n  " + "\n  ".join(problems))
+        (tmp / SUMS).write_text("".join(f"{sha256_file(new.path(n))}  {n}\n" for n in model_files(new)))
+        fsync_folder(tmp)
+        tmp.rename(target)
+        fsync_path(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    progress(f"wrote model {spec.id} (int8 text encoder, the original image encoder) to {target}")
+    return load_model_spec(target)
 
 
 class _DropAdvice(logging.Filter):

@@ -98,3 +98,30 @@ def test_the_text_encoder_stays_fp32_where_int8_would_move_its_vectors(tmp_path:
     assert admin.main(["models", "quantize", str(DEMO_MODEL), "--image-only", "--out", str(tmp_path / "b")]) == 0
     assert "int8 text encoder" not in capsys.readouterr().out
     assert (tmp_path / "b" / "text.onnx").read_bytes() == (DEMO_MODEL / "text.onnx").read_bytes()
+
+
+def test_text_only_keeps_the_image_encoder_and_the_model_id_so_nothing_is_encoded_again(
+        tmp_path: Path, capsys) -> None:
+    source = tmp_path / "demo"
+    shutil.copytree(DEMO_MODEL, source)
+    out = tmp_path / "demo-int8text"
+    assert admin.main(["models", "quantize", str(source), "--text-only"]) == 0
+    printed = capsys.readouterr().out
+    original, copy = load_model_spec(source), load_model_spec(out)
+    assert copy.id == original.id and "int8 text" in copy.name and "nothing" not in printed
+    assert "the photos' vectors stay as they are" in printed
+    assert (out / "image.onnx").read_bytes() == (source / "image.onnx").read_bytes()
+    assert (out / "image.onnx").stat().st_ino == (source / "image.onnx").stat().st_ino, "linked, not copied"
+    ops = {node.op_type for node in onnx.load(str(out / "text.onnx")).graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear"}, ops
+    photos = sorted(make_scenes(tmp_path / "photos", 4, seed=5))
+    assert np.array_equal(vectors(source, photos), vectors(out, photos)), "the same photo vectors, bit for bit"
+    texts = ["a red circle", "金色头发的小姐姐"]
+    before, after = (Encoder.open(load_model_spec(f), backend="onnx", image=False).encode_texts(texts)
+                     for f in (source, out))
+    assert np.sum(before * after, axis=1).min() >= 0.99
+    assert admin.main(["models", "verify", "--models-dir", str(tmp_path), "demo-int8text"]) == 0
+    # A new id would claim the vectors differ; they do not.
+    assert admin.main(["models", "quantize", str(source), "--text-only", "--out", str(tmp_path / "x"),
+                       "--id", "other"]) != 0
+    assert "keeps the id" in capsys.readouterr().err
