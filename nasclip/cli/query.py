@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "A video is shown at the moment that matches (path @ mm:ss).\n"
                     "Only photos you may read yourself are shown. Combine terms with + and -.\n"
                     "The words may hold filters: after:DATE before:DATE taken:DATE place:NAME camera:TEXT\n"
-                    "share:NAME in:FOLDER sort:ORDER, a plain year or month (2019, 2019-06, 2019年6月), and a\n"
-                    "place name (capitalised: Lisbon; or in Chinese: 里斯本). \"Quoted words\" are never filters.",
+                    "share:NAME in:FOLDER sort:ORDER text:WORD, a plain year or month (2019, 2019-06, 2019年6月),\n"
+                    "and a place name (capitalised: Lisbon; or in Chinese: 里斯本). \"Quoted words\" are never\n"
+                    "dates or places: they must appear in the text read in the photo, as text:WORD does.",
         epilog=EXAMPLES + "\n\n" + EXIT_CODES,
         formatter_class=RawDescription)
     parser.add_argument("text", nargs="*", help="what to look for, with any filters; '+' and '-' between words add "
