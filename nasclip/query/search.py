@@ -242,7 +242,7 @@ class Searcher:
             # Others see only how many candidates they may see were looked at: the full count
             # would tell how many hidden photos a folder (say, bob's) holds.
             details["examined"] = examined if peer.is_root else visible
-        if request.sort != "score" and request.terms:  # the matches, in the order they were taken
+        if request.sort != "score" and (request.terms or matches is not None):  # in the order they were taken
             hits.sort(key=when, reverse=request.sort == "-date")
         details["took_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return hits, details

@@ -16,6 +16,7 @@ from nasclip.model.spec import load_model_spec
 from nasclip.ocr.textform import searchable
 from nasclip.query.access import Peer
 from nasclip.query.protocol import Request, Term, parse_request
+from nasclip.query.results import when
 from nasclip.query.search import Searcher
 from nasclip.store.changes import TextRead
 from nasclip.store.store import Encoded, Seen, Store
@@ -96,6 +97,8 @@ def test_filters_folding_and_short_chinese_terms_apply_to_text_searches(library)
     assert names(search(Request("search", text_in=("starbucks",), k=1, sort="date"), ROOT_PEER)[0],
                  share) == ["2024/sign.jpg"]
     assert search(Request("search", text_in=("starbucks", "tea")), ROOT_PEER)[0] == []
+    oldest = search(Request("search", text_in=("starbucks",), sort="date"), ROOT_PEER)[0]
+    assert len(oldest) > 1 and [when(h) for h in oldest] == sorted(when(h) for h in oldest)
 
 
 def test_a_description_ranks_only_the_photos_showing_the_words(library) -> None:
