@@ -17,6 +17,16 @@ reads its vectors once (a matrix product) instead of 32 times, about 1.8 ms
 a query instead of 8 at 100k × 512. And because at most ``slots`` runs (one
 core each) happen at once, a storm of queries leaves the other cores to
 indexing.
+
+Runs are not all a search costs: each request is also read, parsed,
+checked, answered and written back — a few ms of Python that no slot
+bounds. Under a storm of cheap queries (an int8 text encoder) query threads
+took a whole core of two from the indexer (bench/bench_query.py, thread CPU
+from /proc). So the servers ``charge`` every request's CPU here, runs
+included, and while ``budget()`` gives a number of cores (the daemon: while
+the indexer has work) a run waits until the query work charged is back
+within that many cores: a token bucket holding ``BURST`` CPU seconds, so a
+lone search never waits, and a storm gets its share, not the indexer's.
 """
 
 from __future__ import annotations
@@ -32,6 +42,10 @@ from ..indexing.backends.onnx import usable_cores
 # run just before it), under a storm of queries a pause that keeps query work below a
 # whole core and lets the next batch grow (measured: bench/bench_query.py).
 BREATHER = 0.15
+BURST = 0.25  # CPU seconds of query work that may run at once before the budget applies
+# While indexing has work, each query slot is this much of a core: the rest of it, and every other core,
+# are indexing's.
+SLOT_SHARE = 0.8
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,10 +69,14 @@ class _Job(Generic[T, R]):
 class Batcher:
     """Turns concurrent ``submit(key, items, run)`` calls into shared runs, at most ``slots`` at once."""
 
-    def __init__(self, slots: int = 1, max_batch: int = 32, breather: float = BREATHER) -> None:
+    def __init__(self, slots: int = 1, max_batch: int = 32, breather: float = BREATHER,
+                 budget: Callable[[], float | None] = lambda: None) -> None:
         self.slots = max(1, slots)
         self.max_batch = max_batch
         self.breather = breather
+        self.budget = budget  # cores query work may use now; None: as many as it needs
+        self._tokens = BURST  # CPU seconds query work may still spend before runs wait
+        self._refilled = time.monotonic()
         self._resume_at = 0.0  # no run starts before this (monotonic seconds)
         self._cond = threading.Condition()
         self._queue: list[_Job] = []
@@ -84,7 +102,7 @@ class Batcher:
                     if self._running >= self.slots or not self._queue:
                         self._cond.wait()
                         continue
-                    pause = self._resume_at - time.monotonic()
+                    pause = max(self._resume_at - time.monotonic(), self._owed())
                     if pause <= 0:
                         break
                     self._cond.wait(pause)
@@ -97,6 +115,33 @@ class Batcher:
             if job.error is not None:
                 raise job.error
         return [job.result for job in mine]  # type: ignore[misc]  # every job is done
+
+    def charge(self, cpu_seconds: float) -> None:
+        """Count the CPU one request spent (the runs its thread led included) against the budget."""
+        with self._cond:
+            self._refill()
+            self._tokens -= cpu_seconds
+
+    def owed(self) -> float:
+        """Seconds until query work is back within its budget: 0 without a budget or with tokens left."""
+        with self._cond:
+            return self._owed()
+
+    def _owed(self) -> float:
+        cores = self.budget()
+        if cores is None:
+            self._tokens = BURST  # no budget now: nothing is owed when one applies again
+            return 0.0
+        self._refill()
+        return -self._tokens / cores if self._tokens < 0 else 0.0
+
+    def _refill(self) -> None:
+        """The tokens earned since the last look, at the budget's rate (holding the lock)."""
+        now = time.monotonic()
+        cores = self.budget()
+        rate = cores if cores is not None else float(usable_cores())
+        self._tokens = min(BURST, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
 
     def active_within(self, seconds: float) -> bool:
         """Whether query work ran or waited within the last seconds: background passes let it have the CPU."""

@@ -37,7 +37,7 @@ from ..store.reader import Candidate
 from ..store.store import Store
 from ..store.vectors import VectorIndex
 from .access import AccessCheck, Peer
-from .batching import Batcher, default_slots
+from .batching import SLOT_SHARE, Batcher, default_slots
 from .cutoff import Cutoff, find_cutoff, upper_bound
 from .filters import Filter
 from .grouping import Collector, best_per_file
@@ -113,9 +113,15 @@ class Searcher:
         self.texts = TextCache()
         # Text-encoder runs and index scans, concurrent queries' together, a few at a time
         # (slots; 0: half the cores): a storm of queries cannot take the cores indexing needs.
-        self.work = Batcher(slots or default_slots())
+        self.work = Batcher(slots or default_slots(), budget=self._budget)
+        # Whether indexing has work (the daemon's indexer): query work then keeps to its budget.
+        self.indexing_busy: Callable[[], bool] = lambda: False
         self._encoders: dict[str, Encoder] = {encoder.model_id: encoder}
         self._encoders_lock = threading.Lock()
+
+    def _budget(self) -> float | None:
+        """Cores query work may use now: its slots' share while indexing has work, else no limit."""
+        return SLOT_SHARE * self.work.slots if self.indexing_busy() else None
 
     def reconfigure(self, config: Config) -> None:
         """A reload's shares and decode limits; the text cache and the --like slots stay."""

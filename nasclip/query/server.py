@@ -69,10 +69,12 @@ def _claim_socket_path(path: Path) -> None:
 class QueryServer:
     """Serves requests on a Unix socket; start/stop/close like every long-running part."""
 
-    def __init__(self, path: Path, config: QueryConfig, handler: Handler) -> None:
+    def __init__(self, path: Path, config: QueryConfig, handler: Handler,
+                 on_cpu: Callable[[float], None] = lambda seconds: None) -> None:
         self.path = path
         self.config = config
         self.handler = handler
+        self.on_cpu = on_cpu  # told the CPU each connection cost its worker thread (query work's budget)
         self._listener: socket.socket | None = None
         self._bound: os.stat_result | None = None
         self._pool = ThreadPoolExecutor(config.max_connections, thread_name_prefix="nasclip-query")
@@ -241,6 +243,7 @@ class QueryServer:
     # ------------------------------------------------------------------ one connection
 
     def _serve(self, conn: socket.socket, peer: Peer) -> None:
+        cpu = time.thread_time()
         try:
             buffer = b""
             # One deadline per request line: a client trickling bytes cannot hold a worker.
@@ -287,6 +290,7 @@ class QueryServer:
                 self._connections.discard(conn)
                 self._slot_free.notify()
             conn.close()
+            self.on_cpu(time.thread_time() - cpu)
 
     def _answer(self, line: bytes, peer: Peer) -> dict:
         started = time.monotonic()

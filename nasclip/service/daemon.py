@@ -113,11 +113,13 @@ class Daemon:
                                  slots=config.query.cpu_slots, max_all=config.query.max_all, places=places,
                                  reads_text=config.ocr.enabled, video=video_limits(config))
         self.indexer = Indexer(self.store, self.encoder, config.indexer, self.shares, places=places, video=config.video)
+        indexer = self.indexer  # while it has work, query work keeps to its CPU budget (batching.py)
+        self.searcher.indexing_busy = lambda: indexer.stats.busy
         self.watcher = Watcher(self.store, config.shares, config.indexer.settle_seconds,
                                on_change=self.indexer.wake)
         if config.ocr.enabled:
             self.ocr = OcrStage(self.store, config.ocr, config.indexer, self.shares, self._clip_busy)
-        self.server = QueryServer(config.socket, config.query, self.handle)
+        self.server = QueryServer(config.socket, config.query, self.handle, on_cpu=self.searcher.work.charge)
         self.server.start()
         if config.web.listen:
             # Imported here: Starlette and uvicorn are loaded only by a daemon that serves the web.
@@ -125,7 +127,7 @@ class Daemon:
             from ..web.component import WebServer
 
             store = self.store
-            self.web = WebServer(config, Backend(lambda: self.config, self.handle, store.reader,
+            self.web = WebServer(config, Backend(lambda: self.config, self._charged, store.reader,
                                                  lambda: self.shares))
             self.web.start()
         counts = self.store.counts()
@@ -400,6 +402,15 @@ class Daemon:
         return line
 
     # ------------------------------------------------------------------ requests
+
+    def _charged(self, request: Request, peer: Peer) -> dict:
+        """handle, its CPU counted against query work's budget (the socket server counts its own requests')."""
+        assert self.searcher
+        cpu = time.thread_time()
+        try:
+            return self.handle(request, peer)
+        finally:
+            self.searcher.work.charge(time.thread_time() - cpu)
 
     def handle(self, request: Request, peer: Peer) -> dict:
         """Answer one validated request (called from server threads)."""

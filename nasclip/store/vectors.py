@@ -119,6 +119,9 @@ class VectorIndex:
         if _kind_of(self._index) != kind and not (kind == "sq8" and len(self) < SQ8_TRAIN_AT):
             self._rebuild()
         # OpenMP threads spin: with the encoder busy, more threads make a query slower.
+        # omp_set_num_threads sets only the calling thread's count (a thread OpenMP did not
+        # start begins with one per core): so every search sets it again, on its own thread.
+        self.search_threads = search_threads
         faiss.omp_set_num_threads(search_threads)
         # A flat scan for several queries at once (the query batcher sends them together)
         # is one matrix product from four queries on: FAISS switches to it below nx * dim
@@ -214,6 +217,7 @@ class VectorIndex:
             # (selector stays referenced here until the search is done: params only points at it.)
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))
             params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
+        faiss.omp_set_num_threads(self.search_threads)  # this thread's scan (and its BLAS product) on that many
         with self._lock.read():
             k = max(1, min(k, max(1, self._index.ntotal)))
             return self._index.search(queries, k, params=params)

@@ -272,3 +272,36 @@ def test_background_passes_can_tell_that_query_work_is_running_or_just_ran(monke
     assert work.active_within(2.0)
     now[0] += 1.0
     assert not work.active_within(2.0), "quiet again two seconds after the last run"
+
+
+def test_query_work_beyond_its_cpu_budget_waits_only_while_indexing_has_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nasclip.query.batching as batching
+
+    now = [100.0]
+    monkeypatch.setattr(batching.time, "monotonic", lambda: now[0])
+    cores: list[float | None] = [None]
+    work = Batcher(budget=lambda: cores[0])
+    work.charge(1.0)
+    assert work.owed() == 0.0, "no budget while nothing is indexed: queries take what they need"
+    cores[0] = 0.5
+    work.charge(1.0)  # a storm spent a second of CPU at once: the burst and 0.75 s more
+    assert work.owed() == pytest.approx((1.0 - batching.BURST) / 0.5)
+    now[0] += 1.0  # half a core's worth came back
+    assert work.owed() == pytest.approx((0.5 - batching.BURST) / 0.5)
+    now[0] += 10.0
+    assert work.owed() == 0.0
+    work.charge(batching.BURST * 0.9)
+    assert work.owed() == 0.0, "a lone search never waits"
+    # A run that is owed waits until the clock has paid the debt back, then runs.
+    now[0] += 10.0
+    work.charge(batching.BURST + 0.01)  # 0.01 s owed at half a core: 20 ms
+    looks: list[float] = []
+
+    def ticking() -> float:  # each look at the clock finds 5 ms more gone
+        now[0] += 0.005
+        looks.append(now[0])
+        return now[0]
+
+    monkeypatch.setattr(batching.time, "monotonic", ticking)
+    assert work.submit("k", [1], lambda batch: batch) == [1]
+    assert len(looks) >= 4, "it looked again until the debt was paid"

@@ -157,3 +157,28 @@ def test_file_names_that_are_not_utf8_round_trip(tmp_path: Path) -> None:
     name = b"caf\xe9/photo.jpg".decode("utf-8", "surrogateescape")
     store.apply([Seen("s", name, 1, 1)])
     assert store.pending(1, set())[0].relpath == name
+
+
+def test_a_search_from_any_thread_scans_on_index_search_threads_only() -> None:
+    # OpenMP's thread count is per thread: a query server thread would otherwise scan (and run
+    # its BLAS product) on one thread per core, whatever index.search_threads says.
+    import threading
+
+    import faiss
+
+    from nasclip.store.vectors import VectorIndex
+
+    index = VectorIndex(8, "flat", search_threads=1)
+    raw = np.random.default_rng(1).standard_normal((20, 8)).astype(np.float32)
+    vectors = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    index.add(np.arange(1, 21, dtype=np.int64), vectors)
+    seen: list[int] = []
+
+    def search() -> None:
+        index.search(vectors[:2], 3)
+        seen.append(faiss.omp_get_max_threads())
+
+    worker = threading.Thread(target=search)
+    worker.start()
+    worker.join()
+    assert seen == [1]
