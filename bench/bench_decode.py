@@ -45,7 +45,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nasclip.indexing import imaging  # noqa: E402
+from nasclip.indexing import imaging, webp  # noqa: E402
 from nasclip.indexing.memory import tune_malloc  # noqa: E402
 from nasclip.model.spec import ImageSpec  # noqa: E402
 from tests.photos import CONVERSIONS, converted, daemon_tensor, real_photos  # noqa: E402
@@ -73,6 +73,11 @@ def libvips_thumbnail(pyvips: Any) -> Decode:
 
 
 def decoder_used(path: Path) -> str:
+    data = path.read_bytes()
+    found = webp.features(data) if webp.is_webp(data) else None
+    if found is not None:
+        factor = webp.reduction(found.width, found.height, SPEC.size)
+        return f"libwebp scaled 1/{factor}" if factor > 1 else "none"
     with Image.open(path) as image:
         return imaging.reduce_on_load(image, SPEC.size) or "none"
 

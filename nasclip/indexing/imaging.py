@@ -22,7 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,6 +31,7 @@ from ..config import IndexerConfig
 from ..errors import DecodeError
 from ..meta.exif import PhotoMeta, read_meta
 from ..model.spec import ImageSpec
+from . import webp
 from .memory import release_memory
 
 log = logging.getLogger("nasclip.imaging")
@@ -186,8 +187,28 @@ def open_bounded(fd: int, size: int, limits: DecodeLimits) -> BinaryIO:
 Source = Path | BinaryIO
 
 
+class Photo(NamedTuple):
+    """A decoded photo, upright: its pixels, which may be fewer than the file's (a reduced-scale decode), and how many.
+
+    ``size`` is the photo's own size in the file, ``scale`` the decoded
+    pixels per pixel of it along each axis: ``resize`` places the model's
+    crop by them exactly where it falls in the full photo, whatever a decoder
+    rounded its reduced size to.
+    """
+
+    image: Image.Image
+    size: tuple[int, int]
+    scale: tuple[float, float]
+
+
 def open_photo(source: Source, min_side: int, max_pixels: int,
                meta_out: list[PhotoMeta] | None = None, *, long_side: int | None = None) -> Image.Image:
+    """decode_photo's pixels."""
+    return decode_photo(source, min_side, max_pixels, meta_out, long_side=long_side).image
+
+
+def decode_photo(source: Source, min_side: int, max_pixels: int,
+                 meta_out: list[PhotoMeta] | None = None, *, long_side: int | None = None) -> Photo:
     """Decode source (a path, or a file the caller opened) into an 8-bit RGB image with EXIF orientation applied.
 
     JPEGs are decoded at the smallest DCT scale that keeps both sides at
@@ -220,7 +241,7 @@ def opening_error(exc: OSError) -> DecodeError:
 
 
 def _decode_handle(handle: BinaryIO, min_side: int, max_pixels: int,
-                   meta_out: list[PhotoMeta] | None = None, long_side: int | None = None) -> Image.Image:
+                   meta_out: list[PhotoMeta] | None = None, long_side: int | None = None) -> Photo:
     """_decode, with every failure turned into a DecodeError that says why."""
     try:
         return _decode(handle, min_side, max_pixels, meta_out, long_side)
@@ -290,27 +311,59 @@ def looks_incomplete(handle: BinaryIO) -> bool:
 
 
 def _decode(handle: BinaryIO, min_side: int, max_pixels: int,
-            meta_out: list[PhotoMeta] | None = None, long_side: int | None = None) -> Image.Image:
+            meta_out: list[PhotoMeta] | None = None, long_side: int | None = None) -> Photo:
     with warnings.catch_warnings():
         # Pillow warns about odd EXIF and palette transparency; failures raise instead.
         warnings.simplefilter("ignore")
-        image = Image.open(handle, formats=PHOTO_FORMATS)
-        # The header alone gives the size: refuse bombs before a pixel is allocated.
-        width, height = image.size
-        if width * height > max_pixels:
-            raise DecodeError(
-                f"{width}×{height} pixels is more than indexer.max_pixels ({max_pixels}); "
-                "raise the setting if this photo is genuine")
-        # Before anything loads it, exif_transpose included.
-        if long_side is not None:
-            fit_on_load(image, long_side)
-        else:
-            reduce_on_load(image, min_side)
-        image.load()
+        photo = _decode_webp(handle, min_side, max_pixels, long_side)
+        if photo is None:
+            opened = Image.open(handle, formats=PHOTO_FORMATS)
+            # The header alone gives the size: refuse bombs before a pixel is allocated.
+            size = opened.size
+            _check_pixels(*size, max_pixels)
+            # Before anything loads it, exif_transpose included.
+            if long_side is not None:
+                fit_on_load(opened, long_side)
+            else:
+                reduce_on_load(opened, min_side)
+            opened.load()
+            # The DCT's scale is a whole 1/k, its last pixel on a side partly padding.
+            factor = 1 / round(size[0] / opened.width)
+            photo = Photo(opened, size, (factor, factor))
+        image = photo.image
         if meta_out is not None:  # after load (a TIFF's tags are read from handle), before the rotation
             meta_out.append(read_meta(image, handle))
+        decoded = image.size
         _apply_orientation(image)
-        return to_rgb(image)
+        (width, height), (scale_x, scale_y) = photo.size, photo.scale
+        if image.size != decoded:  # turned a quarter
+            return Photo(to_rgb(image), (height, width), (scale_y, scale_x))
+        return Photo(to_rgb(image), photo.size, photo.scale)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise DecodeError(
+            f"{width}×{height} pixels is more than indexer.max_pixels ({max_pixels}); "
+            "raise the setting if this photo is genuine")
+
+
+def _decode_webp(handle: BinaryIO, min_side: int, max_pixels: int, long_side: int | None) -> Photo | None:
+    """A WebP decoded by libwebp directly (webp.py), at a whole-factor reduced scale; None: let Pillow decode it."""
+    if not webp.is_webp(handle.read(12)):
+        handle.seek(0)
+        return None
+    handle.seek(0)
+    data = handle.read()
+    found = webp.features(data)
+    handle.seek(0)
+    if found is None:
+        return None
+    _check_pixels(found.width, found.height, max_pixels)
+    image = webp.decode(data, found, webp.reduction(found.width, found.height, min_side, long_side))
+    if image is None:
+        return None
+    return Photo(image, (found.width, found.height), (image.width / found.width, image.height / found.height))
 
 
 def read_header_meta(handle: BinaryIO) -> PhotoMeta:
@@ -339,14 +392,13 @@ def reduce_on_load(image: Image.Image, min_side: int) -> str | None:
     # difference of 0.014-0.17 to the full decode in normalised units, 0.009-0.03
     # even at 3.5-7x (the parity bar is 0.004). A phone's thumbnail is a few hundred
     # pixels, about 1x, where even the DCT's filtered 1x copy misses the bar (0.011).
-    # WebP: libwebp can scale while it decodes, but neither Pillow nor a maintained
-    # binding (webp, imagecodecs) reaches that option. AVIF, PNG and TIFF have no
-    # reduced-scale decode (a pyramidal TIFF's smaller pages come from slide
-    # scanners and GIS, not cameras).
+    # WebP: scaled by libwebp itself while it decodes, before Pillow sees it (webp.py).
+    # AVIF, PNG and TIFF have no reduced-scale decode (a pyramidal TIFF's smaller
+    # pages come from slide scanners and GIS, not cameras).
     if image.format != "JPEG":
         return None
     width = image.width
-    side = min_side * JPEG_DRAFT_MARGIN
+    side = math.ceil(min_side * JPEG_DRAFT_MARGIN)
     image.draft("RGB", (side, side))
     return f"JPEG DCT 1/{round(width / image.width)}" if image.width < width else None
 
@@ -393,30 +445,42 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def resize(image: Image.Image, spec: ImageSpec) -> Image.Image:
+def resize(image: Image.Image, spec: ImageSpec, size: tuple[int, int] | None = None,
+           scale: tuple[float, float] = (1.0, 1.0)) -> Image.Image:
     """Resize (and crop) to the model's input size as the manifest says.
 
-    ``reducing_gap`` first shrinks by a whole factor with a box filter and
-    only then resamples: much faster on large non-JPEG photos, and the
-    difference to a plain bicubic resize is below what CLIP can see.
+    ``size`` and ``scale`` say where image came from (``Photo``): the crop is
+    placed as in the full photo, and only the crop is resampled, its box in
+    image's coordinates. The filter still reads the pixels around the box, so
+    this is the resize of the whole photo then the crop (to a rounding step),
+    for 2/3 of the work on a 3:2 photo. ``reducing_gap`` first shrinks by a
+    whole factor with a box filter and only then resamples: much faster on
+    large photos, and the difference to a plain bicubic resize is below what
+    CLIP can see.
     """
-    size = spec.size
+    side = spec.size
+    width, height = size or image.size
+    scale_x, scale_y = scale
     if spec.resize == "squash":
-        if image.size == (size, size):
-            return image
-        return image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    # crop: shortest side to size, then a centre crop, as torchvision's
-    # Resize + CenterCrop do for OpenAI CLIP (same rounding).
-    width, height = image.size
-    if width <= height:
-        new_w, new_h = size, max(size, int(size * height / width))
+        box = (0.0, 0.0, width * scale_x, height * scale_y)
+        new_w, new_h, left, top = side, side, 0, 0
     else:
-        new_w, new_h = max(size, int(size * width / height)), size
-    if (new_w, new_h) != image.size:
-        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    left = int(round((new_w - size) / 2.0))
-    top = int(round((new_h - size) / 2.0))
-    return image.crop((left, top, left + size, top + size))
+        # crop: shortest side to side, then a centre crop, as torchvision's
+        # Resize + CenterCrop do for OpenAI CLIP (same rounding).
+        if width <= height:
+            new_w, new_h = side, max(side, int(side * height / width))
+        else:
+            new_w, new_h = max(side, int(side * width / height)), side
+        left = int(round((new_w - side) / 2.0))
+        top = int(round((new_h - side) / 2.0))
+        if (new_w, new_h) == image.size:
+            return image.crop((left, top, left + side, top + side))
+        box = (left * width / new_w * scale_x, top * height / new_h * scale_y,
+               (left + side) * width / new_w * scale_x, (top + side) * height / new_h * scale_y)
+    if image.size == (side, side) and box == (0.0, 0.0, side, side):
+        return image
+    box = (box[0], box[1], min(box[2], image.width), min(box[3], image.height))  # float rounding
+    return image.resize((side, side), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
 
 
 def to_tensor(image: Image.Image, spec: ImageSpec) -> np.ndarray:
@@ -449,9 +513,9 @@ def to_tensor(image: Image.Image, spec: ImageSpec) -> np.ndarray:
 def load_image(source: Source, spec: ImageSpec, max_pixels: int,
                meta_out: list[PhotoMeta] | None = None) -> Image.Image:
     """Decode and resize one photo: the model's input as an RGB image (its metadata appended to meta_out)."""
-    photo = open_photo(source, spec.size, max_pixels, meta_out)
-    big = photo.width * photo.height >= TRIM_PIXELS
-    small = resize(photo, spec)
+    photo = decode_photo(source, spec.size, max_pixels, meta_out)
+    big = photo.image.width * photo.image.height >= TRIM_PIXELS
+    small = resize(photo.image, spec, photo.size, photo.scale)
     del photo
     if big:  # hundreds of MB just freed: give them back rather than keep them for the next one
         release_memory()

@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import DEMO_MODEL, DaemonProcess, wait_until, write_config
-from PIL import Image, ImageDraw, features
+from PIL import Image, ImageDraw, ImageOps, features
 
 from nasclip.errors import DecodeError
-from nasclip.indexing import imaging
+from nasclip.indexing import imaging, webp
 from nasclip.indexing.imaging import (
     BoundedFile,
     DecodeLimits,
+    decode_photo,
     load_image,
     load_tensor,
     open_bounded,
@@ -206,6 +207,102 @@ def test_formats_decode_to_the_same_picture(tmp_path: Path, fmt: str, suffix: st
     assert differs(pixels(path), want) < 4
 
 
+def grating(width: int, height: int, period: float = 37) -> Image.Image:
+    """Detail a few pixels apart at the model's input size: a crop placed a fraction of a pixel off shows."""
+    x, y = np.arange(width)[None, :], np.arange(height)[:, None]
+    wave = 128 + 90 * np.sin(2 * np.pi * x / period) * np.cos(2 * np.pi * y / (1.3 * period))
+    return Image.fromarray(np.stack([wave, 255 - wave, np.full_like(wave, 100)], axis=2).astype(np.uint8))
+
+
+def full_decode(path: Path, spec: ImageSpec = SPEC) -> np.ndarray:
+    """Pillow's full decode, turned upright, through the same resize: what a reduced-scale decode must match."""
+    with Image.open(path) as image:
+        image.load()
+        return to_tensor(resize(imaging.to_rgb(ImageOps.exif_transpose(image)), spec), spec)
+
+
+@pytest.mark.parametrize("kind", ["lossy", "lossless", "alpha"])
+def test_webp_is_decoded_by_libwebp_at_a_whole_reduced_scale_as_close_as_the_jpeg_draft(
+        tmp_path: Path, kind: str) -> None:
+    # 1/3 scale: 867×672 (sides rounded up), both at least 3 × 224. The rounding
+    # changes the aspect enough to move the crop by half a pixel if it were placed
+    # from the decoded size (test_an_odd_sized_jpeg_draft... shows what that costs).
+    image = grating(2600, 2016)
+    if kind == "alpha":
+        image.putalpha(Image.linear_gradient("L").resize(image.size))
+    path = tmp_path / f"{kind}.webp"
+    image.save(path, "WEBP", **({"lossless": True} if kind == "lossless" else {"quality": 90}))
+    assert webp._library() is not None, "the libwebp in Pillow's wheel (or the system's) is found"
+    photo = decode_photo(path, 224, LIMIT)
+    assert photo.image.size == (867, 672) and photo.size == (2600, 2016)
+    assert photo.scale == (867 / 2600, 672 / 2016)
+    for spec in (SPEC, dataclasses.replace(SPEC, resize="squash")):
+        # The parity bar of tests/system/test_image_parity.py is 0.02 per photo in normalised units.
+        assert differs(load_tensor(path, spec, LIMIT), full_decode(path, spec)) < 0.02, spec.resize
+    # A photo too small to scale gives exactly Pillow's full decode.
+    small = tmp_path / f"small-{kind}.webp"
+    image.resize((640, 480)).save(small, "WEBP", **({"lossless": True} if kind == "lossless" else {"quality": 90}))
+    assert decode_photo(small, 224, LIMIT).scale == (1.0, 1.0)
+    assert np.array_equal(load_tensor(small, SPEC, LIMIT), full_decode(small))
+
+
+def test_webp_falls_back_to_pillow_for_animations_and_without_libwebp(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    animated = tmp_path / "anim.webp"
+    frames = [Image.new("RGB", (700, 700), colour) for colour in ((220, 20, 20), (20, 20, 220))]
+    frames[0].save(animated, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert webp.features(animated.read_bytes()).animated  # type: ignore[union-attr]
+    got = pixels(animated)
+    assert got[..., 0].mean() > 200 and got[..., 2].mean() < 40, "the first frame"
+    big = tmp_path / "big.webp"
+    grating(2000, 1500).save(big, "WEBP", quality=90)
+    scaled = load_tensor(big, SPEC, LIMIT)
+    monkeypatch.setattr(webp, "_library", lambda: None)
+    assert decode_photo(big, 224, LIMIT).scale == (1.0, 1.0), "Pillow's full decode"
+    assert np.array_equal(load_tensor(big, SPEC, LIMIT), full_decode(big))
+    assert differs(scaled, full_decode(big)) < 0.02
+
+
+def test_webp_orientation_and_metadata_after_a_scaled_decode(tmp_path: Path) -> None:
+    upright = tmp_path / "upright.webp"
+    picture(2688, 2016).save(upright, "WEBP", quality=92)
+    want = pixels(upright)
+    turned = with_exif(picture(2688, 2016).transpose(Image.Transpose.ROTATE_90), 6, tmp_path / "turned.webp", "WEBP",
+                       quality=92)
+    photo = decode_photo(turned, 224, LIMIT)
+    assert photo.size == (2688, 2016) and photo.image.size == (896, 672), "upright, scaled by 1/3"
+    assert differs(pixels(turned), want) < 3
+    exif = Image.Exif()
+    exif[0x0110] = "Pixel 8"
+    exif[0x0132] = "2021:07:04 18:30:00"
+    dated = tmp_path / "dated.webp"
+    picture(2688, 2016).save(dated, "WEBP", exif=exif.tobytes())
+    found: list = []
+    load_tensor(dated, SPEC, LIMIT, found)
+    assert found[0].model == "Pixel 8" and found[0].taken is not None and found[0].taken.local > 0
+
+
+def test_webp_chunk_walk_stops_at_damage() -> None:
+    head = b"RIFF\x00\x00\x00\x00WEBP"
+    chunk = b"EXIF" + struct.pack("<I", 5) + b"Exif!" + b"\x00"  # odd size: one byte of padding
+    assert webp.chunks(head + chunk + b"XMP " + struct.pack("<I", 2) + b"<x") == {"exif": b"Exif!", "xmp": b"<x"}
+    assert webp.chunks(head + b"EXIF" + struct.pack("<I", 1 << 30) + b"short") == {}
+    assert webp.chunks(head + b"EXI") == {}
+
+
+def test_an_odd_sized_jpeg_draft_keeps_the_crop_where_the_full_photo_has_it(tmp_path: Path) -> None:
+    # 2500×1403 decodes at 1/2 as 1250×702, the last row partly padding. Placed from
+    # that size, the crop would be 399 wide where the photo's is 398: half a pixel off.
+    path = tmp_path / "odd.jpg"
+    grating(2500, 1403).save(path, quality=95)
+    photo = decode_photo(path, 224, LIMIT)
+    assert photo.image.size == (1250, 702) and photo.size == (2500, 1403) and photo.scale == (0.5, 0.5)
+    want = full_decode(path)
+    assert differs(load_tensor(path, SPEC, LIMIT), want) < 0.02
+    placed_from_the_decoded_size = to_tensor(resize(photo.image, SPEC), SPEC)
+    assert differs(placed_from_the_decoded_size, want) > 0.1, "control: the placement is what the check sees"
+
+
 # --------------------------------------------------------------------------- preprocessing
 
 
@@ -220,12 +317,15 @@ def test_crop_and_squash_follow_the_manifest() -> None:
     assert np.allclose(crop[:, 2:-2], (0, 200, 0), atol=2), "crop keeps the centre square only"
     assert np.allclose(squash[:, :50], (200, 0, 0), atol=2) and np.allclose(squash[:, -50:], (0, 0, 200), atol=2)
     # Shortest side to 224 with torchvision's rounding, then the centre: 300×200 -> 336×224, left 56.
-    odd = picture(300, 200)
-    want = odd.resize((336, 224), Image.Resampling.BICUBIC).crop((56, 0, 280, 224))
-    assert np.array_equal(np.asarray(resize(odd, SPEC)), np.asarray(want))
-    portrait = picture(200, 300)
-    want = portrait.resize((224, 336), Image.Resampling.BICUBIC).crop((0, 56, 224, 280))
-    assert np.array_equal(np.asarray(resize(portrait, SPEC)), np.asarray(want))
+    # nasclip resamples only the crop's box: the same pixels to a rounding step (a few levels on
+    # a sharp edge); a crop one pixel off differs by more than half a level on average.
+    for size, crop, off_by_one in (((300, 200), (56, 0, 280, 224), (57, 0, 281, 224)),
+                                   ((200, 300), (0, 56, 224, 280), (0, 57, 224, 281))):
+        odd = picture(*size)
+        scaled = odd.resize((crop[2] + crop[0], crop[3] + crop[1]), Image.Resampling.BICUBIC)
+        want = np.asarray(scaled.crop(crop), np.float32)
+        assert differs(np.asarray(resize(odd, SPEC), np.float32), want) < 0.01, size
+        assert differs(np.asarray(scaled.crop(off_by_one), np.float32), want) > 0.5, "control"
 
 
 def test_layouts_dtypes_and_bgr_give_the_same_values() -> None:
