@@ -62,14 +62,14 @@ _TRUNCATED = "truncated (incomplete file, maybe still being copied)"
 TRIM_PIXELS = 16_000_000
 # A JPEG is decoded in the DCT at no less than this many times the model's input size.
 # The DCT's reduced-scale decode is a coarse filter: when the bicubic resize after it
-# has less than about 3x left to do, its aliasing reaches the tensor. On 64 real photos
-# against open_clip's full-decode preprocessing, a 1x margin left a mean difference of
-# 0.011 (p99 0.135, some photos 0.5) in normalised units; 2x halved that; 3x gives
-# 0.0013 (p99 0.015), as close as a full decode with reducing_gap gets. On the 38 real
-# photos (5.7 MP on average) that costs 1.35x the decode time of 1x (38 ms against
-# 28 ms), still 1.85x faster than a full decode with open_clip's preprocessing
-# (tests/system/test_image_parity.py, bench/bench_preprocess.py).
-JPEG_DRAFT_MARGIN = 3
+# has too little left to do, its aliasing reaches the tensor. On the 64 photos of
+# tests/system/test_image_parity.py against open_clip's full-decode preprocessing, with
+# the crop placed from the photo's own size (``Photo``), the mean difference in
+# normalised units and the worst photo's were: 2x 0.0025 and 0.0139, 2.5x 0.0017 and
+# 0.0054, 3x 0.0014 and 0.0039 (bars 0.004 and 0.02). Before the crop was placed that
+# way, a reduced size rounded up moved it, and 2x cost one photo 0.035. 2.5x decodes
+# an 8-megapixel phone photo and a 1920×1200 one at the next smaller scale than 3x.
+JPEG_DRAFT_MARGIN = 2.5
 
 
 # The most BoundedFile.readall asks for in one read (see there).

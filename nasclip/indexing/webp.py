@@ -142,7 +142,7 @@ def reduction(width: int, height: int, min_side: int | None, long_side: int | No
     """The whole factor to decode at: both sides at least MARGIN × min_side, or the long side at least long_side."""
     if long_side is not None:
         return max(1, max(width, height) // long_side)
-    return max(1, min(width, height) // (MARGIN * (min_side or 1)))
+    return max(1, int(min(width, height) // (MARGIN * (min_side or 1))))
 
 
 def decode(data: bytes, found: Features, factor: int) -> Image.Image | None:

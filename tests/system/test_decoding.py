@@ -109,7 +109,7 @@ def test_every_exif_orientation_is_applied_after_draft(tmp_path: Path) -> None:
     upright = tmp_path / "upright.jpg"
     picture(2688, 2016).save(upright, quality=92)
     want = pixels(upright)
-    # Draft really happened: 2688×2016 decodes at half scale, still 3 × 224 on both sides.
+    # Draft really happened: 2688×2016 decodes at half scale (a quarter would leave less than 2.5 × 224).
     assert open_photo(upright, 224, LIMIT).size == (1344, 1008)
     for orientation, stored_as in STORED_AS.items():
         stored = picture(2688, 2016).transpose(stored_as)

@@ -40,7 +40,7 @@ from test_decoding import picture
 
 from nasclip.errors import DecodeError
 from nasclip.indexing.encoder import Encoder
-from nasclip.indexing.imaging import DecodeLimits, resize, to_tensor
+from nasclip.indexing.imaging import JPEG_DRAFT_MARGIN, DecodeLimits, resize, to_tensor
 from nasclip.media.raw import PREVIEW_MARGIN, open_raw, raw_tensor
 from nasclip.model.spec import load_model_spec
 from tools.scenes import CHINESE_COLOURS, SHAPES, Scene, render
@@ -108,9 +108,9 @@ def test_a_large_preview_is_used_and_shows_what_the_full_rendering_shows(
         path = write_dng(tmp_path / f"shot{i}.dng", shot, preview=shot)
         got = open_raw(path, SIDE, LIMITS)
         assert got.route == "preview"
-        # The preview went through the photo decoder: reduced in the DCT, never below 3x the input.
-        assert min(got.image.size) >= min(3 * SIDE, min(shot.size)) and got.image.width / got.image.height == \
-            pytest.approx(shot.width / shot.height, rel=0.01)
+        # The preview went through the photo decoder: reduced in the DCT, never below its margin.
+        assert min(got.image.size) >= min(JPEG_DRAFT_MARGIN * SIDE, min(shot.size))
+        assert got.image.width / got.image.height == pytest.approx(shot.width / shot.height, rel=0.01)
         assert structure(got.image, oracle(path)) >= 0.98
 
 
