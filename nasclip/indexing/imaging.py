@@ -2,9 +2,12 @@
 
 Decoding is as expensive as encoding unless it is done well, so JPEGs are
 decoded at reduced scale in the DCT (``draft``) before anything else touches
-the pixels, EXIF orientation included. The other formats have no reduced-scale
-decode that keeps the tensor as close to a full decode (``reduce_on_load``
-says why, bench/bench_decode.py measures them all). The pixel limit is checked on the
+the pixels, EXIF orientation included, and WebPs by libwebp while it decodes
+(webp.py). The other formats have no reduced-scale decode that keeps the
+tensor as close to a full decode (``reduce_on_load`` says why,
+bench/bench_decode.py measures them all). ``Photo`` carries the photo's own
+size and the decoder's scale, so the model's crop falls where it falls in the
+full photo whatever size the decoder rounded to. The pixel limit is checked on the
 header alone, so a decompression bomb never gets its pixels allocated. Every
 mode a NAS holds (CMYK, 16-bit, palette, alpha, greyscale) ends up as 8-bit
 RGB. Preprocessing follows the model manifest exactly, so the same photo
@@ -327,9 +330,13 @@ def _decode(handle: BinaryIO, min_side: int, max_pixels: int,
             else:
                 reduce_on_load(opened, min_side)
             opened.load()
-            # The DCT's scale is a whole 1/k, its last pixel on a side partly padding.
-            factor = 1 / round(size[0] / opened.width)
-            photo = Photo(opened, size, (factor, factor))
+            if opened.size == size:
+                photo = Photo(opened, size, (1.0, 1.0))
+            elif opened.format == "JPEG":  # the DCT's whole 1/k, its last pixel on a side partly padding
+                factor = 1 / round(size[0] / opened.width)
+                photo = Photo(opened, size, (factor, factor))
+            else:  # a decoder whose picture is not the size its header said: the picture it gave
+                photo = Photo(opened, opened.size, (1.0, 1.0))
         image = photo.image
         if meta_out is not None:  # after load (a TIFF's tags are read from handle), before the rotation
             meta_out.append(read_meta(image, handle))

@@ -44,9 +44,10 @@ from ..indexing.backends.onnx import usable_cores
 BREATHER = 0.15
 BURST = 0.25  # CPU seconds of query work that may run at once before the budget applies
 # While indexing has work, each query slot is this much of a core: the rest of it, and every other core,
-# are indexing's. Measured (bench/bench_query.py, 32 clients at 100k photos on 2 cores): 0.7 kept the
-# indexer at 0.58 of its rate with a p99 of 1.02 s, 0.8 at 0.47-0.53 with 0.79-0.91 s.
-SLOT_SHARE = 0.75
+# are indexing's. Measured (bench/bench_query.py, 32 clients at 100k photos on 2 cores, one slot): 0.8
+# kept the indexer at 0.47-0.53 of its rate with a p99 of 0.79-0.91 s; after the decode got cheaper
+# (stop 28), 0.75 kept 0.51 with a p99 of 0.68 s and 0.7 kept 0.56 with 0.74 s.
+SLOT_SHARE = 0.7
 
 T = TypeVar("T")
 R = TypeVar("R")
