@@ -48,8 +48,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_indexing import CACHE, DEMO, build_corpus, build_model, log  # noqa: E402
 from raws import write_dng  # noqa: E402
 
+from nasclip.indexing.bounded import DecodeLimits  # noqa: E402
 from nasclip.indexing.encoder import Encoder  # noqa: E402
-from nasclip.indexing.imaging import DecodeLimits, load_tensor  # noqa: E402
+from nasclip.indexing.imaging import load_tensor  # noqa: E402
 from nasclip.media.raw import open_raw  # noqa: E402
 from nasclip.media.video import SampledVideo, VideoLimits, frame_tensors, sample_video  # noqa: E402
 from nasclip.model.spec import load_model_spec  # noqa: E402

@@ -38,7 +38,8 @@ import numpy as np
 from PIL import Image
 
 from nasclip.config import IndexerConfig
-from nasclip.indexing.imaging import decode_limits, load_tensor, open_bounded
+from nasclip.indexing.bounded import decode_limits, open_bounded
+from nasclip.indexing.imaging import load_tensor
 from nasclip.model.spec import ImageSpec
 
 # Bump when the selection or the derivation changes: the cache is rebuilt.

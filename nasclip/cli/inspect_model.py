@@ -38,8 +38,9 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..indexing.bounded import decode_limits, open_bounded
     from ..indexing.encoder import Encoder
-    from ..indexing.imaging import decode_limits, load_tensor, open_bounded
+    from ..indexing.imaging import load_tensor
 
     if not args.text and not args.image:
         raise ModelError("give at least one --text T or --image FILE")

@@ -280,7 +280,7 @@ def _thumbnail(result: dict, size: int = 320) -> str | None:
             from ..media.video import VideoLimits, frame_at
             image = frame_at(Path(path), VideoLimits(), size // 2, result.get("time") or 0.0)
         elif kind == "raw":
-            from ..indexing.imaging import DecodeLimits
+            from ..indexing.bounded import DecodeLimits
             from ..media.raw import open_raw
             image = open_raw(Path(path), size // 2, DecodeLimits(120_000_000)).image
         else:

@@ -42,7 +42,8 @@ from ..meta.exif import PhotoMeta
 from ..model.spec import ImageSpec
 from ..store.catalog import decode_path, stem_of
 from ..store.reader import CatalogReader
-from .imaging import DecodeLimits, load_tensor, resize, to_tensor
+from .bounded import DecodeLimits
+from .imaging import load_tensor, resize, to_tensor
 
 log = logging.getLogger("nasclip.indexer")
 

@@ -51,9 +51,10 @@ from ..store.changes import Encoded, Failed, LiveClip, Result
 from ..store.store import Store
 from . import decode
 from .backfill import MetadataBackfill, complete
+from .bounded import decode_limits, open_bounded
 from .encoder import Encoder
 from .fingerprints import FINGERPRINT_CHUNK, WHOLE_FILE, fingerprint, head_and_tail, read_at
-from .imaging import decode_limits, open_bounded, read_header_meta
+from .imaging import read_header_meta
 
 log = logging.getLogger("nasclip.indexer")
 

@@ -2,7 +2,7 @@
 
 The daemon's indexer opens every file itself, from the share root with no
 symbolic link in any component, and hands the decoders a bounded reader of
-that descriptor (imaging.open_bounded). Given a path instead, the media
+that descriptor (bounded.open_bounded). Given a path instead, the media
 decoders open it here the same way for the last component: never through a
 symbolic link, never blocking on a FIFO, and read through the bounded reader.
 """
@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from ..indexing.imaging import DecodeLimits, open_bounded, opening_error
+from ..indexing.bounded import DecodeLimits, open_bounded
+from ..indexing.imaging import opening_error
 
 Source = Path | BinaryIO
 

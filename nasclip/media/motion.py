@@ -53,7 +53,7 @@ class MotionClip:
 def find_motion_clip(handle: BinaryIO) -> MotionClip | None:
     """The MP4 clip appended to a JPEG read from handle (from its start); None for a plain JPEG.
 
-    The whole file is read: the caller bounds it (imaging.open_bounded).
+    The whole file is read: the caller bounds it (bounded.open_bounded).
     """
     handle.seek(0)
     data = handle.read()

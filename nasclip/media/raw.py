@@ -37,7 +37,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DecodeError
-from ..indexing.imaging import DecodeLimits, open_photo, resize, to_rgb, to_tensor
+from ..indexing.bounded import DecodeLimits
+from ..indexing.imaging import open_photo, resize, to_rgb, to_tensor
 from ..meta.exif import CaptureTime, PhotoMeta, meta_from_source
 from ..meta.ifd import BytesSource, Tiff
 from ..model.spec import ImageSpec
@@ -72,7 +73,7 @@ class RawPicture:
 def open_raw(source: Source, min_side: int, limits: DecodeLimits) -> RawPicture:
     """The picture of a RAW (module doc); raises DecodeError naming the reason.
 
-    source: a path, or a file the caller opened (imaging.open_bounded) and
+    source: a path, or a file the caller opened (bounded.open_bounded) and
     that is read whole.
     """
     data = _read(source, limits)

@@ -32,7 +32,8 @@ from PIL import Image
 
 from ..config import Config, VideoConfig
 from ..errors import DecodeError
-from ..indexing.imaging import DecodeLimits, resize, to_tensor
+from ..indexing.bounded import DecodeLimits
+from ..indexing.imaging import resize, to_tensor
 from ..meta.exif import PhotoMeta
 from ..model.spec import ImageSpec
 from . import container as tags_
@@ -113,7 +114,7 @@ def sample_video(source: Source, limits: VideoLimits, min_side: int,
                  clock: Callable[[], float] = time.monotonic) -> SampledVideo:
     """The frames of a video to encode, each at least FRAME_MARGIN × min_side on its short side (or native).
 
-    source: a path, or a file the caller opened (imaging.open_bounded with
+    source: a path, or a file the caller opened (bounded.open_bounded with
     ``limits.read``). Raises DecodeError (module doc).
     """
     deadline = clock() + limits.read.timeout

@@ -39,7 +39,8 @@ from PIL import Image
 
 from ..config import Config, IndexerConfig, OcrConfig
 from ..errors import DecodeError, ModelError
-from ..indexing.imaging import PHOTO_FORMATS, TRIM_PIXELS, decode_limits, open_bounded, open_photo
+from ..indexing.bounded import decode_limits, open_bounded
+from ..indexing.imaging import PHOTO_FORMATS, TRIM_PIXELS, open_photo
 from ..indexing.indexer import open_row
 from ..indexing.memory import release_memory
 from ..lifecycle import Worker, WorkerPart

@@ -25,8 +25,9 @@ import numpy as np
 
 from ..errors import DecodeError, PathRefused, ProtocolError
 from ..fsopen import open_nofollow
+from ..indexing.bounded import DecodeLimits, open_bounded
 from ..indexing.encoder import Encoder
-from ..indexing.imaging import DecodeLimits, load_tensor, open_bounded, resize, to_tensor
+from ..indexing.imaging import load_tensor, resize, to_tensor
 from ..media.formats import kind_of
 from ..media.raw import open_raw
 from ..media.video import VideoLimits, frame_at

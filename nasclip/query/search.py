@@ -26,8 +26,8 @@ import numpy as np
 
 from ..config import Config
 from ..errors import ModelError, NasclipError, ProtocolError
+from ..indexing.bounded import DecodeLimits, decode_limits
 from ..indexing.encoder import Encoder, l2_normalise
-from ..indexing.imaging import DecodeLimits, decode_limits
 from ..media.video import VideoLimits, video_limits
 from ..meta.places import Places
 from ..model.spec import load_model_spec

@@ -23,8 +23,8 @@ from .. import __version__
 from ..config import CACHE_FOLDER, Config, check_paths, load_config
 from ..display import group_digits
 from ..errors import ConfigError, DiskFull, ProtocolError, StoreError
+from ..indexing.bounded import decode_limits
 from ..indexing.encoder import Encoder
-from ..indexing.imaging import decode_limits
 from ..indexing.indexer import Indexer
 from ..media.video import video_limits
 from ..meta.places import Places

@@ -24,7 +24,7 @@ import uvicorn
 
 from ..config import Config, parse_listen
 from ..errors import NasclipError
-from ..indexing.imaging import decode_limits
+from ..indexing.bounded import decode_limits
 from ..lifecycle import Worker
 from ..media.video import video_limits
 from .app import Backend, WebApp

@@ -2,7 +2,7 @@
 
 A thumbnail is made only from a photo the asking user opened through
 photos.open_photo (the access check comes first, cached or not), decoded
-within the indexer's limits (imaging.open_bounded: file size, pixels from
+within the indexer's limits (bounded.open_bounded: file size, pixels from
 the header, decode time; JPEGs at reduced scale in the DCT) and with at most
 ``web.thumb_workers`` decodes at once. It is cached under
 ``state_dir/thumbs``, named by a hash of the row id and the file's size and
@@ -26,7 +26,8 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import DecodeError, NasclipError
-from ..indexing.imaging import DecodeLimits, open_bounded, open_photo
+from ..indexing.bounded import DecodeLimits, open_bounded
+from ..indexing.imaging import open_photo
 from ..media.formats import kind_of
 from ..media.raw import open_raw
 from ..media.video import VideoLimits, frame_at

@@ -26,18 +26,9 @@ from conftest import DEMO_MODEL, DaemonProcess, wait_until, write_config
 from PIL import Image, ImageDraw, ImageOps, features
 
 from nasclip.errors import DecodeError
-from nasclip.indexing import imaging, webp
-from nasclip.indexing.imaging import (
-    BoundedFile,
-    DecodeLimits,
-    decode_photo,
-    load_image,
-    load_tensor,
-    open_bounded,
-    open_photo,
-    resize,
-    to_tensor,
-)
+from nasclip.indexing import bounded, imaging, webp
+from nasclip.indexing.bounded import BoundedFile, DecodeLimits, open_bounded
+from nasclip.indexing.imaging import decode_photo, load_image, load_tensor, open_photo, resize, to_tensor
 from nasclip.model.spec import ImageSpec
 
 LIMIT = 100_000_000
@@ -387,12 +378,12 @@ def test_a_decoder_that_takes_the_whole_file_gets_it_in_a_few_reads_within_the_b
     picture(1600, 1200).save(path, compression="tiff_lzw")  # Pillow hands libtiff the whole file from one read()
     reads = []
     real_pread = os.pread
-    monkeypatch.setattr(imaging.os, "pread", lambda fd, n, at: reads.append(n) or real_pread(fd, n, at))
+    monkeypatch.setattr(bounded.os, "pread", lambda fd, n, at: reads.append(n) or real_pread(fd, n, at))
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        bounded = load_tensor(open_bounded(fd, size, DecodeLimits(LIMIT)), SPEC, LIMIT)
-        assert np.array_equal(bounded, load_tensor(path, SPEC, LIMIT))
+        through_the_reader = load_tensor(open_bounded(fd, size, DecodeLimits(LIMIT)), SPEC, LIMIT)
+        assert np.array_equal(through_the_reader, load_tensor(path, SPEC, LIMIT))
         assert len(reads) < 10, f"{len(reads)} reads for {size} bytes"
         # A file that grew past indexer.max_file_bytes after open_bounded let it through.
         with pytest.raises(DecodeError, match="more than twice indexer.max_file_bytes"):

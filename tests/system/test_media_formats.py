@@ -29,7 +29,8 @@ from test_decoding import picture
 from videos import CODECS, write_video
 
 from nasclip.errors import DecodeError
-from nasclip.indexing.imaging import DecodeLimits, load_image, load_tensor, open_bounded, resize, to_rgb, to_tensor
+from nasclip.indexing.bounded import DecodeLimits, open_bounded
+from nasclip.indexing.imaging import load_image, load_tensor, resize, to_rgb, to_tensor
 from nasclip.media.motion import MotionClip, find_motion_clip, jpeg_end
 from nasclip.media.video import VideoLimits, sample_video
 from nasclip.meta.exif import PhotoMeta

@@ -39,8 +39,9 @@ from raws import write_dng
 from test_decoding import picture
 
 from nasclip.errors import DecodeError
+from nasclip.indexing.bounded import DecodeLimits
 from nasclip.indexing.encoder import Encoder
-from nasclip.indexing.imaging import JPEG_DRAFT_MARGIN, DecodeLimits, resize, to_tensor
+from nasclip.indexing.imaging import JPEG_DRAFT_MARGIN, resize, to_tensor
 from nasclip.media.raw import PREVIEW_MARGIN, open_raw, raw_tensor
 from nasclip.model.spec import load_model_spec
 from tools.scenes import CHINESE_COLOURS, SHAPES, Scene, render

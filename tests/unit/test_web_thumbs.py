@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from nasclip.errors import DecodeError
-from nasclip.indexing.imaging import DecodeLimits
+from nasclip.indexing.bounded import DecodeLimits
 from nasclip.store.reader import Candidate
 from nasclip.web import thumbs
 from nasclip.web.photos import OpenPhoto
