@@ -422,14 +422,15 @@ def int8_text_copy(folder: Path, log=say) -> Path:
 def client_overhead(socket: Path, pool: list[str], runs: int = 20) -> tuple[float, float]:
     """Median seconds of the whole nasclip-query process and of the socket round trip, same cached queries."""
     whole, trip = [], []
-    command = str(Path(sys.executable).with_name("nasclip-query"))  # the console script a user runs
+    script = Path(sys.executable).with_name("nasclip-query")  # the console script a user runs
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "nasclip.cli.query"]
     for text in pool[:runs]:
         request(socket, op="search", text=text, k=10)  # cache the text: both sides then do the same work
         started = time.perf_counter()
         request(socket, op="search", text=text, k=10)
         trip.append(time.perf_counter() - started)
         started = time.perf_counter()
-        subprocess.run([command, "-s", str(socket), "-k", "10", text], check=True, capture_output=True)
+        subprocess.run([*command, "-s", str(socket), "-k", "10", text], check=True, capture_output=True)
         whole.append(time.perf_counter() - started)
     return float(np.median(whole)), float(np.median(trip))
 
