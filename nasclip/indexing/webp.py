@@ -11,13 +11,13 @@ photo to a ViT-B/32 input: Pillow 112 ms, this module in full 74 ms (the same
 tensor to the last bit), at reduced scale 55 ms.
 
 The scale is a whole factor (1/2, 1/3, ...) keeping both sides at least
-``MARGIN`` × the model's input, so that what is left for the bicubic resize is
-what it leaves for a JPEG's DCT draft. libwebp's rescaler averages areas; on a
-whole factor that is Pillow's own ``reduce``. A fractional factor let the
-rescaler's area grid beat against the photo's detail: a 1600×1203 flower
-photo scaled by 1/1.34 missed the parity bar by itself (0.025 against 0.02),
-where whole factors keep every photo within 0.0062 of the full decode and
-0.0031 on average.
+``MARGIN`` × the model's input. libwebp's rescaler averages areas; on a whole
+factor that is Pillow's own ``reduce``. A fractional factor let the rescaler's
+area grid beat against the photo's detail: a 1600×1203 flower photo scaled by
+1/1.34 missed the parity bar by itself (0.025 against 0.02), where whole
+factors keep every photo within 0.0062 of the full decode and 0.0032 on
+average. The JPEG draft's 2.5× would leave 0.0038 on average here, too near
+the 0.004 bar.
 
 The library is the libwebp Pillow itself uses: the one in Pillow's wheel
 (``pillow.libs``), else the system's (``libwebp.so.7``, which Debian's Pillow
